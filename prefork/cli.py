@@ -1,0 +1,89 @@
+"""`prefork-serve` (and `python -m prefork`): argv and the environment are read here only.
+
+The command line is generated from the settings declared in config.py, so every setting
+is a flag (`graceful_timeout` → `--graceful-timeout`) with the same validation as in the
+file and the environment.
+
+Exit statuses: 0 stopped normally; 2 bad command line or config; 3 cannot bind;
+4 the app cannot be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from prefork import __version__, config
+from prefork.errors import ConfigError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prefork-serve",
+        description="Serve a WSGI app with a prefork master, worker processes and thread pools.",
+        epilog="Every setting can also be given in the config file and as PREFORK_<NAME> in "
+        "the environment. Precedence: command line > environment > file > defaults.",
+    )
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="TOML config file (also PREFORK_CONFIG)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="print the resolved settings and exit")
+    parser.add_argument("--print-example-config", action="store_true",
+                        help="print a config file with every setting and its default")
+    parser.add_argument("--version", action="version", version=f"prefork {__version__}")
+    for field in config.iter_settings():
+        meta = field.metadata
+        help_text = meta["doc"] + (f" [{meta['unit']}]" if meta["unit"] else "")
+        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
+                                  "help": help_text}
+        if meta["positional"]:
+            parser.add_argument(field.name, nargs="?", metavar="APP", **{
+                k: v for k, v in kwargs.items() if k != "dest"})
+            continue
+        flag = config.flag_name(field.name)
+        tp = config.type_text(field.name)
+        if tp == "true or false":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif tp == "a list of strings":
+            parser.add_argument(flag, action="append", metavar="VALUE", **kwargs)
+        else:
+            parser.add_argument(flag, metavar=field.name.upper(), **kwargs)
+    return parser
+
+
+def parse(argv: Sequence[str] | None = None,
+          environ: dict[str, str] | None = None) -> tuple[argparse.Namespace, config.Config]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for field in config.iter_settings():
+        if field.name in vars(args):
+            raw = getattr(args, field.name)
+            if isinstance(raw, list):
+                raw = tuple(raw)
+            values[field.name] = raw
+    path = args.config or env.get(config.ENV_PREFIX + "CONFIG")
+    return args, config.resolve(values, env, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args, cfg = parse(argv)
+    except ConfigError as exc:
+        print(f"prefork-serve: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.print_example_config:
+        sys.stdout.write(config.example_toml())
+        return 0
+    if args.check_config:
+        print(config.describe(cfg))
+        return 0
+    from prefork.master import serve
+
+    return serve(cfg)

@@ -1,0 +1,458 @@
+"""Every setting, declared once, and how a frozen `Config` is resolved from its sources.
+
+Each field of `Config` *is* the declaration of one setting: its name, type (the annotation),
+default, unit, one line of documentation and its validation (in the field's metadata). From
+that one declaration come the TOML keys, the `--flag` of the command line, the `PREFORK_*`
+environment variable, `--check-config` and the documented `config.toml`.
+
+Precedence, highest first: command line > environment > file > defaults.
+
+Names are flat and unique: tables in the TOML file may group settings for readability, but a
+setting's name never depends on its table (`[workers] graceful_timeout = 5` and a top-level
+`graceful_timeout = 5` mean the same). An unknown key, a wrong type or an out-of-range value
+is a `ConfigError` naming the key, the value and what is allowed.
+
+Touched by the master (and read-only by workers, which inherit the frozen object on fork).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefork.errors import ConfigError
+
+ENV_PREFIX = "PREFORK_"
+SECONDS = 1.0
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup v2/v1 CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:  # cgroup v2: "max 100000" or "150000 100000"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if q <= 0 or p <= 0 else q / p
+    except (OSError, ValueError):
+        return None
+
+
+_BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
+
+
+def check_bind(values: tuple[str, ...]) -> str | None:
+    if not values:
+        return "at least one address is required"
+    for v in values:
+        if not _BIND_RE.match(v):
+            return "each address is HOST:PORT, [IPV6]:PORT, unix:/PATH or fd://N"
+        if not v.startswith(("unix:", "fd://")) and int(v.rsplit(":", 1)[1]) > 65535:
+            return "a port is at most 65535"
+    return None
+
+
+def check_app(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^[\w.]+(:[\w.]+(\(\))?)?$", value):
+        return "an app is MODULE:NAME or MODULE:FACTORY() (for example myproject.wsgi:application)"
+    return None
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    section: str,
+    default_factory: Callable[[], Any] | None = None,
+    default_doc: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    unit: str = "",
+    octal: bool = False,
+    positional: bool = False,
+) -> Any:
+    """Declare one setting as a dataclass field (see the module docstring)."""
+    meta = {
+        "doc": doc,
+        "section": section,
+        "min": min,
+        "max": max,
+        "choices": choices,
+        "check": check,
+        "unit": unit,
+        "octal": octal,
+        "positional": positional,
+        "default_doc": default_doc,
+    }
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    # [app]
+    app: str | None = setting(
+        None,
+        "The WSGI app as MODULE:NAME or MODULE:FACTORY(); unset serves the built-in demo.",
+        section="app", check=check_app, positional=True,
+    )
+    preload_app: bool = setting(
+        False, "Import the app in the master before forking (shares memory, no reload of code).",
+        section="app",
+    )
+    pythonpath: tuple[str, ...] = setting(
+        (), "Directories put in front of sys.path before the app is imported.", section="app",
+    )
+    root_path: str = setting(
+        "", "SCRIPT_NAME: the URL prefix the app is mounted under (for example /api).",
+        section="app",
+        check=lambda v: None if v == "" or (v.startswith("/") and not v.endswith("/"))
+        else "empty, or a path that starts with / and does not end with /",
+    )
+    # [listen]
+    bind: tuple[str, ...] = setting(
+        ("127.0.0.1:8000",),
+        "Addresses to listen on: HOST:PORT, [IPV6]:PORT or unix:/PATH; repeat for several.",
+        section="listen", check=check_bind,
+    )
+    backlog: int = setting(2048, "Listen queue length per socket.", section="listen",
+                           min=1, max=65535)
+    unix_socket_mode: int = setting(
+        0o660, "Permission bits of UNIX socket files (octal).", section="listen",
+        octal=True, min=0, max=0o777,
+    )
+    # [workers]
+    workers: int = setting(
+        doc="Worker processes. Default: the CPUs this process may use (affinity, cgroup quota).",
+        section="workers", default_factory=available_cpus, default_doc="CPUs available",
+        min=1, max=1024,
+    )
+    threads: int = setting(
+        8, "Threads per worker that run the app (each serves one request at a time).",
+        section="workers", min=1, max=1024,
+    )
+    timeout: float = setting(
+        30 * SECONDS,
+        "A worker silent for this long (no heartbeat) is killed and replaced.",
+        section="workers", unit="s", min=1, max=86400,
+    )
+    graceful_timeout: float = setting(
+        30 * SECONDS, "On a graceful stop, how long in-flight requests may run before a kill.",
+        section="workers", unit="s", min=0, max=86400,
+    )
+    max_requests: int = setting(
+        0, "Recycle a worker after it has served this many requests (0: never).",
+        section="workers", min=0,
+    )
+    max_requests_jitter: int = setting(
+        0, "Add a random 0..N to max_requests per worker so workers never recycle together.",
+        section="workers", min=0,
+    )
+    # [http]
+    keepalive: float = setting(
+        5 * SECONDS, "How long an idle keep-alive connection is kept open (0 disables keep-alive).",
+        section="http", unit="s", min=0, max=3600,
+    )
+    header_timeout: float = setting(
+        10 * SECONDS, "Time a client has to send a complete request head once it has begun.",
+        section="http", unit="s", min=0.1, max=3600,
+    )
+    body_timeout: float = setting(
+        30 * SECONDS, "Longest wait for the next bytes of a request body the app is reading.",
+        section="http", unit="s", min=0.1, max=3600,
+    )
+    send_timeout: float = setting(
+        30 * SECONDS, "Longest wait for a client to accept more response bytes.",
+        section="http", unit="s", min=0.1, max=3600,
+    )
+    max_keepalive_requests: int = setting(
+        1000, "Requests served on one connection before it is closed (0: no limit).",
+        section="http", min=0,
+    )
+    limit_request_line: int = setting(
+        8190, "Longest request line in bytes; longer gets 414.", section="http",
+        unit="bytes", min=64, max=1 << 20,
+    )
+    limit_request_fields: int = setting(
+        100, "Most header fields in a request; more gets 431.", section="http", min=1, max=10000,
+    )
+    limit_request_field_size: int = setting(
+        8190, "Longest header field (name and value) in bytes; longer gets 431.",
+        section="http", unit="bytes", min=64, max=1 << 20,
+    )
+    # [logging]
+    loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS)
+
+    @property
+    def head_limit_bytes(self) -> int:
+        """Most bytes a request head may take before it is refused with 431."""
+        return self.limit_request_line + self.limit_request_fields * (
+            self.limit_request_field_size + 2) + 4
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES: dict[str, Any] = typing.get_type_hints(Config)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def iter_settings() -> Iterator[dataclasses.Field[Any]]:
+    return iter(dataclasses.fields(Config))
+
+
+def type_text(name: str) -> str:
+    """Human description of a setting's type, used in errors and docs."""
+    meta = FIELDS[name].metadata
+    tp = _TYPES[name]
+    if meta["choices"]:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if meta["octal"]:
+        return "an octal permission mode such as 0o660"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "a whole number" + _range_text(meta)
+    if tp is float:
+        return "a number" + (f" of {meta['unit']}" if meta["unit"] else "") + _range_text(meta)
+    if tp == tuple[str, ...]:
+        return "a list of strings"
+    return "a string"
+
+
+def _range_text(meta: Mapping[str, Any]) -> str:
+    lo, hi = meta["min"], meta["max"]
+    if lo is not None and hi is not None:
+        return f" from {lo:g} to {hi:g}"
+    if lo is not None:
+        return f" of at least {lo:g}"
+    return ""
+
+
+def coerce(name: str, raw: Any, source: str) -> Any:
+    """Turn a raw value (a TOML value, or a string from the CLI or environment) into the
+    setting's type, and validate it. Raises ConfigError naming key, value and what is allowed."""
+    field = FIELDS[name]
+    meta = field.metadata
+    tp = _TYPES[name]
+    allowed = type_text(name)
+    from_text = isinstance(raw, str)
+
+    def bad(why: str = "") -> ConfigError:
+        return ConfigError(name, raw, why or f"expected {allowed}", source)
+
+    value: Any
+    if tp is bool:
+        if isinstance(raw, bool):
+            value = raw
+        elif from_text and raw.strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif from_text and raw.strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise bad()
+    elif tp is int:
+        if isinstance(raw, bool):
+            raise bad()
+        if isinstance(raw, int):
+            value = raw
+        elif from_text:
+            try:
+                value = int(raw.strip(), 8) if meta["octal"] else int(raw.strip(), 10)
+            except ValueError:
+                try:
+                    value = int(raw.strip(), 0)
+                except ValueError:
+                    raise bad() from None
+        else:
+            raise bad()
+    elif tp is float:
+        if isinstance(raw, bool):
+            raise bad()
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif from_text:
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                raise bad() from None
+        else:
+            raise bad()
+        if not math.isfinite(value):
+            raise bad()
+    elif tp == tuple[str, ...]:
+        if from_text:
+            value = tuple(p.strip() for p in raw.split(",") if p.strip())
+        elif isinstance(raw, list | tuple) and all(isinstance(x, str) for x in raw):
+            value = tuple(raw)
+        else:
+            raise bad()
+    elif tp == str | None:
+        if raw is None or (from_text and raw == ""):
+            value = None
+        elif from_text:
+            value = raw
+        else:
+            raise bad()
+    else:  # str
+        if not from_text:
+            raise bad()
+        value = raw
+        if meta["choices"]:
+            value = raw.strip().lower()
+    if meta["choices"] and value not in meta["choices"]:
+        raise bad()
+    if meta["min"] is not None and value < meta["min"]:
+        raise bad()
+    if meta["max"] is not None and value > meta["max"]:
+        raise bad()
+    if meta["check"] is not None:
+        problem = meta["check"](value)
+        if problem:
+            raise bad(problem)
+    return value
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into flat {setting: raw value}; unknown keys are errors."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", source, "the config file does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", source, f"the file is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        if key not in FIELDS:
+            raise ConfigError(key, value, f"unknown setting in {where}; known settings: "
+                              + ", ".join(FIELDS), source)
+        if key in flat:
+            raise ConfigError(key, value, "the setting is given twice in the file", source)
+        flat[key] = value
+
+    for key, value in doc.items():
+        if isinstance(value, dict) and key not in FIELDS:
+            for sub_key, sub_value in value.items():
+                if isinstance(sub_value, dict):
+                    raise ConfigError(f"{key}.{sub_key}", sub_value,
+                                      "tables nest one level at most", source)
+                put(sub_key, sub_value, f"table [{key}]")
+        else:
+            put(key, value, "the top level")
+    return flat
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """PREFORK_* variables as {setting: text}; an unknown PREFORK_* name is an error."""
+    found: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in FIELDS:
+            raise ConfigError(name, value, f"unknown environment variable {key}")
+        found[name] = value
+    return found
+
+
+def resolve(
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Build the Config: defaults < file < environment < command line."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        for name, raw in read_file(path).items():
+            values[name] = coerce(name, raw, str(path))
+    for name, raw in read_env(environ or {}).items():
+        values[name] = coerce(name, raw, "environment " + env_name(name))
+    for name, raw in (cli or {}).items():
+        values[name] = coerce(name, raw, "command line " + flag_name(name))
+    return Config(**values)
+
+
+def describe(config: Config) -> str:
+    """The resolved settings as TOML-like lines (for --check-config)."""
+    lines = []
+    for field in iter_settings():
+        lines.append(f"{field.name} = {format_value(field.name, getattr(config, field.name))}")
+    return "\n".join(lines)
+
+
+def format_value(name: str, value: Any) -> str:
+    if value is None:
+        return '""  # unset'
+    if FIELDS[name].metadata["octal"]:
+        return f"0o{value:o}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value("app", v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}" if value != int(value) else f"{int(value)}"
+    return str(value)
+
+
+def example_toml() -> str:
+    """The documented example config: every setting, grouped, with its default."""
+    out = [
+        "# prefork example configuration: every setting with its default and what it does.",
+        "# Tables only group settings; a name means the same in any table or at the top level.",
+        "# Each setting is also --flag-name on the command line and PREFORK_NAME in the",
+        "# environment. Precedence: command line > environment > this file > defaults.",
+    ]
+    section = None
+    for field in iter_settings():
+        meta = field.metadata
+        if meta["section"] != section:
+            section = meta["section"]
+            out.append(f"\n[{section}]")
+        unit = f" [{meta['unit']}]" if meta["unit"] else ""
+        out.append(f"# {meta['doc']}{unit}")
+        if meta["default_doc"]:
+            out.append(f"# {field.name} = <{meta['default_doc']}>")
+        elif field.name == "app":
+            out.append('# app = "myproject.wsgi:application"')
+        else:
+            default = field.default
+            out.append(f"{field.name} = {format_value(field.name, default)}")
+    return "\n".join(out) + "\n"

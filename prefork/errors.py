@@ -1,0 +1,66 @@
+"""Errors that carry their own meaning.
+
+`HTTPError` subclasses carry the HTTP status they are answered with, so the code that
+catches one never needs a table mapping exception types to statuses. `ConfigError`
+names the setting, the value given and what is allowed. Used by every process.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A setting's value is unusable; the message names key, value and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str, source: str = "") -> None:
+        where = f" (from {source})" if source else ""
+        super().__init__(f"setting {key!r}{where}: got {value!r}; {allowed}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+class AppLoadError(Exception):
+    """The WSGI application could not be imported or built."""
+
+
+class HTTPError(Exception):
+    """A request that cannot be served; answered with `status` and the connection closed."""
+
+    status = 400
+    reason = "Bad Request"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail or self.reason
+
+
+class BadRequest(HTTPError):
+    status, reason = 400, "Bad Request"
+
+
+class RequestTimeout(HTTPError):
+    status, reason = 408, "Request Timeout"
+
+
+class PayloadTooLarge(HTTPError):
+    status, reason = 413, "Content Too Large"
+
+
+class URITooLong(HTTPError):
+    status, reason = 414, "URI Too Long"
+
+
+class HeaderFieldsTooLarge(HTTPError):
+    status, reason = 431, "Request Header Fields Too Large"
+
+
+class InternalServerError(HTTPError):
+    status, reason = 500, "Internal Server Error"
+
+
+class NotImplementedByServer(HTTPError):
+    status, reason = 501, "Not Implemented"
+
+
+class VersionNotSupported(HTTPError):
+    status, reason = 505, "HTTP Version Not Supported"

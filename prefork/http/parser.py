@@ -1,0 +1,235 @@
+"""The request parser: llhttp (through httptools) plus the checks llhttp does not make.
+
+Bytes in, `Request` objects out. `RequestParser.feed()` takes whatever bytes arrived and
+appends each request to `ready` as soon as its head is complete; body bytes go to that
+request's `Body`. Pipelined requests simply queue up in `ready`, in order.
+
+feed() never raises. The first framing or syntax error is stored in `error` (an HTTPError
+carrying its status) and the parser accepts no more bytes: whatever follows a bad request
+is never parsed as another request. Requests completed before the error stay in `ready`
+and are answered first; the error is answered last, once, and the connection closed.
+
+Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
+  * only HTTP/1.0 and HTTP/1.1 (505 otherwise; 400 for a request line with no version)
+  * Transfer-Encoding must be exactly one final `chunked` (400; 501 for unknown codings),
+    and is refused in HTTP/1.0 (RFC 9112 §6.1)
+  * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2)
+  * no fragment in the request target (RFC 9112 §3.2)
+  * limits: request line (414), header count and field size (431), total head bytes (431)
+  * an Upgrade or CONNECT request carrying a body is refused: we never switch protocols,
+    and llhttp would not frame that body.
+
+Touched by one thread at a time: the worker's loop thread while a head is arriving, then the
+pool thread that serves the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import httptools
+
+from prefork.errors import (
+    BadRequest,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    NotImplementedByServer,
+    URITooLong,
+    VersionNotSupported,
+)
+from prefork.http.request import Request
+
+KNOWN_CODINGS = frozenset({"chunked", "gzip", "x-gzip", "deflate", "compress", "identity"})
+
+
+class RequestParser:
+    __slots__ = (
+        "_field_size",
+        "_head_bytes",
+        "_head_limit",
+        "_in_head",
+        "_line_limit",
+        "_max_body",
+        "_max_fields",
+        "_parser",
+        "_req",
+        "_url",
+        "_url_len",
+        "error",
+        "ready",
+        "stopped",
+    )
+
+    def __init__(
+        self,
+        *,
+        limit_request_line: int = 8190,
+        limit_request_fields: int = 100,
+        limit_request_field_size: int = 8190,
+        head_limit: int = 1 << 20,
+        max_body: int = 0,
+    ) -> None:
+        self._line_limit = limit_request_line
+        self._max_fields = limit_request_fields
+        self._field_size = limit_request_field_size
+        self._head_limit = head_limit
+        self._max_body = max_body
+        self.ready: deque[Request] = deque()
+        self.error: HTTPError | None = None
+        self.stopped = False  # no more bytes will be parsed (error, upgrade, close)
+        self._req: Request | None = None
+        self._url: list[bytes] = []
+        self._url_len = 0
+        self._in_head = False
+        self._head_bytes = 0
+        self._parser = httptools.HttpRequestParser(self)
+
+    @property
+    def idle(self) -> bool:
+        """True between requests: no partial request has been received."""
+        return self._req is None
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self.stopped:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # llhttp stops at the end of an Upgrade/CONNECT request; we never switch, so what
+            # follows is not ours to parse. The request itself says keep_alive = False.
+            self.stopped = True
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._head_limit:
+                self._fail(HeaderFieldsTooLarge("request head too large"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.stopped = True
+        cause = exc.__context__
+        if isinstance(cause, HTTPError):
+            err: HTTPError = cause
+        elif isinstance(exc, HTTPError):
+            err = exc
+        elif isinstance(exc, httptools.HttpParserInvalidMethodError):
+            err = NotImplementedByServer("unknown method")
+        elif self._req is None and self.ready and not self.ready[-1].keep_alive:
+            # llhttp refuses bytes after a `Connection: close` request: that request is
+            # answered and the connection closed, so the extra bytes are simply dropped.
+            return
+        else:
+            err = BadRequest(str(exc) or "malformed request")
+        self.error = err
+        if self._req is not None and not self._in_head:
+            # The error lies inside a body whose head was already handed out: that request
+            # must not be followed by another; its body reader raises `err`.
+            self._req.keep_alive = False
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._req = Request()
+        self._req.body.limit = self._max_body
+        self._url = []
+        self._url_len = 0
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url_len += len(url)
+        if self._url_len > self._line_limit:
+            raise URITooLong(f"request target longer than {self._line_limit} bytes")
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self._req
+        assert req is not None
+        headers = req.headers
+        if len(headers) >= self._max_fields:
+            raise HeaderFieldsTooLarge(f"more than {self._max_fields} header fields")
+        if len(name) + len(value) > self._field_size:
+            raise HeaderFieldsTooLarge(f"a header field is longer than {self._field_size} bytes")
+        headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self._req
+        assert req is not None
+        self._in_head = False
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            if version == "0.9":
+                raise BadRequest("request line has no HTTP version")
+            raise VersionNotSupported(f"HTTP/{version} is not supported")
+        req.version = version
+        req.method = parser.get_method().decode("ascii")
+        target = b"".join(self._url) if len(self._url) != 1 else self._url[0]
+        if b"#" in target:
+            raise BadRequest("request target contains a fragment")
+        req.target = target
+        self._check_fields(req)
+        if parser.should_upgrade():
+            if req.chunked or req.content_length:
+                raise BadRequest("Upgrade or CONNECT with a body is not supported")
+            req.upgrade = True
+            req.keep_alive = False
+        if not req.chunked and not req.content_length:
+            req.body.complete = True
+        self.ready.append(req)
+
+    def _check_fields(self, req: Request) -> None:
+        hosts = 0
+        te_seen = False
+        keep_alive = req.version == "1.1"
+        for name, value in req.headers:
+            n = len(name)
+            # Only a handful of names matter to framing; compare lengths first (cheap).
+            if n == 4 and name.lower() == b"host":
+                hosts += 1
+            elif n == 14 and name.lower() == b"content-length":
+                # llhttp has already refused non-digits, overflow and duplicates.
+                req.content_length = int(value)
+            elif n == 17 and name.lower() == b"transfer-encoding":
+                if te_seen:
+                    raise BadRequest("more than one Transfer-Encoding field")
+                te_seen = True
+                self._check_transfer_encoding(req, value)
+            elif n == 10 and name.lower() == b"connection":
+                tokens = [t.strip() for t in value.lower().split(b",")]
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+            elif (n == 6 and name.lower() == b"expect"
+                  and value.strip().lower() == b"100-continue"):
+                req.expect_continue = True
+        if req.version == "1.1" and hosts != 1:
+            raise BadRequest("HTTP/1.1 requires exactly one Host field")
+        if hosts > 1:
+            raise BadRequest("more than one Host field")
+        req.keep_alive = keep_alive
+
+    @staticmethod
+    def _check_transfer_encoding(req: Request, value: bytes) -> None:
+        if req.version == "1.0":
+            raise BadRequest("Transfer-Encoding is not allowed in HTTP/1.0")
+        codings = [c.strip() for c in value.decode("latin-1").lower().split(",")]
+        if codings == ["chunked"]:
+            req.chunked = True
+            return
+        if all(c in KNOWN_CODINGS for c in codings):
+            raise BadRequest("Transfer-Encoding must be exactly 'chunked'")
+        raise NotImplementedByServer("unsupported transfer coding")
+
+    def on_body(self, data: bytes) -> None:
+        req = self._req
+        assert req is not None
+        req.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        req = self._req
+        assert req is not None
+        req.body.complete = True
+        self._req = None

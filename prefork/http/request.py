@@ -1,0 +1,173 @@
+"""A parsed request: its head, and a reader over its (de-chunked) body.
+
+Bytes in, objects out: nothing here touches a socket. The body reader asks a `fill`
+callable for more bytes when its buffer runs dry; the connection supplies that callable,
+which receives from the socket and feeds the parser, which appends to this buffer.
+
+A `Request` is created by the parser (in whichever thread feeds it) and then owned by
+the single pool thread that serves it; it is never shared between threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prefork.errors import PayloadTooLarge
+
+Fill = Callable[[], None]
+
+
+class Body:
+    """The request body as the app reads it (PEP 3333 `wsgi.input`).
+
+    Never reads past the end of this request's body: framing is decided by the parser
+    (Content-Length or chunked), so bytes of a pipelined next request are never returned.
+    """
+
+    __slots__ = ("_buf", "_pos", "complete", "fill", "limit", "received")
+
+    def __init__(self, limit: int = 0) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.complete = False
+        self.received = 0
+        self.limit = limit  # 0: no limit
+        self.fill: Fill | None = None
+
+    # -- called by the parser --------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.limit and self.received > self.limit:
+            raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def finish(self) -> None:
+        self.complete = True
+
+    # -- called by the app (wsgi.input) ----------------------------------------------------
+    def _more(self) -> bool:
+        """Pull more bytes; False when the body has ended."""
+        if self.complete:
+            return False
+        if self.fill is None:
+            raise RuntimeError("body is incomplete and no source is attached")
+        self.fill()
+        return True
+
+    def _available(self) -> int:
+        return len(self._buf) - self._pos
+
+    def _take(self, n: int) -> bytes:
+        start = self._pos
+        end = min(len(self._buf), start + n)
+        data = bytes(self._buf[start:end])
+        self._pos = end
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._more():
+                pass
+            return self._take(self._available())
+        while self._available() < size and self._more():
+            pass
+        return self._take(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        if not self._available():
+            while not self._available() and self._more():
+                pass
+        return self._take(self._available() if size < 0 else size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        scanned = 0
+        while True:
+            nl = self._buf.find(b"\n", self._pos + scanned)
+            if nl >= 0:
+                n = nl - self._pos + 1
+                return self._take(n if limit < 0 else min(n, limit))
+            scanned = self._available()
+            if 0 <= limit <= scanned:
+                return self._take(limit)
+            if not self._more():
+                return self._take(scanned)
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def drain(self, max_bytes: int) -> bool:
+        """Discard the rest of the body; False if more than max_bytes would be needed."""
+        discarded = self._available()
+        self._buf.clear()
+        self._pos = 0
+        while not self.complete:
+            if discarded > max_bytes:
+                return False
+            self._more()
+            discarded += self._available()
+            self._buf.clear()
+            self._pos = 0
+        return True
+
+    @property
+    def started(self) -> bool:
+        """True once the app has asked for body bytes or any have arrived."""
+        return self.received > 0
+
+
+class Request:
+    """One request head as parsed, plus its body reader.
+
+    `headers` keeps the raw (name, value) byte pairs in arrival order; names keep their case.
+    """
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.upgrade = False
+        self.body = Body()
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"

@@ -1,0 +1,105 @@
+"""Response framing: status lines, header validation, the Date cache, chunked encoding.
+
+Bytes out, no sockets. The connection decides *what* to send; this module decides how the
+bytes look, and refuses header names or values that could split a response (RFC 9110 §5.5:
+no CR, LF or NUL in a field value; names are tokens).
+
+Shared by all pool threads of a worker: everything here is immutable or replaced whole
+(the Date cache is a tuple swapped atomically), so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+
+from prefork.errors import HTTPError
+
+SERVER = b"prefork"
+# Hop-by-hop fields (RFC 9110 §7.6.1) are the server's business, not the app's: PEP 3333
+# forbids an app from setting them. `Connection: close` is the one we honour (by closing).
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def date_header() -> bytes:
+    """`Date: ...\\r\\n` for the current second, formatted once per second (RFC 9110 §6.6.1)."""
+    global _date_cache
+    now = int(time.time())
+    cached = _date_cache
+    if cached[0] == now:
+        return cached[1]
+    line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    _date_cache = (now, line)
+    return line
+
+
+def status_allows_body(code: int) -> bool:
+    """RFC 9110 §6.4.1: 1xx, 204 and 304 responses never have content."""
+    return not (code < 200 or code == 204 or code == 304)
+
+
+def check_status(status: object) -> int:
+    """Validate a WSGI status string ("200 OK"); returns the numeric code."""
+    if not isinstance(status, str):
+        raise TypeError(f"status must be a str, not {type(status).__name__}")
+    if len(status) < 4 or status[3] != " " or not status[:3].isdigit() or status[0] == "0":
+        raise ValueError(f"status must look like '200 OK', got {status!r}")
+    if _BAD_VALUE.search(status):
+        raise ValueError(f"status contains a control character: {status!r}")
+    return int(status[:3])
+
+
+def check_header(name: object, value: object) -> str:
+    """Validate one app header; returns its lower-cased name."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"header name and value must be str: {name!r}: {value!r}")
+    if not _TOKEN.match(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"header {name!r} has a control character (CR, LF or NUL) in its value")
+    lname = name.lower()
+    if lname in HOP_BY_HOP and lname != "connection":
+        raise ValueError(f"hop-by-hop header {name!r} may not be set by a WSGI app (PEP 3333)")
+    return lname
+
+
+def encode_head(status: str, headers: list[tuple[str, str]], extra: bytes) -> bytes:
+    """Serialise a response head. `extra` holds the server's own fields (framing, Date...)."""
+    parts = ["HTTP/1.1 ", status, "\r\n"]
+    for name, value in headers:
+        parts += (name, ": ", value, "\r\n")
+    return "".join(parts).encode("latin-1") + extra + b"\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def error_response(err: HTTPError, *, keep_alive: bool = False) -> bytes:
+    """A complete plain-text response for a request we refuse, closing unless told not to."""
+    body = f"{err.status} {err.reason}: {err.detail}\n".encode("latin-1", "replace")
+    return b"".join((
+        b"HTTP/1.1 %d %s\r\n" % (err.status, err.reason.encode("latin-1")),
+        b"Server: " + SERVER + b"\r\n",
+        date_header(),
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+        b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
+        b"\r\n",
+        body,
+    ))
+
+

@@ -1,0 +1,438 @@
+"""A worker process: after-fork set-up, the loop thread, the thread pool, a graceful drain.
+
+The worker's main thread runs the *loop*: one epoll over the listening sockets, every
+connection that is waiting for bytes (a keep-alive connection between requests, or a
+client still sending its head), a self-pipe for wake-ups and signals, and the channel to
+the master. The loop accepts, reads heads without blocking, enforces deadlines, and hands
+a connection with a complete request to the pool. Pool threads run the app and give the
+connection back by re-arming it in the epoll (EPOLLONESHOT), so a connection is only ever
+seen by one thread at a time and an idle one holds no thread.
+
+Accept only what can be served: while every pool thread is busy the listeners are taken
+out of the epoll, so new connections wait in the kernel backlog for a worker that is free.
+
+The master talks to a worker through signals (TERM: drain and exit; INT/QUIT: exit now)
+and a SEQPACKET channel: the worker reports "ready" once, then a heartbeat every second.
+When the master's end closes (the master died, even by SIGKILL) the worker exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import itertools
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefork import log as logsetup
+from prefork.config import Config
+from prefork.connection import (
+    ACTIVE,
+    CLOSED,
+    DISPATCH,
+    LINGER,
+    PARKED,
+    WAIT,
+    Connection,
+    ServerContext,
+)
+from prefork.errors import AppLoadError
+from prefork.loader import load_app
+from prefork.sockets import Listener
+from prefork.wsgi import WSGIApp, base_environ
+
+log = logging.getLogger(__name__)
+
+APP_LOAD_ERROR = 4  # exit status: the app cannot be imported; respawning would not help
+HEARTBEAT_S = 1.0
+_IN = select.EPOLLIN
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+_DISARMED = select.EPOLLONESHOT
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)  # wake one worker per new connection
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """What the app may learn about the worker serving it (environ["prefork.worker"])."""
+
+    number: int
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+    served: int = 0
+
+    def requests_served(self) -> int:
+        return self.served
+
+
+def set_title(title: str) -> None:
+    try:
+        import setproctitle
+    except ImportError:  # optional: titles only help ps/top
+        return
+    setproctitle.setproctitle(title)
+
+
+class Worker:
+    def __init__(
+        self,
+        number: int,
+        config: Config,
+        listeners: list[Listener],
+        channel: socket.socket,
+        app: WSGIApp | None = None,
+    ) -> None:
+        self.number = number
+        self.config = config
+        self.listeners = listeners
+        self.channel = channel
+        self.app = app
+        self.master_pid = os.getppid()
+        self.info = WorkerInfo(number, os.getpid())
+        self.conns: dict[int, Connection] = {}
+        self.parked: deque[Connection] = deque()  # appended by pool threads, read by the loop
+        self.timers: list[tuple[float, int, Connection]] = []
+        self._seq = itertools.count()
+        self._served = itertools.count(1)
+        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.accepting = False
+        self.stopping = False
+        self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
+        self.recycle = False
+        self.max_requests = config.max_requests
+        if config.max_requests and config.max_requests_jitter:
+            import random
+
+            self.max_requests += random.randint(0, config.max_requests_jitter)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.ep = select.epoll()
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+        def graceful(signum: int, frame: object) -> None:
+            self.stop_signal = self.stop_signal or "graceful"
+
+        def quick(signum: int, frame: object) -> None:
+            self.stop_signal = "quick"
+
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, quick)
+        signal.signal(signal.SIGQUIT, quick)
+        # The master acts on these; a terminal sends them to the whole process group.
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1,
+                    signal.SIGUSR2, signal.SIGWINCH):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def run(self) -> int:
+        logsetup.set_role(f"worker {self.number}")
+        set_title(f"prefork: worker {self.number}")
+        self._install_signals()
+        if self.app is None:
+            try:
+                self.app = load_app(self.config.app, self.config.pythonpath)
+            except AppLoadError as exc:
+                log.error("%s", exc)
+                return APP_LOAD_ERROR
+        ctx = ServerContext(
+            app=self.app,
+            keepalive_s=self.config.keepalive,
+            header_timeout_s=self.config.header_timeout,
+            body_timeout_s=self.config.body_timeout,
+            send_timeout_s=self.config.send_timeout,
+            max_keepalive_requests=self.config.max_keepalive_requests,
+            parser_limits={
+                "limit_request_line": self.config.limit_request_line,
+                "limit_request_fields": self.config.limit_request_fields,
+                "limit_request_field_size": self.config.limit_request_field_size,
+                "head_limit": self.config.head_limit_bytes,
+            },
+            park=self._park,
+            discard=self._discard,
+            count_request=self._count_request,
+        )
+        self.ctx = ctx
+        multiprocess = self.config.workers > 1
+        self.bases: dict[int, dict[str, Any]] = {}
+        for listener in self.listeners:
+            name, port = listener.server_name_port()
+            base = base_environ(name, port, self.config.root_path, multiprocess)
+            base["prefork.worker"] = self.info
+            self.bases[listener.sock.fileno()] = base
+        for i in range(self.config.threads):
+            threading.Thread(target=self._pool_thread, name=f"pool-{i}", daemon=True).start()
+        self.ep.register(self.wake_r, _IN)
+        self.ep.register(self.channel.fileno(), _IN)
+        self._resume_accepting()
+        self._tell_master(b"ready")
+        return self._loop()
+
+    # -- the loop thread -------------------------------------------------------------------
+    def _loop(self) -> int:
+        ep = self.ep
+        conns = self.conns
+        listener_fds = {lst.sock.fileno(): lst for lst in self.listeners}
+        channel_fd = self.channel.fileno()
+        next_beat = time.monotonic() + HEARTBEAT_S
+        while True:
+            timers = self.timers
+            timeout = HEARTBEAT_S
+            if timers:
+                timeout = max(0.0, min(timeout, timers[0][0] - time.monotonic()))
+            for fd, _mask in ep.poll(timeout):
+                conn = conns.get(fd)
+                if conn is not None:
+                    self._on_ready(conn)
+                elif fd in listener_fds:
+                    self._accept(listener_fds[fd])
+                elif fd == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+                elif fd == channel_fd and not self._on_master():
+                    log.warning("master is gone; exiting")
+                    return 0
+            self._take_parked()
+            if self.stop_signal == "quick":
+                return 0
+            if (self.stop_signal or self.recycle) and not self.stopping:
+                self._begin_stop()
+            now = time.monotonic()
+            self._expire(now)
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT_S
+                if os.getppid() != self.master_pid:
+                    log.warning("master is gone; exiting")
+                    return 0
+                self._tell_master(b"hb %d %d" % (self.busy, self.info.served))
+            if self.stopping:
+                if not conns and self.busy == 0:
+                    return 0
+            elif not self.accepting and self.busy < self.config.threads:
+                self._resume_accepting()
+
+    def _on_ready(self, conn: Connection) -> None:
+        state = conn.state
+        if state == PARKED:
+            action = conn.receive()
+            if action == DISPATCH:
+                self._dispatch(conn)
+            elif action == WAIT:
+                self._schedule(conn)
+                self._arm(conn)
+            else:
+                conn.close()
+        elif state == LINGER:
+            if conn.linger_read():
+                self._arm(conn)
+            else:
+                conn.close()
+        # ACTIVE: a stray error/hang-up report; the pool thread owning it will find out.
+
+    def _accept(self, listener: Listener) -> None:
+        free = self.config.threads - self.busy
+        if free <= 0:
+            self._pause_accepting()
+            return
+        base = self.bases[listener.sock.fileno()]
+        now = time.monotonic()
+        for _ in range(free):
+            try:
+                sock, addr = listener.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept: %s; pausing for a moment", exc.strerror)
+                    self._pause_accepting()
+                    time.sleep(0.1)  # let connections finish and free descriptors
+                return  # ECONNABORTED and friends: the client gave up
+            self._adopt(sock, addr, base, now)
+
+    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float) -> None:
+        # AF_UNIX peers have no address.
+        remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
+        conn = Connection(sock, remote, base, self.ctx)
+        self.conns[conn.fd] = conn
+        self.ep.register(conn.fd, _DISARMED)
+        conn.deadline = now + self.config.header_timeout
+        action = conn.receive()  # the request often arrives with the connection
+        if action == DISPATCH:
+            self._dispatch(conn)
+        elif action == WAIT:
+            self._schedule(conn)
+            self._arm(conn)
+        else:
+            conn.close()
+
+    def _dispatch(self, conn: Connection) -> None:
+        conn.state = ACTIVE
+        with self.lock:
+            self.busy += 1
+        self.jobs.put(conn)
+
+    def _arm(self, conn: Connection) -> None:
+        try:
+            self.ep.modify(conn.fd, _ARMED)
+        except OSError:
+            conn.close()
+
+    def _schedule(self, conn: Connection) -> None:
+        """Make sure the loop will look at `conn` by its deadline (one heap entry each)."""
+        if not conn.queued:
+            conn.queued = True
+            heapq.heappush(self.timers, (conn.deadline, next(self._seq), conn))
+
+    def _take_parked(self) -> None:
+        parked = self.parked
+        while parked:
+            conn = parked.popleft()
+            if conn.state != CLOSED:
+                self._schedule(conn)
+
+    def _expire(self, now: float) -> None:
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, conn = heapq.heappop(timers)
+            conn.queued = False
+            if conn.state not in (PARKED, LINGER):
+                continue  # being served (it is scheduled again when parked) or closed
+            if conn.deadline <= now:
+                if conn.state == PARKED:
+                    conn.expire()
+                else:
+                    conn.close()
+            else:
+                self._schedule(conn)
+
+    def _pause_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for listener in self.listeners:
+                with contextlib.suppress(OSError):
+                    self.ep.unregister(listener.sock.fileno())
+
+    def _resume_accepting(self) -> None:
+        if not self.accepting and not self.stopping:
+            self.accepting = True
+            for listener in self.listeners:
+                self.ep.register(listener.sock.fileno(), _IN | _EXCLUSIVE)
+
+    def _begin_stop(self) -> None:
+        """Graceful stop: take what is already in the backlog, stop listening, let every
+        accepted request finish; idle keep-alive connections are closed now."""
+        self.stopping = True
+        self.ctx.stopping = True
+        why = "recycling" if self.recycle and not self.stop_signal else "stopping"
+        log.info("%s: draining %d connection(s)", why, len(self.conns))
+        now = time.monotonic()
+        for listener in self.listeners:
+            base = self.bases[listener.sock.fileno()]
+            for _ in range(10000):
+                try:
+                    sock, addr = listener.sock.accept()
+                except OSError:
+                    break
+                self._adopt(sock, addr, base, now)
+            with contextlib.suppress(OSError):
+                self.ep.unregister(listener.sock.fileno())
+            listener.sock.close()
+        self.accepting = False
+        for conn in list(self.conns.values()):
+            if conn.state == PARKED and conn.parser.idle and conn.served:
+                conn.close()
+
+    def _on_master(self) -> bool:
+        try:
+            data = self.channel.recv(64)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return bool(data)
+
+    def _tell_master(self, message: bytes) -> None:
+        with contextlib.suppress(OSError):  # a full channel (master busy) drops a heartbeat
+            self.channel.send(message, socket.MSG_DONTWAIT)
+
+    # -- called from pool threads ----------------------------------------------------------
+    def _pool_thread(self) -> None:
+        get = self.jobs.get
+        while True:
+            conn = get()
+            if conn is None:
+                return
+            try:
+                conn.serve()
+            except BaseException:
+                log.exception("unexpected error serving %r", conn)
+                conn.close()
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    wake = not self.accepting and not self.stopping
+                if wake:
+                    self._wake()
+
+    def _park(self, conn: Connection) -> None:
+        self.parked.append(conn)
+        try:
+            self.ep.modify(conn.fd, _ARMED)
+        except OSError:
+            conn.close()
+
+    def _discard(self, conn: Connection) -> None:
+        self.conns.pop(conn.fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(conn.fd)
+
+    def _count_request(self) -> None:
+        served = next(self._served)
+        self.info.served = served
+        if self.max_requests and served >= self.max_requests and not self.recycle:
+            self.recycle = True
+            log.info("served %d requests; recycling", served)
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"!")
+
+
+def worker_main(
+    number: int,
+    config: Config,
+    listeners: list[Listener],
+    channel: socket.socket,
+    close_fds: list[int],
+    app: WSGIApp | None,
+) -> None:
+    """Entry point in the forked child (multiprocessing target)."""
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    signal.set_wakeup_fd(-1)
+    code = 1
+    try:
+        code = Worker(number, config, listeners, channel, app).run()
+    except Exception:
+        log.exception("worker crashed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
