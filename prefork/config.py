@@ -367,7 +367,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         flat[key] = value
 
     for key, value in doc.items():
-        if isinstance(value, dict) and key not in FIELDS:
+        if isinstance(value, dict):  # a table: it only groups (no setting is a table)
             for sub_key, sub_value in value.items():
                 if isinstance(sub_value, dict):
                     raise ConfigError(f"{key}.{sub_key}", sub_value,

@@ -11,7 +11,8 @@ and are answered first; the error is answered last, once, and the connection clo
 
 Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
   * only HTTP/1.0 and HTTP/1.1 (505 otherwise; 400 for a request line with no version)
-  * Transfer-Encoding must be exactly one final `chunked` (400; 501 for unknown codings),
+  * Transfer-Encoding must be exactly one final `chunked` (400; 501 for other codings
+    before a final chunked),
     and is refused in HTTP/1.0 (RFC 9112 §6.1)
   * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2)
   * no fragment in the request target (RFC 9112 §3.2)
@@ -38,9 +39,6 @@ from prefork.errors import (
     VersionNotSupported,
 )
 from prefork.http.request import Request
-
-KNOWN_CODINGS = frozenset({"chunked", "gzip", "x-gzip", "deflate", "compress", "identity"})
-
 
 class RequestParser:
     __slots__ = (
@@ -213,15 +211,16 @@ class RequestParser:
 
     @staticmethod
     def _check_transfer_encoding(req: Request, value: bytes) -> None:
+        """RFC 9112 §6.1 and §6.3: only a single, final `chunked` frames a request here."""
         if req.version == "1.0":
             raise BadRequest("Transfer-Encoding is not allowed in HTTP/1.0")
         codings = [c.strip() for c in value.decode("latin-1").lower().split(",")]
         if codings == ["chunked"]:
             req.chunked = True
             return
-        if all(c in KNOWN_CODINGS for c in codings):
-            raise BadRequest("Transfer-Encoding must be exactly 'chunked'")
-        raise NotImplementedByServer("unsupported transfer coding")
+        if codings[-1] != "chunked" or codings.count("chunked") > 1 or "" in codings:
+            raise BadRequest("Transfer-Encoding must end in a single 'chunked'")
+        raise NotImplementedByServer("transfer codings other than chunked are not supported")
 
     def on_body(self, data: bytes) -> None:
         req = self._req
