@@ -77,6 +77,11 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         start_response("404 Not Found", [("Content-Type", "text/plain"),
                                          ("Content-Length", str(len(body)))])
         return [body]
-    start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body))),
-                              ("Cache-Control", "no-store")])
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
+               ("Cache-Control", "no-store")]
+    if path == "/":
+        # A browser would keep reusing one keep-alive connection, and so one worker; a new
+        # connection per page view lets a reload show the spread over workers.
+        headers.append(("Connection", "close"))
+    start_response("200 OK", headers)
     return [body]

@@ -108,6 +108,7 @@ class Worker:
         self.lock = threading.Lock()
         self.busy = 0
         self.accepting = False
+        self.rotate = config.workers > 1 and _EXCLUSIVE != 0
         self.stopping = False
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
         self.recycle = False
@@ -249,20 +250,29 @@ class Worker:
         if free <= 0:
             self._pause_accepting()
             return
-        base = self.bases[listener.sock.fileno()]
+        fd = listener.sock.fileno()
+        base = self.bases[fd]
         now = time.monotonic()
+        accepted = 0
         for _ in range(free):
             try:
                 sock, addr = listener.sock.accept()
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("cannot accept: %s; pausing for a moment", exc.strerror)
                     self._pause_accepting()
                     time.sleep(0.1)  # let connections finish and free descriptors
-                return  # ECONNABORTED and friends: the client gave up
+                break  # ECONNABORTED and friends: the client gave up
+            accepted += 1
             self._adopt(sock, addr, base, now)
+        if accepted and self.rotate and self.accepting:
+            # EPOLLEXCLUSIVE wakes the first idle waiter in the kernel's queue, which would
+            # be the same worker every time; re-registering moves us to the back, so new
+            # connections go round the idle workers.
+            self.ep.unregister(fd)
+            self.ep.register(fd, _IN | _EXCLUSIVE)
 
     def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float) -> None:
         # AF_UNIX peers have no address.

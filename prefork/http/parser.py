@@ -40,6 +40,7 @@ from prefork.errors import (
 )
 from prefork.http.request import Request
 
+
 class RequestParser:
     __slots__ = (
         "_field_size",

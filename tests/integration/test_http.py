@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.server import Server
+from tests.server import Server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,7 +156,8 @@ def test_write_callable(server: Server) -> None:
 
 def test_head_has_no_body_but_same_length(server: Server) -> None:
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         buf = bytearray()
         while buf.count(b"HTTP/1.1 200") < 2 or not buf.endswith(b"Hello, world!"):
             buf += sock.recv(65536)
@@ -266,8 +268,11 @@ def test_iterable_close_is_called(server: Server, tmp_path: object) -> None:
     mark = f"{tmp_path}/closed"
     status, _, body = server.get(f"/close?mark={mark}")
     assert status == 200 and body == b"ab"
-    with open(mark) as fh:
-        assert fh.read() == "closed"
+    # close() runs once the last byte is sent, so the client may get here first: poll.
+    def closed() -> bool:
+        return os.path.exists(mark) and open(mark).read() == "closed"
+
+    wait_for(closed, timeout=5, what="close() to be called")
 
 
 def test_file_wrapper_sends_file(server: Server, tmp_path: object) -> None:
@@ -312,7 +317,8 @@ def test_underscore_headers_cannot_impersonate(server: Server) -> None:
 
 
 def test_percent_decoded_path_is_latin1(server: Server) -> None:
-    out = raw_exchange(server, b"GET /caf%C3%A9%2Fx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = raw_exchange(server,
+                       b"GET /caf%C3%A9%2Fx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 404")  # routed on the decoded path, did not crash
     conn = server.connection()
     conn.request("GET", "/environ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,9 @@ def test_demo_app_served_without_config() -> None:
         assert facts["pid"] in srv.worker_pids()
         assert facts["worker"] in (1, 2)
         assert facts["requests_served"] >= 1
+        assert headers["connection"] == "close"  # so that each browser reload reconnects
+        pids = {json.loads(srv.get("/json")[2])["pid"] for _ in range(6)}
+        assert pids == srv.worker_pids(), "sequential new connections go round the workers"
 
 
 def test_config_file_is_used_and_cli_wins() -> None:
@@ -90,10 +94,8 @@ def test_graceful_timeout_kills_overlong_requests(tmp_path: Path) -> None:
 
 
 def _quiet(fn: object) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fn()  # type: ignore[operator]
-    except OSError:
-        pass
 
 
 def test_sigint_stops_quickly_and_leaves_nothing() -> None:
