@@ -88,7 +88,6 @@ class Connection:
         "deadline",
         "fd",
         "parser",
-        "queued",
         "remote_addr",
         "remote_port",
         "request",
@@ -112,7 +111,6 @@ class Connection:
         self.parser = RequestParser(**ctx.parser_limits)
         self.state = PARKED
         self.deadline = 0.0
-        self.queued = False  # has an entry in the loop's deadline heap (loop thread only)
         self.served = 0
         self.request: Request | None = None
         self.continue_sent = False

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import heapq
 import itertools
 import logging
 import os
@@ -31,7 +30,6 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +37,6 @@ from prefork import log as logsetup
 from prefork.config import Config
 from prefork.connection import (
     ACTIVE,
-    CLOSED,
     DISPATCH,
     LINGER,
     PARKED,
@@ -56,6 +53,7 @@ log = logging.getLogger(__name__)
 
 APP_LOAD_ERROR = 4  # exit status: the app cannot be imported; respawning would not help
 HEARTBEAT_S = 1.0
+SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _DISARMED = select.EPOLLONESHOT
@@ -100,9 +98,6 @@ class Worker:
         self.master_pid = os.getppid()
         self.info = WorkerInfo(number, os.getpid())
         self.conns: dict[int, Connection] = {}
-        self.parked: deque[Connection] = deque()  # appended by pool threads, read by the loop
-        self.timers: list[tuple[float, int, Connection]] = []
-        self._seq = itertools.count()
         self._served = itertools.count(1)
         self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -190,12 +185,9 @@ class Worker:
         conns = self.conns
         listener_fds = {lst.sock.fileno(): lst for lst in self.listeners}
         channel_fd = self.channel.fileno()
-        next_beat = time.monotonic() + HEARTBEAT_S
+        next_beat = next_sweep = time.monotonic()
         while True:
-            timers = self.timers
-            timeout = HEARTBEAT_S
-            if timers:
-                timeout = max(0.0, min(timeout, timers[0][0] - time.monotonic()))
+            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
             for fd, _mask in ep.poll(timeout):
                 conn = conns.get(fd)
                 if conn is not None:
@@ -208,13 +200,14 @@ class Worker:
                 elif fd == channel_fd and not self._on_master():
                     log.warning("master is gone; exiting")
                     return 0
-            self._take_parked()
             if self.stop_signal == "quick":
                 return 0
             if (self.stop_signal or self.recycle) and not self.stopping:
                 self._begin_stop()
             now = time.monotonic()
-            self._expire(now)
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_S
+                self._expire(now)
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
                 if os.getppid() != self.master_pid:
@@ -234,7 +227,6 @@ class Worker:
             if action == DISPATCH:
                 self._dispatch(conn)
             elif action == WAIT:
-                self._schedule(conn)
                 self._arm(conn)
             else:
                 conn.close()
@@ -285,7 +277,6 @@ class Worker:
         if action == DISPATCH:
             self._dispatch(conn)
         elif action == WAIT:
-            self._schedule(conn)
             self._arm(conn)
         else:
             conn.close()
@@ -302,33 +293,17 @@ class Worker:
         except OSError:
             conn.close()
 
-    def _schedule(self, conn: Connection) -> None:
-        """Make sure the loop will look at `conn` by its deadline (one heap entry each)."""
-        if not conn.queued:
-            conn.queued = True
-            heapq.heappush(self.timers, (conn.deadline, next(self._seq), conn))
-
-    def _take_parked(self) -> None:
-        parked = self.parked
-        while parked:
-            conn = parked.popleft()
-            if conn.state != CLOSED:
-                self._schedule(conn)
-
     def _expire(self, now: float) -> None:
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            _, _, conn = heapq.heappop(timers)
-            conn.queued = False
-            if conn.state not in (PARKED, LINGER):
-                continue  # being served (it is scheduled again when parked) or closed
+        """Close connections parked past their deadline (idle keep-alive, slow head,
+        lingering). A sweep of the table, twice a second: no per-request timer state,
+        and nothing keeps a closed connection alive."""
+        for conn in list(self.conns.values()):
             if conn.deadline <= now:
-                if conn.state == PARKED:
+                state = conn.state
+                if state == PARKED:
                     conn.expire()
-                else:
+                elif state == LINGER:
                     conn.close()
-            else:
-                self._schedule(conn)
 
     def _pause_accepting(self) -> None:
         if self.accepting:
@@ -393,6 +368,7 @@ class Worker:
                 log.exception("unexpected error serving %r", conn)
                 conn.close()
             finally:
+                conn = None  # do not keep the last connection alive while waiting
                 with self.lock:
                     self.busy -= 1
                     wake = not self.accepting and not self.stopping
@@ -400,7 +376,6 @@ class Worker:
                     self._wake()
 
     def _park(self, conn: Connection) -> None:
-        self.parked.append(conn)
         try:
             self.ep.modify(conn.fd, _ARMED)
         except OSError:

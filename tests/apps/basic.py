@@ -109,6 +109,13 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/no-content":
         start_response("204 No Content", [])
         return [b""]
+    if path == "/live-connections":
+        import gc
+
+        from prefork.connection import Connection
+
+        count = sum(1 for o in gc.get_objects() if type(o) is Connection)
+        return _text(start_response, str(count).encode())
     if path == "/threads":
         return _text(start_response, str(threading.active_count()).encode())
     return _text(start_response, b"not found", status="404 Not Found")

@@ -267,3 +267,17 @@ def test_no_stray_threads_grow(server: Server) -> None:
     counts = {int(server.get("/threads")[2]) for _ in range(20)}
     assert max(counts) <= 4 + 2, counts  # pool threads + main thread (+ none per request)
     assert psutil.pid_exists(server.pid)
+
+
+def test_closed_connections_are_not_retained() -> None:
+    with Server("tests.apps.basic:app", workers=1) as srv:
+        for i in range(300):
+            with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+                if i % 3 == 0:
+                    continue  # connect and leave without a word
+                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while sock.recv(4096):
+                    pass
+        # Only the connection asking is alive (closing is asynchronous for a moment: poll).
+        wait_for(lambda: srv.get("/live-connections")[2] == b"1", timeout=5,
+                 what="closed connections to be released")
