@@ -351,3 +351,43 @@ def test_requests_spread_over_workers(server: Server) -> None:
     with ThreadPoolExecutor(max_workers=12) as pool:
         pids = set(pool.map(one, range(12)))
     assert len(pids) >= 2, f"all requests served by {pids}"
+
+
+def test_idle_and_slow_clients_hold_no_thread() -> None:
+    # One worker with two threads: 20 idle keep-alive connections and 20 clients that
+    # stopped half-way through their head must not keep anyone else waiting.
+    with Server("tests.apps.basic:app", workers=1, threads=2) as srv:
+        held = []
+        try:
+            for i in range(40):
+                sock = socket.create_connection((srv.host, srv.port), timeout=5)
+                held.append(sock)
+                if i % 2:
+                    sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                    read_response(sock, bytearray())  # served; now idle, kept open
+                else:
+                    sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            for _ in range(10):
+                assert srv.get("/hello", timeout=3)[0] == 200
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def test_slow_head_gets_408_after_header_timeout() -> None:
+    with Server("tests.apps.basic:app", "--header-timeout", "0.5", workers=1) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+            out = b""
+            while chunk := sock.recv(4096):
+                out += chunk
+        assert out.startswith(b"HTTP/1.1 408 ")
+
+
+def test_idle_keep_alive_connection_is_closed_after_keepalive() -> None:
+    with Server("tests.apps.basic:app", "--keepalive", "0.5", workers=1) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            buf = bytearray()
+            read_response(sock, buf)
+            assert sock.recv(4096) == b"", "closed silently once idle past keepalive"
