@@ -176,6 +176,10 @@ class Config:
         0, "Add a random 0..N to max_requests per worker so workers never recycle together.",
         section="workers", min=0,
     )
+    worker_connections: int = setting(
+        1000, "Most connections a worker holds open; beyond that new ones wait in the "
+        "listen backlog.", section="workers", min=1, max=1_000_000,
+    )
     # [http]
     keepalive: float = setting(
         5 * SECONDS, "How long an idle keep-alive connection is kept open (0 disables keep-alive).",
@@ -207,6 +211,16 @@ class Config:
     limit_request_field_size: int = setting(
         8190, "Longest header field (name and value) in bytes; longer gets 431.",
         section="http", unit="bytes", min=64, max=1 << 20,
+    )
+    limit_request_body: int = setting(
+        100 * 1024 * 1024,
+        "Largest request body in bytes (Content-Length or de-chunked); larger gets 413. "
+        "0: no limit.", section="http", unit="bytes", min=0,
+    )
+    limit_chunk_framing: int = setting(
+        8192, "Most bytes of chunk framing (size lines, extensions, trailers) in a row "
+        "without body data; more gets 400.", section="http", unit="bytes", min=64,
+        max=1 << 20,
     )
     # [logging]
     loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS)

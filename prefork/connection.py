@@ -4,26 +4,29 @@ A connection is owned by exactly one thread at a time, and ownership moves by ha
 
   worker loop thread   receive(): reads whatever arrived (never blocks) and feeds the
                        parser. While a head is incomplete the connection stays in the
-                       worker's selector and holds no pool thread.
+                       worker's epoll and holds no pool thread.
   pool thread          serve(): answers every complete request in order (pipelining),
-                       reading the body on demand for the app, then parks the connection
-                       back in the selector (keep-alive), hands it to the loop to linger,
-                       or closes it.
+                       reading the body on demand for the app.
+  worker loop thread   flush(): when the client does not take a response as fast as the
+                       app makes it, the rest waits in this connection's output queue and
+                       the loop writes it as the socket drains. The pool thread is free.
 
-Sockets stay in blocking mode as far as Python knows; every read and write here passes
-MSG_DONTWAIT and waits with poll() when it must, so each wait has its own deadline
-(body_timeout, send_timeout) without a settimeout() system call per request.
+Then settle() parks the connection for its next request, lingers (after a refusal, so
+that closing does not reset the connection under the client's feet) or closes it.
+
+Sockets are non-blocking; waits use poll() with their own deadlines (body_timeout,
+send_timeout), so no settimeout() system call is needed per request.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -39,19 +42,25 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1 << 20  # unread body we discard to keep a connection; more: close
 LINGER_S = 2.0  # after an error reply, read and drop the client's bytes this long (no RST)
+# A response the client does not take at once is queued for the loop thread to write;
+# past this many queued bytes the app's thread waits (so a stalled client of a huge
+# streamed response holds one thread until send_timeout, not unbounded memory).
+OUTPUT_QUEUE_BYTES = 1 << 20
 
-# Connection states (who owns it): PARKED/LINGER → loop thread; ACTIVE → a pool thread.
-PARKED, ACTIVE, LINGER, CLOSED = range(4)
-# What the loop thread should do after receive().
+# Connection states (who owns it): PARKED, WRITING, LINGER → loop thread;
+# ACTIVE → one pool thread.
+PARKED, ACTIVE, WRITING, LINGER, CLOSED = range(5)
+# What receive() asks of the loop thread.
 WAIT, DISPATCH, CLOSE = range(3)
+# How the connection ends once its output is written.
+KEEP, END_CLEAN, END_LINGER = range(3)
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
-_DONTWAIT = socket.MSG_DONTWAIT
 
 
 class ClientGone(Exception):
-    """The client closed or reset the connection; nothing more can be sent."""
+    """The client closed or reset the connection, or stopped reading for send_timeout."""
 
 
 @dataclass(slots=True)
@@ -68,7 +77,7 @@ class ServerContext:
     send_timeout_s: float
     max_keepalive_requests: int
     parser_limits: dict[str, int]
-    park: Callable[[Connection], None]
+    park: Callable[[Connection], None]  # re-arm in the epoll (for reading or writing)
     discard: Callable[[Connection], None]
     count_request: Callable[[], None]
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
@@ -77,7 +86,16 @@ class ServerContext:
 def _wait(fd: int, events: int, timeout_s: float) -> bool:
     poller = select.poll()
     poller.register(fd, events)
-    return bool(poller.poll(timeout_s * 1000))
+    return bool(poller.poll(max(0.0, timeout_s) * 1000))
+
+
+class _FileTail:
+    """The unsent part of a file response, waiting in the output queue."""
+
+    __slots__ = ("count", "fd", "offset")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd, self.offset, self.count = fd, offset, count
 
 
 class Connection:
@@ -86,7 +104,10 @@ class Connection:
         "continue_sent",
         "ctx",
         "deadline",
+        "end",
         "fd",
+        "out",
+        "out_bytes",
         "parser",
         "remote_addr",
         "remote_port",
@@ -103,6 +124,7 @@ class Connection:
         base: dict[str, Any],
         ctx: ServerContext,
     ) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_addr, self.remote_port = remote
@@ -114,6 +136,9 @@ class Connection:
         self.served = 0
         self.request: Request | None = None
         self.continue_sent = False
+        self.end = KEEP
+        self.out: deque[memoryview | _FileTail] = deque()
+        self.out_bytes = 0
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} {self.remote_addr}:{self.remote_port}>"
@@ -122,7 +147,7 @@ class Connection:
     def receive(self) -> int:
         """Read what has arrived without blocking; say whether a pool thread is needed."""
         try:
-            data = self.sock.recv(RECV_BYTES, _DONTWAIT)
+            data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:
             return WAIT
         except OSError:
@@ -132,60 +157,113 @@ class Connection:
         parser = self.parser
         was_idle = parser.idle
         parser.feed(data)
-        if parser.ready or parser.error is not None or parser.stopped:
+        if self.has_work():
             return DISPATCH
         if was_idle:  # a new head has begun: it must complete within header_timeout
             self.deadline = time.monotonic() + self.ctx.header_timeout_s
         return WAIT
 
+    def has_work(self) -> bool:
+        """True when serve() has something to do besides parking."""
+        parser = self.parser
+        return bool(parser.ready) or parser.error is not None or parser.stopped
+
     def expire(self) -> None:
-        """The loop's deadline passed while parked: 408 if a head was under way, then close."""
+        """Its deadline passed while parked: 408 if a head was under way, then close."""
         if self.state == PARKED and not self.parser.idle:
             with contextlib.suppress(OSError):
-                self.sock.send(error_response(RequestTimeout("request head not received in time")),
-                               _DONTWAIT)
+                self.sock.send(error_response(RequestTimeout("request head not received in time")))
         self.close()
 
     def linger_read(self) -> bool:
         """Drop bytes a refused client still sends; False once it has closed."""
         try:
-            data = self.sock.recv(RECV_BYTES, _DONTWAIT)
+            data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:
             return True
         except OSError:
             return False
         return bool(data)
 
+    def flush(self) -> bool:
+        """Write queued output without blocking; True once all of it is out.
+        Raises ClientGone if the client is gone."""
+        out = self.out
+        sock = self.sock
+        try:
+            while out:
+                item = out[0]
+                if isinstance(item, memoryview):
+                    sent = sock.send(item)
+                    self.out_bytes -= sent
+                    if sent < len(item):
+                        out[0] = item[sent:]
+                        return False
+                    out.popleft()
+                else:
+                    sent = os.sendfile(self.fd, item.fd, item.offset, item.count)
+                    item.offset += sent
+                    item.count -= sent
+                    if item.count and sent:
+                        continue
+                    os.close(item.fd)
+                    out.popleft()
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+        return True
+
     # -- pool thread ---------------------------------------------------------------------
     def serve(self) -> None:
-        """Answer every complete request, then park, linger or close the connection."""
+        """Answer every complete request; hand unsent output to the loop; then settle."""
         parser = self.parser
         ctx = self.ctx
-        while True:
+        while self.end == KEEP:
             if parser.ready:
                 req = parser.ready.popleft()
                 if not self.serve_one(req):
-                    self.finish(clean=parser.idle and not parser.ready and parser.error is None
-                                and req.body.complete)
-                    return
-                continue
-            if parser.error is not None:
+                    clean = (parser.idle and not parser.ready and parser.error is None
+                             and req.body.complete)
+                    self.end = END_CLEAN if clean else END_LINGER
+            elif parser.error is not None:
                 self.send_quietly(error_response(parser.error))
-                self.finish(clean=False)
+                self.end = END_LINGER
+            elif parser.stopped or ctx.stopping:
+                self.end = END_CLEAN if parser.idle else END_LINGER
+            else:
+                break  # wait for the next request
+            if self.out:
+                # The client is slow to read: the loop thread writes the rest and comes
+                # back here if more requests are waiting. This thread is free now.
+                self.state = WRITING
+                self.deadline = time.monotonic() + ctx.send_timeout_s
+                ctx.park(self)
                 return
-            if parser.stopped or ctx.stopping:
-                self.finish(clean=parser.idle)
+        self.settle()
+
+    def settle(self) -> None:
+        """All output is written: park for the next request, linger, or close."""
+        end = self.end
+        if end == END_CLEAN:
+            self.close()
+        elif end == END_LINGER:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.close()
                 return
-            # Wait in the selector for more bytes: an idle keep-alive connection, or the rest
-            # of a head that has begun (then the head deadline still applies).
+            self.state = LINGER
+            self.deadline = time.monotonic() + LINGER_S
+            self.ctx.park(self)
+        else:
             now = time.monotonic()
-            if parser.idle:
-                self.deadline = now + ctx.keepalive_s
-            elif self.deadline <= now:
-                self.deadline = now + ctx.header_timeout_s
+            if self.parser.idle:
+                self.deadline = now + self.ctx.keepalive_s
+            elif self.deadline <= now:  # part of the next head is here already
+                self.deadline = now + self.ctx.header_timeout_s
             self.state = PARKED
-            ctx.park(self)
-            return
+            self.ctx.park(self)
 
     def serve_one(self, req: Request) -> bool:
         """Run the app for one request; True if the connection may carry another."""
@@ -206,6 +284,8 @@ class Connection:
             environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
             exchange.run(ctx.app, environ)
         except ClientGone:
+            self.out.clear()
+            self.end = END_CLEAN
             return False
         except HTTPError as exc:  # raised by the body reader: the client's fault
             log.info("request %s %r refused: %s %s", req.method, req.target, exc.status,
@@ -219,17 +299,23 @@ class Connection:
                 self.send_quietly(error_response(InternalServerError()))
             return False
         finally:
+            req.body.fill = None
             self.request = None
         if not exchange.keep_alive:
             return False
         if not req.body.complete:
             if req.expect_continue and not self.continue_sent:
                 return False  # the client is still waiting for 100 before sending its body
+            req.body.fill = self.fill
+            self.request = req
             try:
                 if not req.body.drain(MAX_DRAIN_BYTES):
                     return False
             except (HTTPError, ClientGone):
                 return False
+            finally:
+                req.body.fill = None
+                self.request = None
         return True
 
     def fill(self) -> None:
@@ -239,6 +325,7 @@ class Connection:
         if req.expect_continue and not self.continue_sent:
             self.continue_sent = True  # RFC 9110 §10.1.1: only once the app wants the body
             self.send(CONTINUE)
+            self.wait_flushed()
         data = self.recv_wait(self.ctx.body_timeout_s)
         if not data:
             raise ClientGone("client closed the connection during the request body")
@@ -249,7 +336,7 @@ class Connection:
     def recv_wait(self, timeout_s: float) -> bytes:
         sock = self.sock
         try:
-            return sock.recv(RECV_BYTES, _DONTWAIT)
+            return sock.recv(RECV_BYTES)
         except BlockingIOError:
             pass
         except OSError as exc:
@@ -257,87 +344,75 @@ class Connection:
         if not _wait(self.fd, _POLLIN, timeout_s):
             raise RequestTimeout("request body not received in time")
         try:
-            return sock.recv(RECV_BYTES, _DONTWAIT)
+            return sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return self.recv_wait(timeout_s)
         except OSError as exc:
             raise ClientGone(str(exc)) from None
 
     # Output, for wsgi.Exchange
     def send(self, data: bytes) -> None:
-        sock = self.sock
-        try:
-            sent = sock.send(data, _DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise ClientGone(str(exc)) from None
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        deadline = time.monotonic() + self.ctx.send_timeout_s
-        while view:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not _wait(self.fd, _POLLOUT, remaining):
-                raise ClientGone("client did not accept the response in time")
+        """Send now what the socket takes; queue the rest for the loop thread."""
+        sent = 0
+        if not self.out:
             try:
-                sent = sock.send(view, _DONTWAIT)
+                sent = self.sock.send(data)
             except BlockingIOError:
-                continue
+                pass
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
-            view = view[sent:]
+            if sent == len(data):
+                return
+        view = memoryview(data)[sent:]
+        self.out.append(view)
+        self.out_bytes += len(view)
+        if self.out_bytes > OUTPUT_QUEUE_BYTES:
+            self.wait_flushed()
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
-        in_fd = file.fileno()
-        total = 0
-        self.sock.setblocking(False)
-        try:
-            deadline = time.monotonic() + self.ctx.send_timeout_s
-            while total < count:
-                try:
-                    sent = os.sendfile(self.fd, in_fd, offset + total, count - total)
-                except BlockingIOError:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not _wait(self.fd, _POLLOUT, remaining):
-                        raise ClientGone("client did not accept the file in time") from None
-                    continue
-                except OSError as exc:
-                    raise ClientGone(str(exc)) from None
-                if sent == 0:
-                    break  # the file shrank
-                total += sent
+        """Send a file with os.sendfile; what the socket does not take now is queued
+        (on a duplicate descriptor, as the app may close its file at once)."""
+        sent = 0
+        if not self.out:
+            in_fd = file.fileno()
+            try:
+                while sent < count:
+                    n = os.sendfile(self.fd, in_fd, offset + sent, count - sent)
+                    if n == 0:
+                        return sent  # the file is shorter than it was
+                    sent += n
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+        if sent < count:
+            self.out.append(_FileTail(os.dup(file.fileno()), offset + sent, count - sent))
+        return count
+
+    def wait_flushed(self) -> None:
+        """Write the output queue out from this thread, waiting up to send_timeout for
+        each bit of progress."""
+        deadline = time.monotonic() + self.ctx.send_timeout_s
+        while not self.flush():
+            before = self.out_bytes
+            if not _wait(self.fd, _POLLOUT, deadline - time.monotonic()):
+                raise ClientGone("client did not accept the response in time")
+            if self.out_bytes != before:
                 deadline = time.monotonic() + self.ctx.send_timeout_s
-        finally:
-            self.sock.setblocking(True)
-        return total
 
     def send_quietly(self, data: bytes) -> None:
-        with contextlib.suppress(ClientGone):
-            self.send(data)
-
-    def finish(self, clean: bool) -> None:
-        """End the connection after a response. A clean end closes at once; otherwise
-        the client may still be sending (a refused body, pipelined requests), so we stop
-        writing and let the loop read and drop its bytes for a moment: closing with unread
-        data would send a RST that can destroy the response before the client reads it."""
-        if clean:
-            self.close()
-            return
         try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self.close()
-            return
-        self.state = LINGER
-        self.deadline = time.monotonic() + LINGER_S
-        self.ctx.park(self)
+            self.send(data)
+        except ClientGone:
+            self.out.clear()
 
     def close(self) -> None:
         if self.state == CLOSED:
             return
         self.state = CLOSED
         self.ctx.discard(self)
-        try:
-            self.sock.close()
-        except OSError as exc:  # pragma: no cover - close() of a socket rarely fails
-            if exc.errno != errno.EBADF:
-                raise
+        for item in self.out:
+            if isinstance(item, _FileTail):
+                os.close(item.fd)
+        self.out.clear()
+        self.sock.close()

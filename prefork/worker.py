@@ -38,9 +38,12 @@ from prefork.config import Config
 from prefork.connection import (
     ACTIVE,
     DISPATCH,
+    KEEP,
     LINGER,
     PARKED,
     WAIT,
+    WRITING,
+    ClientGone,
     Connection,
     ServerContext,
 )
@@ -56,6 +59,7 @@ HEARTBEAT_S = 1.0
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
+_ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
 _DISARMED = select.EPOLLONESHOT
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)  # wake one worker per new connection
 
@@ -158,6 +162,8 @@ class Worker:
                 "limit_request_fields": self.config.limit_request_fields,
                 "limit_request_field_size": self.config.limit_request_field_size,
                 "head_limit": self.config.head_limit_bytes,
+                "max_body": self.config.limit_request_body,
+                "framing_limit": self.config.limit_chunk_framing,
             },
             park=self._park,
             discard=self._discard,
@@ -217,7 +223,8 @@ class Worker:
             if self.stopping:
                 if not conns and self.busy == 0:
                     return 0
-            elif not self.accepting and self.busy < self.config.threads:
+            elif (not self.accepting and self.busy < self.config.threads
+                  and len(conns) < self.config.worker_connections):
                 self._resume_accepting()
 
     def _on_ready(self, conn: Connection) -> None:
@@ -227,18 +234,32 @@ class Worker:
             if action == DISPATCH:
                 self._dispatch(conn)
             elif action == WAIT:
-                self._arm(conn)
+                self._park(conn)
             else:
                 conn.close()
+        elif state == WRITING:
+            try:
+                done = conn.flush()
+            except ClientGone:
+                conn.close()
+                return
+            if not done:
+                conn.deadline = time.monotonic() + self.config.send_timeout
+                self._park(conn)
+            elif conn.end == KEEP and conn.has_work():
+                self._dispatch(conn)  # pipelined requests were waiting behind the output
+            else:
+                conn.settle()
         elif state == LINGER:
             if conn.linger_read():
-                self._arm(conn)
+                self._park(conn)
             else:
                 conn.close()
         # ACTIVE: a stray error/hang-up report; the pool thread owning it will find out.
 
     def _accept(self, listener: Listener) -> None:
-        free = self.config.threads - self.busy
+        free = min(self.config.threads - self.busy,
+                   self.config.worker_connections - len(self.conns))
         if free <= 0:
             self._pause_accepting()
             return
@@ -277,7 +298,7 @@ class Worker:
         if action == DISPATCH:
             self._dispatch(conn)
         elif action == WAIT:
-            self._arm(conn)
+            self._park(conn)
         else:
             conn.close()
 
@@ -287,11 +308,6 @@ class Worker:
             self.busy += 1
         self.jobs.put(conn)
 
-    def _arm(self, conn: Connection) -> None:
-        try:
-            self.ep.modify(conn.fd, _ARMED)
-        except OSError:
-            conn.close()
 
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
@@ -302,7 +318,7 @@ class Worker:
                 state = conn.state
                 if state == PARKED:
                     conn.expire()
-                elif state == LINGER:
+                elif state in (LINGER, WRITING):  # WRITING: stopped reading
                     conn.close()
 
     def _pause_accepting(self) -> None:
@@ -376,8 +392,9 @@ class Worker:
                     self._wake()
 
     def _park(self, conn: Connection) -> None:
+        """Give `conn` back to the loop (from any thread): re-arm it in the epoll."""
         try:
-            self.ep.modify(conn.fd, _ARMED)
+            self.ep.modify(conn.fd, _ARMED_OUT if conn.state == WRITING else _ARMED)
         except OSError:
             conn.close()
 

@@ -16,7 +16,9 @@ Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
     and is refused in HTTP/1.0 (RFC 9112 §6.1)
   * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2)
   * no fragment in the request target (RFC 9112 §3.2)
-  * limits: request line (414), header count and field size (431), total head bytes (431)
+  * limits: request line (414), header count and field size (431), total head bytes (431),
+    body size (413, at the head when Content-Length says so), chunk framing without data
+  * trailer fields are parsed and dropped, never merged into the head
   * an Upgrade or CONNECT request carrying a body is refused: we never switch protocols,
     and llhttp would not frame that body.
 
@@ -35,6 +37,7 @@ from prefork.errors import (
     HeaderFieldsTooLarge,
     HTTPError,
     NotImplementedByServer,
+    PayloadTooLarge,
     URITooLong,
     VersionNotSupported,
 )
@@ -44,6 +47,7 @@ from prefork.http.request import Request
 class RequestParser:
     __slots__ = (
         "_field_size",
+        "_framing_limit",
         "_head_bytes",
         "_head_limit",
         "_in_head",
@@ -67,12 +71,14 @@ class RequestParser:
         limit_request_field_size: int = 8190,
         head_limit: int = 1 << 20,
         max_body: int = 0,
+        framing_limit: int = 8192,
     ) -> None:
         self._line_limit = limit_request_line
         self._max_fields = limit_request_fields
         self._field_size = limit_request_field_size
         self._head_limit = head_limit
         self._max_body = max_body
+        self._framing_limit = framing_limit
         self.ready: deque[Request] = deque()
         self.error: HTTPError | None = None
         self.stopped = False  # no more bytes will be parsed (error, upgrade, close)
@@ -91,6 +97,9 @@ class RequestParser:
     def feed(self, data: bytes | memoryview) -> None:
         if self.stopped:
             return
+        req = self._req
+        chunked_body = req is not None and req.chunked and not self._in_head
+        before = req.body.received if req is not None else 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -105,6 +114,16 @@ class RequestParser:
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._fail(HeaderFieldsTooLarge("request head too large"))
+        elif chunked_body and req is self._req and req is not None:
+            # Chunk-size lines, extensions and trailers are not body: llhttp skips them
+            # without limit, so a client could stream them forever while the app waits
+            # for data. Count framing bytes since the last body byte.
+            if req.body.received == before:
+                self._head_bytes += len(data)
+                if self._head_bytes > self._framing_limit:
+                    self._fail(BadRequest("too much chunk framing without data"))
+            else:
+                self._head_bytes = 0
 
     def _fail(self, exc: Exception) -> None:
         self.stopped = True
@@ -145,6 +164,10 @@ class RequestParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self._req
         assert req is not None
+        if not self._in_head:
+            # A trailer field (RFC 9112 §7.1.2). Never merged into the head, which the app
+            # may already be reading (RFC 9110 §6.5.1); its bytes count as chunk framing.
+            return
         headers = req.headers
         if len(headers) >= self._max_fields:
             raise HeaderFieldsTooLarge(f"more than {self._max_fields} header fields")
@@ -176,6 +199,10 @@ class RequestParser:
             req.keep_alive = False
         if not req.chunked and not req.content_length:
             req.body.complete = True
+        elif self._max_body and (req.content_length or 0) > self._max_body:
+            # Refused before the app runs and before the body is read (no 100 Continue).
+            raise PayloadTooLarge(f"Content-Length exceeds {self._max_body} bytes")
+        self._head_bytes = 0
         self.ready.append(req)
 
     def _check_fields(self, req: Request) -> None:

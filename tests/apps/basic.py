@@ -116,6 +116,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
         count = sum(1 for o in gc.get_objects() if type(o) is Connection)
         return _text(start_response, str(count).encode())
+    if path == "/big":
+        n = int(q.get("n", "65536"))
+        return _text(start_response, b"x" * n, ctype="application/octet-stream")
     if path == "/threads":
         return _text(start_response, str(threading.active_count()).encode())
     return _text(start_response, b"not found", status="404 Not Found")

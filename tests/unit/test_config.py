@@ -121,3 +121,13 @@ def test_available_cpus_respects_affinity() -> None:
     import os
 
     assert 1 <= config.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_sections_are_contiguous() -> None:
+    """example_toml() opens each table once; settings of one table must stand together."""
+    seen: list[str] = []
+    for field in config.iter_settings():
+        section = field.metadata["section"]
+        if not seen or seen[-1] != section:
+            assert section not in seen, f"{field.name} reopens [{section}]"
+            seen.append(section)
