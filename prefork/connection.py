@@ -322,6 +322,11 @@ class Connection:
         """Body source for the app (wsgi.input): receive more bytes and feed the parser."""
         req = self.request
         assert req is not None
+        parser = self.parser
+        if parser.error is not None:
+            raise parser.error  # the body was already found malformed
+        if parser.stopped:
+            raise ClientGone("no more bytes will be parsed on this connection")
         if req.expect_continue and not self.continue_sent:
             self.continue_sent = True  # RFC 9110 §10.1.1: only once the app wants the body
             self.send(CONTINUE)

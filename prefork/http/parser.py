@@ -43,9 +43,14 @@ from prefork.errors import (
 )
 from prefork.http.request import Request
 
+# Framing bytes each chunk may carry beyond the body-wide allowance: "ffffffff\r\n" and
+# the CRLF after the data take 12; the rest leaves room for a short extension.
+CHUNK_FRAMING_ALLOWANCE = 32
+
 
 class RequestParser:
     __slots__ = (
+        "_chunks",
         "_field_size",
         "_framing_limit",
         "_head_bytes",
@@ -87,6 +92,7 @@ class RequestParser:
         self._url_len = 0
         self._in_head = False
         self._head_bytes = 0
+        self._chunks = 0
         self._parser = httptools.HttpRequestParser(self)
 
     @property
@@ -95,6 +101,16 @@ class RequestParser:
         return self._req is None
 
     def feed(self, data: bytes | memoryview) -> None:
+        limit = self._framing_limit
+        if len(data) > limit:
+            # In slices, so that chunk framing is counted within one slice of the limit.
+            view = memoryview(data)
+            for start in range(0, len(view), limit):
+                self._feed(view[start:start + limit])
+        else:
+            self._feed(data)
+
+    def _feed(self, data: bytes | memoryview) -> None:
         if self.stopped:
             return
         req = self._req
@@ -117,13 +133,13 @@ class RequestParser:
         elif chunked_body and req is self._req and req is not None:
             # Chunk-size lines, extensions and trailers are not body: llhttp skips them
             # without limit, so a client could stream them forever while the app waits
-            # for data. Count framing bytes since the last body byte.
-            if req.body.received == before:
-                self._head_bytes += len(data)
-                if self._head_bytes > self._framing_limit:
-                    self._fail(BadRequest("too much chunk framing without data"))
-            else:
-                self._head_bytes = 0
+            # for data. Count them: each chunk may carry a little framing, and the whole
+            # body `framing_limit` bytes more (for extensions and trailers). The slice in
+            # which a head ends, or a body, is not counted: the limit holds within two
+            # slices of `framing_limit` bytes.
+            self._head_bytes += len(data) - (req.body.received - before)
+            if self._head_bytes > self._framing_limit + CHUNK_FRAMING_ALLOWANCE * self._chunks:
+                self._fail(BadRequest("too much chunk framing (extensions, trailers)"))
 
     def _fail(self, exc: Exception) -> None:
         self.stopped = True
@@ -173,6 +189,8 @@ class RequestParser:
             raise HeaderFieldsTooLarge(f"more than {self._max_fields} header fields")
         if len(name) + len(value) > self._field_size:
             raise HeaderFieldsTooLarge(f"a header field is longer than {self._field_size} bytes")
+        if value[-1:] in (b" ", b"\t"):
+            value = value.rstrip(b" \t")  # RFC 9112 §5.1: trailing OWS is not the value
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -203,6 +221,7 @@ class RequestParser:
             # Refused before the app runs and before the body is read (no 100 Continue).
             raise PayloadTooLarge(f"Content-Length exceeds {self._max_body} bytes")
         self._head_bytes = 0
+        self._chunks = 0
         self.ready.append(req)
 
     def _check_fields(self, req: Request) -> None:
@@ -249,6 +268,9 @@ class RequestParser:
         if codings[-1] != "chunked" or codings.count("chunked") > 1 or "" in codings:
             raise BadRequest("Transfer-Encoding must end in a single 'chunked'")
         raise NotImplementedByServer("transfer codings other than chunked are not supported")
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
         req = self._req

@@ -144,3 +144,29 @@ def test_body_limit_gives_413() -> None:
     p = RequestParser(max_body=4)
     p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
     assert p.error is not None and p.error.status == 413
+
+
+def test_many_tiny_chunks_are_fine() -> None:
+    p = RequestParser(framing_limit=8192)
+    p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(5000):
+        p.feed(b"1;e=v\r\nx\r\n")
+    p.feed(b"0\r\n\r\n")
+    assert p.error is None and p.ready[0].body.read() == b"x" * 5000
+
+
+def test_endless_chunk_extension_is_refused() -> None:
+    p = RequestParser(framing_limit=8192)
+    p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=")
+    for _ in range(100):
+        p.feed(b"a" * 1000)
+        if p.error:
+            break
+    assert p.error is not None and p.error.status == 400
+    assert p.ready[0].body.received == 0
+
+
+def test_trailing_whitespace_is_not_part_of_the_value() -> None:
+    p = RequestParser()
+    p.feed(b"GET / HTTP/1.1\r\nHost: a \t\r\nX: b  \r\n\r\n")
+    assert p.ready[0].headers == [(b"Host", b"a"), (b"X", b"b")]

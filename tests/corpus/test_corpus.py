@@ -1,0 +1,171 @@
+"""Replay the raw-bytes corpus: whole, one byte at a time, in seeded random chunks, and a
+sample over a real socket. A valid case must parse to exactly what it says; an invalid one
+must be refused with its status, and nothing after it may be parsed."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prefork.http.parser import RequestParser
+from tests.server import Server
+
+HERE = Path(__file__).parent
+LIMITS = {"limit_request_line": 8190, "limit_request_fields": 100,
+          "limit_request_field_size": 8190, "head_limit": 8190 + 100 * 8192 + 4,
+          "max_body": 1 << 20, "framing_limit": 8192}
+SERVER_ARGS = ("--limit-request-body", str(1 << 20))
+AFTER = b"GET /after-the-case HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def load(kind: str) -> list[dict[str, Any]]:
+    cases = tomllib.loads((HERE / kind / "cases.toml").read_text())["case"]
+    for case in cases:
+        raw = case["raw"]
+        if "fill" in case:
+            marker, text, count = case["fill"]
+            raw = raw.replace(marker, text * count)
+        case["bytes"] = raw.encode("latin-1")
+    return cases
+
+
+VALID = load("valid")
+INVALID = load("invalid")
+
+
+def chunks(data: bytes, mode: str, seed: int) -> Iterator[bytes]:
+    if mode == "whole":
+        yield data
+    elif mode == "bytes":
+        for i in range(len(data)):
+            yield data[i:i + 1]
+    else:
+        rng = random.Random(seed)
+        i = 0
+        while i < len(data):
+            n = rng.choice((1, 2, 3, 7, 64, 1000, 4096))
+            yield data[i:i + n]
+            i += n
+
+
+def replay(data: bytes, mode: str, seed: int = 0) -> RequestParser:
+    parser = RequestParser(**LIMITS)
+    for piece in chunks(data, mode, seed):
+        parser.feed(piece)
+    return parser
+
+
+def mode_for(case: dict[str, Any]) -> list[str]:
+    # Byte-at-a-time over a megabyte of input says nothing more than random chunks.
+    return ["whole", "random"] if len(case["bytes"]) > 20000 else ["whole", "bytes", "random"]
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(VALID) + len(INVALID) >= 150
+    names = [c["name"] for c in VALID + INVALID]
+    assert len(names) == len(set(names)), "case names are unique"
+
+
+@pytest.mark.parametrize("case", VALID, ids=lambda c: c["name"])
+def test_valid_in_process(case: dict[str, Any]) -> None:
+    for mode in mode_for(case):
+        for seed in range(3 if mode == "random" else 1):
+            parser = replay(case["bytes"], mode, seed)
+            assert parser.error is None, (mode, parser.error)
+            assert len(parser.ready) == case.get("count", 1), mode
+            req = parser.ready[0]
+            assert req.method == case["method"]
+            if "target" in case:
+                assert req.target == case["target"].encode("latin-1")
+            if "headers" in case:
+                assert req.headers == [(n.encode("latin-1"), v.encode("latin-1"))
+                                       for n, v in case["headers"]]
+            if "body" in case:
+                assert req.body.complete
+                assert req.body.read() == case["body"].encode("latin-1")
+            if "keep_alive" in case:
+                assert req.keep_alive == case["keep_alive"]
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: c["name"])
+def test_invalid_in_process(case: dict[str, Any]) -> None:
+    for mode in mode_for(case):
+        for seed in range(3 if mode == "random" else 1):
+            parser = replay(case["bytes"] + AFTER, mode, seed)
+            assert parser.error is not None, (mode, [r.target for r in parser.ready])
+            assert parser.error.status == case["status"], (mode, parser.error)
+            assert parser.stopped
+            assert all(r.target != b"/after-the-case" for r in parser.ready), mode
+            # Whatever was served before the error must not be a smuggled request.
+            assert len(parser.ready) <= 1
+
+
+# -- over a real socket --------------------------------------------------------------------
+
+def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    length = environ.get("CONTENT_LENGTH")
+    body = environ["wsgi.input"].read(int(length)) if length else environ["wsgi.input"].read()
+    out = json.dumps({"method": environ["REQUEST_METHOD"], "target": environ["RAW_URI"],
+                      "body": body.decode("latin-1")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(out)))])
+    return [out]
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[Server]:
+    with Server("tests.corpus.test_corpus:echo_app", *SERVER_ARGS, workers=1,
+                threads=4) as srv:
+        yield srv
+
+
+def exchange(srv: Server, data: bytes) -> bytes:
+    with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before we finished sending: the reply is still there to read
+        out = bytearray()
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return bytes(out)
+
+
+SOCKET_VALID = [c for c in VALID if c.get("count", 1) == 1 and not c["name"].startswith(
+    ("websocket", "options-asterisk", "absolute-form"))][::2]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", SOCKET_VALID, ids=lambda c: c["name"])
+def test_valid_over_socket(echo_server: Server, case: dict[str, Any]) -> None:
+    out = exchange(echo_server, case["bytes"])
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), out[:200]
+    got = json.loads(body[: int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])])
+    assert got["method"] == case["method"]
+    if "target" in case:
+        assert got["target"] == case["target"]
+    if "body" in case:
+        assert got["body"] == case["body"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", INVALID[::2], ids=lambda c: c["name"])
+def test_invalid_over_socket(echo_server: Server, case: dict[str, Any]) -> None:
+    out = exchange(echo_server, case["bytes"] + AFTER)
+    assert out.startswith(b"HTTP/1.1 %d " % case["status"]), out[:120]
+    assert out.count(b"HTTP/1.1 ") == out.count(b"HTTP/1.1 %d " % case["status"]) == 1 or \
+        b"/after-the-case" not in out
+    assert b"Connection: close\r\n" in out
+    assert b'"target"' not in out, "the request after a refused one was answered"
