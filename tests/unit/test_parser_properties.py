@@ -125,7 +125,7 @@ def ours(data: bytes, pieces: list[int]) -> tuple[list[tuple[bytes, bytes, bytes
                            limit_request_field_size=8190, head_limit=1 << 20,
                            framing_limit=1 << 20)
     start = 0
-    for cut in sorted(pieces) + [len(data)]:
+    for cut in [*sorted(pieces), len(data)]:
         parser.feed(data[start:max(start, min(cut, len(data)))])
         start = max(start, min(cut, len(data)))
     done = [(r.method.encode(), r.target, r.body.read()) for r in parser.ready if r.body.complete]
@@ -143,7 +143,7 @@ VALUES = st.binary(max_size=20).map(
 def requests(draw: st.DrawFn) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
     out = bytearray()
     expected = []
-    for i in range(draw(st.integers(1, 3))):
+    for _i in range(draw(st.integers(1, 3))):
         method, target = draw(METHODS), draw(TARGETS)
         body = draw(st.binary(max_size=60))
         v11 = draw(st.booleans()) or (body and draw(st.booleans()))
