@@ -86,4 +86,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from prefork.master import serve
 
-    return serve(cfg)
+    argv_list = list(sys.argv if argv is None else ["prefork-serve", *argv])
+    return serve(cfg, reload_config=lambda: parse(argv_list[1:])[1], argv=argv_list)

@@ -31,6 +31,9 @@ from typing import Any
 from prefork.errors import ConfigError
 
 ENV_PREFIX = "PREFORK_"
+# Variables with the prefix that are not settings: the config file, and what a master
+# hands to the master that replaces it on SIGUSR2.
+ENV_INTERNAL = frozenset({"PREFORK_CONFIG", "PREFORK_INHERIT_FDS", "PREFORK_UPGRADE_FROM"})
 SECONDS = 1.0
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -128,6 +131,10 @@ class Config:
         False, "Import the app in the master before forking (shares memory, no reload of code).",
         section="app",
     )
+    gc_freeze: bool = setting(
+        False, "With preload_app: gc.freeze() after loading, so the app's objects stay "
+        "shared between workers (copy-on-write).", section="app",
+    )
     pythonpath: tuple[str, ...] = setting(
         (), "Directories put in front of sys.path before the app is imported.", section="app",
     )
@@ -176,6 +183,26 @@ class Config:
         0, "Add a random 0..N to max_requests per worker so workers never recycle together.",
         section="workers", min=0,
     )
+    max_worker_memory: int = setting(
+        0, "Recycle a worker (gracefully) whose memory stays above this many MiB for "
+        "memory_samples checks in a row (0: never).", section="workers", unit="MiB", min=0,
+    )
+    memory_metric: str = setting(
+        "rss", "What max_worker_memory measures: rss, or uss (memory unique to the worker, "
+        "dearer to read).", section="workers", choices=("rss", "uss"),
+    )
+    memory_samples: int = setting(
+        3, "Consecutive one-second samples over max_worker_memory before recycling.",
+        section="workers", min=1, max=600,
+    )
+    max_worker_lifetime: float = setting(
+        0, "Recycle a worker after this long, plus up to 10% at random (0: never).",
+        section="workers", unit="s", min=0,
+    )
+    shutdown_delay: float = setting(
+        0, "On SIGTERM, keep serving this long before draining (for load balancers to "
+        "notice the server is going).", section="workers", unit="s", min=0, max=3600,
+    )
     worker_connections: int = setting(
         1000, "Most connections a worker holds open; beyond that new ones wait in the "
         "listen backlog.", section="workers", min=1, max=1_000_000,
@@ -222,8 +249,15 @@ class Config:
         "without body data; more gets 400.", section="http", unit="bytes", min=64,
         max=1 << 20,
     )
+    # [process]
+    pidfile: str = setting("", "Write the master's pid to this file (empty: none).",
+                           section="process")
     # [logging]
     loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS)
+    errorlog: str = setting(
+        "-", "Where the error log goes: - for stderr, or a file path (reopened on SIGUSR1).",
+        section="logging",
+    )
 
     @property
     def head_limit_bytes(self) -> int:
@@ -396,7 +430,7 @@ def read_env(environ: Mapping[str, str]) -> dict[str, str]:
     """PREFORK_* variables as {setting: text}; an unknown PREFORK_* name is an error."""
     found: dict[str, str] = {}
     for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+        if not key.startswith(ENV_PREFIX) or key in ENV_INTERNAL:
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in FIELDS:

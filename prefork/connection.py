@@ -79,7 +79,9 @@ class ServerContext:
     parser_limits: dict[str, int]
     park: Callable[[Connection], None]  # re-arm in the epoll (for reading or writing)
     discard: Callable[[Connection], None]
-    count_request: Callable[[], None]
+    begin_request: Callable[[Request], None]  # the per-request watchdog starts its clock
+    end_request: Callable[[], None]
+    progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
 
@@ -229,10 +231,13 @@ class Connection:
             elif parser.error is not None:
                 self.send_quietly(error_response(parser.error))
                 self.end = END_LINGER
-            elif parser.stopped or ctx.stopping:
+            elif parser.stopped:
                 self.end = END_CLEAN if parser.idle else END_LINGER
             else:
-                break  # wait for the next request
+                # Wait for the next request, even when the worker is draining: the last
+                # response promised keep-alive, so closing now could lose a request the
+                # client is sending. The next one is answered with "Connection: close".
+                break
             if self.out:
                 # The client is slow to read: the loop thread writes the rest and comes
                 # back here if more requests are waiting. This thread is free now.
@@ -269,7 +274,7 @@ class Connection:
         """Run the app for one request; True if the connection may carry another."""
         ctx = self.ctx
         self.served += 1
-        ctx.count_request()
+        ctx.begin_request(req)
         keep_alive = (
             req.keep_alive
             and ctx.keepalive_s > 0
@@ -301,6 +306,7 @@ class Connection:
         finally:
             req.body.fill = None
             self.request = None
+            ctx.end_request()
         if not exchange.keep_alive:
             return False
         if not req.body.complete:
@@ -334,6 +340,7 @@ class Connection:
         data = self.recv_wait(self.ctx.body_timeout_s)
         if not data:
             raise ClientGone("client closed the connection during the request body")
+        self.ctx.progress()
         self.parser.feed(data)
         if not req.body.complete and self.parser.error is not None:
             raise self.parser.error
@@ -404,6 +411,7 @@ class Connection:
                 raise ClientGone("client did not accept the response in time")
             if self.out_bytes != before:
                 deadline = time.monotonic() + self.ctx.send_timeout_s
+                self.ctx.progress()
 
     def send_quietly(self, data: bytes) -> None:
         try:

@@ -1,7 +1,9 @@
 """Logging set-up for the master and the workers: one format, the pid and role on every line.
 
 Called once in the master, and again in each worker after fork to set its role
-("master" or "worker 3"). The access log (one line per request) belongs here too.
+("master" or "worker 3"). The error log goes to stderr or a file; `reopen()` (on SIGUSR1,
+from the main thread of each process, never inside the signal handler) reopens the file
+after log rotation.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import logging
 import sys
 
 _role = "master"
+_handler: logging.Handler | None = None
+FORMAT = "[%(asctime)s] [%(process)d] [%(role)s] [%(levelname)s] %(message)s"
+DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 
 
 class _RoleFilter(logging.Filter):
@@ -18,18 +23,39 @@ class _RoleFilter(logging.Filter):
         return True
 
 
-def setup(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "[%(asctime)s] [%(process)d] [%(role)s] [%(levelname)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S %z",
-    ))
+def _make_handler(target: str) -> logging.Handler:
+    handler: logging.Handler
+    if target == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(target, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATEFMT))
     handler.addFilter(_RoleFilter())
+    return handler
+
+
+def setup(level: str, target: str = "-") -> None:
+    global _handler
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+        old.close()
+    _handler = _make_handler(target)
+    _handler.target = target  # type: ignore[attr-defined]
+    root.addHandler(_handler)
     root.setLevel(level.upper())
+
+
+def reopen() -> None:
+    """Reopen the error-log file (after logrotate moved it); stderr needs nothing."""
+    handler = _handler
+    if isinstance(handler, logging.FileHandler):
+        handler.acquire()
+        try:
+            handler.close()
+            handler.stream = handler._open()
+        finally:
+            handler.release()
 
 
 def set_role(role: str) -> None:

@@ -1,18 +1,22 @@
-"""The master process: bind, fork workers, supervise, stop.
+"""The master process: bind, fork workers, supervise, reload, upgrade, stop.
 
 Signal handlers only enqueue the signal (and the wake-up fd interrupts the wait); the main
 loop dispatches each one to `handle_<name>()`. Everything else happens in that one loop:
 
-    loop: wait for (a signal | a worker's channel message | a worker's exit) or 1 s
+    loop: wait for (a signal | a worker's message | a worker's exit), at most 1 s
           handle queued signals
           reap exited workers: log the cause, respawn (backing off when they die young)
-          kill workers whose heartbeat stopped for `timeout`
-          start workers until there are `workers` of them
+          watchdogs: heartbeat silence, memory, lifetime, overdue retirees
+          start workers until the current generation has `workers` of them
 
-Workers are forked with multiprocessing's fork context; each gets one end of a SEQPACKET
-socketpair on which it says "ready" and then sends a heartbeat every second. A worker
-that exits with APP_LOAD_ERROR before any worker was ever ready stops the server: the app
-cannot be imported, and respawning it forever would only hide that.
+Workers belong to a *generation*. HUP re-reads the config and starts a new generation; only
+when all of it is ready are the old workers told to drain (SIGTERM), so a reload never
+leaves a moment without ready workers. If a new worker dies before it is ready, the reload
+is abandoned and the old generation keeps serving.
+
+A worker is *retired* (it stops accepting and drains, and a replacement starts at once)
+when it asks to be (a stuck request, max_requests) or the master decides (memory,
+lifetime). A retiree still running graceful_timeout later is killed.
 
 Only the master's main thread runs this code. It never imports the HTTP layer.
 """
@@ -20,19 +24,27 @@ Only the master's main thread runs this code. It never imports the HTTP layer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
+import random
 import selectors
 import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+import psutil
+
 from prefork import log as logsetup
 from prefork.config import Config
-from prefork.sockets import Listener, bind_all
+from prefork.errors import AppLoadError, ConfigError
+from prefork.sockets import BindError, Listener, bind_all
 from prefork.worker import APP_LOAD_ERROR, set_title, worker_main
 from prefork.wsgi import WSGIApp
 
@@ -44,8 +56,11 @@ EXIT_BIND = 3
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 YOUNG_S = 5.0  # a worker that dies younger than this counts towards back-off
+BOOT_TIMEOUT_S = 30.0  # a worker gets at least this long to import the app
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 SIGNAL_NAMES = {getattr(signal, "SIG" + name): name for name in SIGNALS}
+INHERIT_ENV = "PREFORK_INHERIT_FDS"
+UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
 
 
 @dataclass(slots=True, eq=False)
@@ -54,28 +69,52 @@ class WorkerHandle:
     pid: int
     process: BaseProcess
     channel: socket.socket  # the master's end
+    generation: int
     started: float
     last_seen: float
+    lifetime_s: float = 0.0
     ready: bool = False
-    stopping_since: float | None = None
+    retiring_since: float | None = None
     busy: int = 0
     served: int = 0
+    over_memory: int = 0
+
+
+def describe_exit(code: int | None, killed_by_us: bool) -> str:
+    if code is not None and code < 0:
+        sig = -code
+        cause = f"killed by signal {signal.Signals(sig).name}"
+        if sig == signal.SIGKILL and not killed_by_us:
+            cause += " (likely the kernel's out-of-memory killer)"
+        return cause
+    if code == APP_LOAD_ERROR:
+        return "could not load the app"
+    return f"exited with status {code}"
 
 
 @dataclass
 class Master:
     config: Config
     app: WSGIApp | None = None
+    reload_config: Callable[[], Config] | None = None
+    argv: list[str] = field(default_factory=list)  # the command line, for SIGUSR2
     listeners: list[Listener] = field(default_factory=list)
     workers: dict[int, WorkerHandle] = field(default_factory=dict)  # by worker number
+    generation: int = 1
+    reload_from: Config | None = None  # the config a reload in progress replaces
     signals: list[int] = field(default_factory=list)
     stopping: str | None = None  # None, "graceful" or "quick"
     stop_deadline: float = 0.0
+    drain_at: float | None = None  # shutdown_delay: when the graceful drain begins
     exit_code: int = EXIT_OK
     ever_ready: bool = False
     failures: int = 0  # consecutive young deaths
     next_spawn: float = 0.0
+    spawn_waits_for_backoff: bool = True
     target: int = 0
+    next_memory_check: float = 0.0
+    upgrade: subprocess.Popen[bytes] | None = None
+    upgrade_from: int = 0  # the old master's pid, when this master replaces one
     wake_r: socket.socket = field(init=False)
     wake_w: socket.socket = field(init=False)
     sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
@@ -86,8 +125,11 @@ class Master:
     def run(self) -> int:
         set_title("prefork: master")
         self.target = self.config.workers
+        inherited = os.environ.pop(INHERIT_ENV, "")
+        self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
+        fds = [int(fd) for fd in inherited.split(",") if fd]
         self.listeners = bind_all(self.config.bind, self.config.backlog,
-                                  self.config.unix_socket_mode)
+                                  self.config.unix_socket_mode, inherited=fds)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
         self.wake_r, self.wake_w = socket.socketpair()
@@ -97,6 +139,7 @@ class Master:
         for name in SIGNALS:
             signal.signal(getattr(signal, "SIG" + name), self._enqueue)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        self._write_pidfile()
         log.info("prefork master started (pid %d): %d worker(s) x %d thread(s), app %s",
                  os.getpid(), self.target, self.config.threads,
                  self.config.app or "prefork.demo:app (built-in demo)")
@@ -130,52 +173,87 @@ class Master:
                     handler()
             self._reap()
             self._watchdog()
+            self._check_upgrade()
+            if self.drain_at is not None and time.monotonic() >= self.drain_at:
+                self.drain_at = None
+                self._stop("graceful")
             if self.stopping and not self.workers:
                 return
 
     def _wait_s(self) -> float:
         wait = 1.0
-        if len(self.workers) < self.target and not self.stopping:
+        if self._current_count() < self.target and not self.stopping:
             wait = max(0.0, min(wait, self.next_spawn - time.monotonic()))
         return wait
 
+    def _current(self) -> list[WorkerHandle]:
+        """Workers of the current generation that are not retiring: the serving pool."""
+        return [h for h in self.workers.values()
+                if h.generation == self.generation and h.retiring_since is None]
+
+    def _current_count(self) -> int:
+        return len(self._current())
+
     def _on_event(self, worker: WorkerHandle, fileobj: object) -> None:
-        if fileobj is worker.channel:
-            try:
-                msg = worker.channel.recv(256)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                msg = b""
-            if not msg:  # the worker closed its end: it is exiting; the sentinel will tell
-                with contextlib.suppress(KeyError, ValueError):
-                    self.sel.unregister(worker.channel)
-                return
-            worker.last_seen = time.monotonic()
-            if msg == b"ready":
-                worker.ready = True
-                self.ever_ready = True
-                log.info("worker %d (pid %d) is ready", worker.number, worker.pid)
-            elif msg.startswith(b"hb "):
-                parts = msg.split()
-                with contextlib.suppress(ValueError, IndexError):
-                    worker.busy, worker.served = int(parts[1]), int(parts[2])
-        # a sentinel event: _reap() will collect it
+        if fileobj is not worker.channel:
+            return  # the process sentinel: _reap() collects it
+        try:
+            msg = worker.channel.recv(256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            msg = b""
+        if not msg:  # the worker closed its end: it is exiting
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(worker.channel)
+            return
+        worker.last_seen = time.monotonic()
+        if msg.startswith(b"hb "):
+            parts = msg.split()
+            with contextlib.suppress(ValueError, IndexError):
+                worker.busy, worker.served = int(parts[1]), int(parts[2])
+        elif msg == b"ready":
+            self._on_ready(worker)
+        elif msg.startswith(b"retire "):
+            self._retire(worker, msg[7:].decode("utf-8", "replace"), signal_it=False)
+
+    def _on_ready(self, worker: WorkerHandle) -> None:
+        worker.ready = True
+        self.ever_ready = True
+        log.info("worker %d (pid %d) is ready", worker.number, worker.pid)
+        if self.reload_from is not None:
+            current = self._current()
+            if len(current) >= self.target and all(h.ready for h in current):
+                old = [h for h in self.workers.values() if h.generation < self.generation]
+                log.info("reload: %d new worker(s) ready; draining %d old one(s)",
+                         len(current), len(old))
+                for handle in old:
+                    self._retire(handle, "reload")
+                self.reload_from = None
+                self._notify_upgraded_from()
+        elif self.upgrade_from and all(h.ready for h in self._current()) and \
+                len(self._current()) >= self.target:
+            self._notify_upgraded_from()
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn_missing(self) -> None:
         if self.stopping:
             return
-        while len(self.workers) < self.target:
+        while self._current_count() < self.target:
             if time.monotonic() < self.next_spawn:
-                return
-            number = next(n for n in range(1, len(self.workers) + 2) if n not in self.workers)
-            self._spawn(number)
+                # Back off, unless nothing is serving and the dead had served before: a
+                # route that crashes its worker must not also take the whole server down.
+                serving = any(h.ready and h.retiring_since is None
+                              for h in self.workers.values())
+                if serving or self.spawn_waits_for_backoff:
+                    return
+            self._spawn()
 
-    def _spawn(self, number: int) -> None:
+    def _spawn(self) -> None:
+        number = next(n for n in range(1, len(self.workers) + 2) if n not in self.workers)
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # The child must not hold the master's end of any channel, or a dead master would
-        # not be noticed; nor the master's wake-up pair.
+        # not be noticed; nor the master's wake-up pair and selector.
         close_fds = [w.channel.fileno() for w in self.workers.values()]
         close_fds += [parent_end.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
         if isinstance(self.sel, selectors.EpollSelector):
@@ -189,12 +267,15 @@ class Master:
         child_end.close()
         parent_end.setblocking(False)
         now = time.monotonic()
-        handle = WorkerHandle(number, process.pid or 0, process, parent_end, started=now,
-                              last_seen=now)
+        lifetime = self.config.max_worker_lifetime
+        handle = WorkerHandle(number, process.pid or 0, process, parent_end, self.generation,
+                              started=now, last_seen=now,
+                              lifetime_s=lifetime * (1 + random.random() / 10))
         self.workers[number] = handle
         self.sel.register(parent_end, selectors.EVENT_READ, handle)
         self.sel.register(process.sentinel, selectors.EVENT_READ, handle)
-        log.debug("spawned worker %d (pid %d)", number, handle.pid)
+        log.debug("spawned worker %d (pid %d, generation %d)", number, handle.pid,
+                  self.generation)
 
     def _reap(self) -> None:
         for handle in list(self.workers.values()):
@@ -212,65 +293,159 @@ class Master:
 
     def _after_exit(self, handle: WorkerHandle, code: int | None) -> None:
         age = time.monotonic() - handle.started
-        if code is not None and code < 0:
-            sig = -code
-            cause = f"killed by signal {signal.Signals(sig).name}"
-            if sig == signal.SIGKILL and handle.stopping_since is None:
-                cause += " (by the kernel's OOM killer, or someone else)"
-        else:
-            cause = f"exited with status {code}"
-        if self.stopping or handle.stopping_since is not None:
+        cause = describe_exit(code, killed_by_us=handle.retiring_since is not None)
+        if self.stopping or handle.retiring_since is not None:
             log.info("worker %d (pid %d) %s", handle.number, handle.pid, cause)
             return
-        if code == APP_LOAD_ERROR:
-            if not self.ever_ready:
-                log.error("worker %d could not load the app; stopping (see the error above)",
-                          handle.number)
-                self.exit_code = EXIT_APP_LOAD
-                self._stop("quick")
-                return
-            cause = "could not load the app"
-        if code == 0:  # recycled (max_requests) or asked to stop: replace at once
-            log.info("worker %d (pid %d) exited after %.1f s; replacing it",
-                     handle.number, handle.pid, age)
+        if handle.generation != self.generation:
+            log.warning("old worker %d (pid %d) %s", handle.number, handle.pid, cause)
+            return
+        if self.reload_from is not None and not handle.ready:
+            self._abandon_reload(f"new worker {handle.number} {cause}")
+            return
+        if code == APP_LOAD_ERROR and not self.ever_ready:
+            log.error("worker %d could not load the app; stopping (see the error above)",
+                      handle.number)
+            self.exit_code = EXIT_APP_LOAD
+            self._stop("quick")
             return
         if age < YOUNG_S:
             self.failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 1))
             self.next_spawn = time.monotonic() + delay
-            log.error("worker %d (pid %d) %s after %.1f s; restarting in %.1f s",
-                      handle.number, handle.pid, cause, age, delay)
+            self.spawn_waits_for_backoff = not handle.ready
+            log.error("worker %d (pid %d) %s after %.1f s; restarting in %.1f s "
+                      "(%d early deaths in a row)", handle.number, handle.pid, cause, age,
+                      delay, self.failures)
         else:
             self.failures = 0
-            log.error("worker %d (pid %d) %s after %.1f s; restarting it",
+            log.error("worker %d (pid %d) %s after %.0f s; restarting it",
                       handle.number, handle.pid, cause, age)
+
+    def _retire(self, handle: WorkerHandle, reason: str, *, signal_it: bool = True) -> None:
+        """Take a worker out of the pool: a replacement starts, it drains and exits."""
+        if handle.retiring_since is not None:
+            return
+        handle.retiring_since = time.monotonic()
+        log.info("retiring worker %d (pid %d): %s", handle.number, handle.pid, reason)
+        if signal_it:
+            self._kill(handle, signal.SIGTERM)
 
     def _watchdog(self) -> None:
         now = time.monotonic()
-        for handle in self.workers.values():
-            if handle.stopping_since is not None:
+        check_memory = self.config.max_worker_memory and now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + 1.0
+        for handle in list(self.workers.values()):
+            if handle.retiring_since is not None:
+                # A retiree gets graceful_timeout; on a stop, the stop's deadline.
+                overdue = (now >= self.stop_deadline if self.stopping else
+                           now - handle.retiring_since > self.config.graceful_timeout)
+                if overdue and handle.process.is_alive():
+                    log.warning("worker %d (pid %d) did not finish in time; killing it",
+                                handle.number, handle.pid)
+                    self._kill(handle, signal.SIGKILL)
                 continue
-            limit = self.config.timeout
-            if not handle.ready:
-                limit = max(limit, 30.0)  # importing a big app may take a while
+            limit = self.config.timeout if handle.ready else max(self.config.timeout,
+                                                                 BOOT_TIMEOUT_S)
             if now - handle.last_seen > limit:
                 log.error("worker %d (pid %d) sent no heartbeat for %.0f s; killing it",
                           handle.number, handle.pid, now - handle.last_seen)
+                handle.retiring_since = now
                 self._kill(handle, signal.SIGKILL)
-                handle.stopping_since = now
-        if self.stopping and now >= self.stop_deadline:
-            for handle in self.workers.values():
-                if handle.process.is_alive():
-                    log.warning("worker %d (pid %d) did not stop in time; killing it",
-                                handle.number, handle.pid)
-                    self._kill(handle, signal.SIGKILL)
+                continue
+            if handle.lifetime_s and now - handle.started > handle.lifetime_s:
+                self._retire(handle, f"lifetime of {handle.lifetime_s:.0f} s reached")
+            elif check_memory and handle.ready:
+                self._check_memory(handle)
+
+    def _check_memory(self, handle: WorkerHandle) -> None:
+        try:
+            proc = psutil.Process(handle.pid)
+            if self.config.memory_metric == "uss":
+                used = proc.memory_full_info().uss
+            else:
+                used = proc.memory_info().rss
+        except psutil.Error:
+            return
+        limit = self.config.max_worker_memory * 1024 * 1024
+        handle.over_memory = handle.over_memory + 1 if used > limit else 0
+        if handle.over_memory >= self.config.memory_samples:
+            self._retire(handle, f"{self.config.memory_metric.upper()} {used >> 20} MiB over "
+                                 f"max_worker_memory {self.config.max_worker_memory} MiB")
 
     @staticmethod
     def _kill(handle: WorkerHandle, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, TypeError):
             os.kill(handle.pid, sig)
 
-    # -- stopping --------------------------------------------------------------------------
+    # -- reload ----------------------------------------------------------------------------
+    def handle_hup(self) -> None:
+        if self.stopping:
+            return
+        if self.reload_from is not None:
+            log.warning("SIGHUP: a reload is already under way; ignored")
+            return
+        try:
+            new = self.reload_config() if self.reload_config else self.config
+        except ConfigError as exc:
+            log.error("SIGHUP: the new config is invalid, keeping the old one: %s", exc)
+            return
+        if new.bind != self.config.bind:
+            log.warning("SIGHUP: bind changed; new addresses take effect on a restart or "
+                        "SIGUSR2 upgrade")
+            new = _replace(new, bind=self.config.bind)
+        log.info("SIGHUP: reloading (%d new worker(s)%s)", new.workers,
+                 "; the app is preloaded, so its code is not re-imported"
+                 if self.app is not None else "")
+        self.reload_from = self.config
+        self.config = new
+        self.target = new.workers
+        logsetup.setup(new.loglevel, new.errorlog)
+        self.generation += 1
+        self.next_spawn = 0.0
+
+    def _abandon_reload(self, why: str) -> None:
+        assert self.reload_from is not None
+        log.error("reload failed (%s); the old workers keep serving", why)
+        for handle in self._current():
+            self._retire(handle, "reload abandoned")
+        self.config = self.reload_from
+        self.target = self.config.workers
+        self.reload_from = None
+        self.generation -= 1
+        self.failures = 0
+
+    # -- upgrade (USR2) --------------------------------------------------------------------
+    def handle_usr2(self) -> None:
+        if self.stopping or self.upgrade is not None or not self.argv:
+            log.warning("SIGUSR2: cannot upgrade now (stopping, an upgrade under way, or "
+                        "no command line to start again)")
+            return
+        fds = [listener.sock.fileno() for listener in self.listeners]
+        env = {**os.environ, INHERIT_ENV: ",".join(map(str, fds)),
+               UPGRADE_ENV: str(os.getpid())}
+        argv = [sys.executable, "-m", "prefork", *self.argv[1:]]
+        log.info("SIGUSR2: starting a new master with the same listeners")
+        self._rename_pidfile(to_old=True)
+        self.upgrade = subprocess.Popen(argv, env=env, pass_fds=fds)
+
+    def _check_upgrade(self) -> None:
+        if self.upgrade is not None and self.upgrade.poll() is not None:
+            log.error("the new master (pid %d) exited with status %s before taking over; "
+                      "this one keeps serving", self.upgrade.pid, self.upgrade.returncode)
+            self.upgrade = None
+            self._rename_pidfile(to_old=False)
+
+    def _notify_upgraded_from(self) -> None:
+        if self.upgrade_from:
+            log.info("new master ready; asking the old master (pid %d) to stop",
+                     self.upgrade_from)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.upgrade_from, signal.SIGTERM)
+            self.upgrade_from = 0
+
+    # -- stopping and other signals --------------------------------------------------------
     def _stop(self, how: str) -> None:
         if self.stopping == "quick" or self.stopping == how:
             return
@@ -280,8 +455,9 @@ class Master:
         self.stop_deadline = now + grace
         sig = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
         for handle in self.workers.values():
-            handle.stopping_since = now
-            self._kill(handle, sig)
+            if handle.retiring_since is None or how == "quick":
+                handle.retiring_since = handle.retiring_since or now
+                self._kill(handle, sig)
         # Our copy of the listeners must go too, so that once the workers have drained
         # the backlog new connections are refused instead of queued forever.
         for listener in self.listeners:
@@ -289,6 +465,11 @@ class Master:
                 listener.sock.close()
 
     def handle_term(self) -> None:
+        delay = self.config.shutdown_delay
+        if delay and self.drain_at is None and not self.stopping:
+            log.info("SIGTERM: draining in %.1f s (shutdown_delay); serving until then", delay)
+            self.drain_at = time.monotonic() + delay
+            return
         log.info("SIGTERM: graceful stop (in-flight requests get %.0f s)",
                  self.config.graceful_timeout)
         self._stop("graceful")
@@ -310,27 +491,66 @@ class Master:
             return
         self.target -= 1
         log.info("SIGTTOU: workers %d -> %d", self.target + 1, self.target)
-        handle = max(self.workers.values(), key=lambda h: h.number, default=None)
-        if handle is not None and handle.stopping_since is None:
-            handle.stopping_since = time.monotonic()
-            self._kill(handle, signal.SIGTERM)
+        current = self._current()
+        if len(current) > self.target:
+            self._retire(max(current, key=lambda h: h.number), "SIGTTOU")
+
+    def handle_usr1(self) -> None:
+        log.info("SIGUSR1: reopening log files")
+        logsetup.reopen()
+        for handle in self.workers.values():
+            self._kill(handle, signal.SIGUSR1)
+
+    # -- pidfile and clean-up --------------------------------------------------------------
+    def _write_pidfile(self) -> None:
+        if self.config.pidfile:
+            with open(self.config.pidfile, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+
+    def _rename_pidfile(self, to_old: bool) -> None:
+        path = self.config.pidfile
+        if path:
+            src, dst = (path, path + ".oldbin") if to_old else (path + ".oldbin", path)
+            with contextlib.suppress(OSError):
+                os.replace(src, dst)
 
     def _cleanup(self) -> None:
         for handle in self.workers.values():
             self._kill(handle, signal.SIGKILL)
         for handle in self.workers.values():
             handle.process.join(5)
+        handed_over = self.upgrade is not None and self.upgrade.poll() is None
         for listener in self.listeners:
             with contextlib.suppress(OSError):
-                listener.close()
+                if handed_over:
+                    listener.sock.close()  # the new master serves this socket file now
+                else:
+                    listener.close()
+        if self.config.pidfile and not handed_over:
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.pidfile)
+        if handed_over and self.config.pidfile:
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.pidfile + ".oldbin")
 
 
-def serve(config: Config) -> int:
+def _replace(config: Config, **changes: object) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+def serve(config: Config, reload_config: Callable[[], Config] | None = None,
+          argv: list[str] | None = None) -> int:
     """Run a master until it stops; returns the process exit status."""
-    logsetup.setup(config.loglevel)
+    try:
+        logsetup.setup(config.loglevel, config.errorlog)
+    except OSError as exc:
+        print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
+              file=sys.stderr)
+        return 2
     app = None
     if config.preload_app:
-        from prefork.errors import AppLoadError
         from prefork.loader import load_app
 
         try:
@@ -338,10 +558,11 @@ def serve(config: Config) -> int:
         except AppLoadError as exc:
             log.error("%s", exc)
             return EXIT_APP_LOAD
-    from prefork.sockets import BindError
-
+        if config.gc_freeze:
+            gc.collect()
+            gc.freeze()  # keep the app's objects out of collections: pages stay shared
     try:
-        return Master(config, app).run()
+        return Master(config, app, reload_config, argv or []).run()
     except BindError as exc:
         log.error("%s", exc)
         return EXIT_BIND

@@ -124,8 +124,20 @@ def bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
     return sock
 
 
-def bind_all(addresses: tuple[str, ...], backlog: int, unix_mode: int) -> list[Listener]:
+def bind_all(addresses: tuple[str, ...], backlog: int, unix_mode: int,
+             inherited: list[int] | None = None) -> list[Listener]:
+    """Listen on every address; with `inherited` descriptors (a SIGUSR2 upgrade), adopt
+    those instead, in the same order as the addresses."""
     listeners: list[Listener] = []
+    if inherited:
+        if len(inherited) != len(addresses):
+            raise BindError(f"{len(inherited)} inherited sockets for {len(addresses)} addresses")
+        for fd, address in zip(inherited, addresses, strict=True):
+            sock = socket.socket(fileno=fd)
+            sock.setblocking(False)
+            path = address[5:] if address.startswith("unix:") else None
+            listeners.append(Listener(sock, address, path))
+        return listeners
     try:
         for address in addresses:
             path = None

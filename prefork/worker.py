@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ from prefork.connection import (
     ServerContext,
 )
 from prefork.errors import AppLoadError
+from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.sockets import Listener
 from prefork.wsgi import WSGIApp, base_environ
@@ -111,6 +113,10 @@ class Worker:
         self.stopping = False
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
         self.recycle = False
+        self.reopen_logs = False
+        # thread ident -> (start, method, target) of the request it is running
+        self.inflight: dict[int, tuple[float, str, bytes]] = {}
+        self.stuck: set[int] = set()
         self.max_requests = config.max_requests
         if config.max_requests and config.max_requests_jitter:
             import random
@@ -131,11 +137,15 @@ class Worker:
         def quick(signum: int, frame: object) -> None:
             self.stop_signal = "quick"
 
+        def reopen(signum: int, frame: object) -> None:
+            self.reopen_logs = True
+
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, quick)
         signal.signal(signal.SIGQUIT, quick)
+        signal.signal(signal.SIGUSR1, reopen)
         # The master acts on these; a terminal sends them to the whole process group.
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1,
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
                     signal.SIGUSR2, signal.SIGWINCH):
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -167,7 +177,9 @@ class Worker:
             },
             park=self._park,
             discard=self._discard,
-            count_request=self._count_request,
+            begin_request=self._begin_request,
+            end_request=self._end_request,
+            progress=self._progress,
         )
         self.ctx = ctx
         multiprocess = self.config.workers > 1
@@ -208,7 +220,12 @@ class Worker:
                     return 0
             if self.stop_signal == "quick":
                 return 0
+            if self.reopen_logs:
+                self.reopen_logs = False
+                logsetup.reopen()
             if (self.stop_signal or self.recycle) and not self.stopping:
+                if self.recycle and not self.stop_signal:
+                    self._tell_master(b"retire served %d requests" % self.info.served)
                 self._begin_stop()
             now = time.monotonic()
             if now >= next_sweep:
@@ -221,7 +238,10 @@ class Worker:
                     return 0
                 self._tell_master(b"hb %d %d" % (self.busy, self.info.served))
             if self.stopping:
-                if not conns and self.busy == 0:
+                stuck = sum(1 for ident in self.stuck if ident in self.inflight)
+                if len(conns) <= stuck and self.busy <= stuck:
+                    if stuck:
+                        log.warning("exiting with %d stuck request(s) abandoned", stuck)
                     return 0
             elif (not self.accepting and self.busy < self.config.threads
                   and len(conns) < self.config.worker_connections):
@@ -311,8 +331,13 @@ class Worker:
 
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
-        lingering). A sweep of the table, twice a second: no per-request timer state,
-        and nothing keeps a closed connection alive."""
+        lingering, a client not reading), and find requests running past `timeout`.
+        A sweep of the table, twice a second: no per-request timer state, and nothing
+        keeps a closed connection alive."""
+        timeout = self.config.timeout
+        for ident, (start, method, target) in list(self.inflight.items()):
+            if now - start > timeout and ident not in self.stuck:
+                self._report_stuck(ident, now - start, method, target)
         for conn in list(self.conns.values()):
             if conn.deadline <= now:
                 state = conn.state
@@ -320,6 +345,19 @@ class Worker:
                     conn.expire()
                 elif state in (LINGER, WRITING):  # WRITING: stopped reading
                     conn.close()
+
+    def _report_stuck(self, ident: int, age: float, method: str, target: bytes) -> None:
+        """A request has run past `timeout`: log where its thread is, and retire this
+        worker (a replacement starts now; the other requests here finish first)."""
+        self.stuck.add(ident)
+        frame = sys._current_frames().get(ident)
+        stack = "".join(traceback.format_stack(frame)) if frame else "  (thread gone)\n"
+        log.error("request %s %s has run %.1f s, past timeout (%.0f s); stack of its "
+                  "thread:\n%s", method, target.decode("latin-1"), age, self.config.timeout,
+                  stack.rstrip())
+        if not self.stopping:
+            self._tell_master(b"retire stuck request")
+            self._begin_stop()
 
     def _pause_accepting(self) -> None:
         if self.accepting:
@@ -354,9 +392,9 @@ class Worker:
                 self.ep.unregister(listener.sock.fileno())
             listener.sock.close()
         self.accepting = False
-        for conn in list(self.conns.values()):
-            if conn.state == PARKED and conn.parser.idle and conn.served:
-                conn.close()
+        # Idle keep-alive connections stay: closing one as its client sends the next
+        # request would lose that request. Their next request is answered with
+        # "Connection: close"; an idle one is closed at its keepalive deadline.
 
     def _on_master(self) -> bool:
         try:
@@ -403,13 +441,22 @@ class Worker:
         with contextlib.suppress(OSError, ValueError):
             self.ep.unregister(conn.fd)
 
-    def _count_request(self) -> None:
+    def _begin_request(self, req: Request) -> None:
+        self.inflight[threading.get_ident()] = (time.monotonic(), req.method, req.target)
         served = next(self._served)
         self.info.served = served
         if self.max_requests and served >= self.max_requests and not self.recycle:
             self.recycle = True
             log.info("served %d requests; recycling", served)
             self._wake()
+
+    def _end_request(self) -> None:
+        self.inflight.pop(threading.get_ident(), None)
+
+    def _progress(self) -> None:
+        entry = self.inflight.get(threading.get_ident())
+        if entry is not None:
+            self.inflight[threading.get_ident()] = (time.monotonic(), entry[1], entry[2])
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):

@@ -1,0 +1,201 @@
+"""Supervision under fault, each scenario driving a real server with bounded load on
+loopback and checking the figure the design promises."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.faults.load import Load
+from tests.server import Server, alive, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+APP = "tests.apps.faults:app"
+
+
+def pid_of_response(srv: Server) -> int:
+    return int(srv.get("/pid", timeout=5)[2])
+
+
+def test_sigkill_worker_under_load() -> None:
+    with Server(APP, workers=2, threads=4) as srv:
+        load = Load(srv, "/", clients=4).start()
+        wait_for(lambda: load.ok > 200, timeout=10, what="load to run")
+        victim = min(srv.worker_pids())
+        before = srv.worker_pids()
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def replacement_serving() -> bool:
+            new = srv.worker_pids() - before
+            return not (not new or srv.log().count(" is ready") < 3)
+
+        wait_for(replacement_serving, timeout=5, what="a replacement worker")
+        assert time.monotonic() - killed_at < 1.0, "a replacement serves within 1 s"
+        ok_at_kill = load.ok
+        wait_for(lambda: load.ok > ok_at_kill + 200, timeout=10, what="service to go on")
+        load.stop()
+        # Only what was in flight on the killed worker may fail: at most its 4 threads.
+        assert len(load.failed) <= 4, load.failed
+        assert "killed by signal SIGKILL" in srv.log()
+
+
+def test_crashing_route_backs_off_and_other_routes_keep_working() -> None:
+    with Server(APP, workers=2, threads=4) as srv:
+        load = Load(srv, "/", clients=3, max_seconds=60).start()
+        crashes = 0
+        started = time.monotonic()
+        while crashes < 50 and time.monotonic() - started < 20:
+            with contextlib.suppress(OSError):  # the worker dies under it: that is the point
+                srv.get("/crash", timeout=5)
+            crashes += 1
+            time.sleep(0.2)  # pacing: 50 crashes over about 10 s
+        load.stop()
+        assert crashes == 50
+        assert load.total > 500
+        assert load.ok / load.total >= 0.99, (load.ok, load.failed[:5])
+        log = srv.log()
+        assert "exited with status 70" in log
+        assert re.search(r"restarting in \d+\.\d s \(\d+ early deaths in a row\)", log)
+        assert alive(srv.pid) and srv.get("/")[0] == 200
+
+
+def test_stuck_requests_are_found_logged_and_recovered(tmp_path: Path) -> None:
+    timeout = 2.0
+    with Server(APP, "--timeout", str(timeout), "--graceful-timeout", "5",
+                workers=2, threads=2) as srv:
+        hung = []
+        for _ in range(4):  # every thread of both workers
+            sock = socket.create_connection((srv.host, srv.port), timeout=30)
+            sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            hung.append(sock)
+        started = time.monotonic()
+
+        def served() -> bool:
+            try:
+                return srv.get("/", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(served, timeout=timeout + 8, interval=0.1, what="service to recover")
+        recovered = time.monotonic() - started
+        assert recovered < timeout + 2.0 + 0.5, f"recovered after {recovered:.1f} s"
+        log = srv.log()
+        assert "GET /hang has run" in log and "past timeout" in log
+        assert "in hang_forever" in log, "the stuck thread's stack is logged"
+        assert "retiring worker" in log
+        for sock in hung:
+            sock.close()
+
+
+def test_hup_every_two_seconds_under_load_loses_nothing() -> None:
+    with Server(APP, workers=2, threads=4) as srv:
+        load = Load(srv, "/", clients=4, keep_alive=True, max_seconds=40).start()
+        pids_seen = [srv.worker_pids()]
+        for _ in range(5):  # 10 s of load, a reload every 2 s
+            time.sleep(2.0)  # pacing the reloads, not synchronising
+            srv.signal(signal.SIGHUP)
+        wait_for(lambda: srv.log().count("reload: ") >= 5, timeout=20, what="5 reloads")
+        load.stop()
+        pids_seen.append(srv.worker_pids())
+        assert load.failed == [], load.failed[:5]
+        assert load.ok > 1000
+        assert not pids_seen[0] & pids_seen[1], "every worker was replaced"
+
+
+def test_hup_with_broken_app_keeps_old_workers(tmp_path: Path) -> None:
+    module = tmp_path / "hupapp.py"
+    module.write_text("def app(e, s):\n    s('200 OK', [('Content-Length', '2')])\n"
+                      "    return [b'v1']\n")
+    with Server("hupapp:app", "--pythonpath", str(tmp_path), workers=2) as srv:
+        before = srv.worker_pids()
+        module.write_text("raise ImportError('broken on purpose')\n")
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in srv.log(), timeout=20, what="the failed reload")
+        assert before <= srv.worker_pids(), "the old workers still serve"
+        assert srv.get("/")[2] == b"v1"
+        module.write_text("def app(e, s):\n    s('200 OK', [('Content-Length', '2')])\n"
+                          "    return [b'v2']\n")
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: srv.log().count("reload: ") >= 1, timeout=20, what="a good reload")
+        wait_for(lambda: srv.get("/")[2] == b"v2", timeout=10, what="new code served")
+
+
+def test_term_drains_in_flight_and_queued_then_refuses(tmp_path: Path) -> None:
+    with Server(APP, "--graceful-timeout", "15", workers=2, threads=4) as srv:
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def request(path: str) -> None:
+            status = srv.get(path, timeout=30)[0]
+            with lock:
+                results.append(status)
+
+        pool = ThreadPoolExecutor(max_workers=16)
+        for i in range(8):  # every thread busy for 2 s
+            pool.submit(request, f"/slow?s=2&mark={tmp_path}/m{i}")
+        wait_for(lambda: len(list(tmp_path.glob("m*"))) == 8, timeout=10,
+                 what="8 slow requests in flight")
+        # 8 more: no thread is free, so they wait in the listen backlog.
+        queued = []
+        for _ in range(8):
+            sock = socket.create_connection((srv.host, srv.port), timeout=30)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            queued.append(sock)
+        started = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        answers = []
+        for sock in queued:
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            answers.append(data)
+            sock.close()
+        pool.shutdown(wait=True)
+        assert srv.wait_exit(20) == 0
+        assert time.monotonic() - started < 15
+        assert results == [200] * 8, "all 8 in-flight requests finished"
+        assert all(a.startswith(b"HTTP/1.1 200") for a in answers), "all queued answered"
+        with pytest.raises(OSError):
+            socket.create_connection((srv.host, srv.port), timeout=2).close()
+
+
+def test_master_sigkill_leaves_no_workers() -> None:
+    with Server(APP, workers=3) as srv:
+        workers = srv.worker_pids()
+        srv.signal(signal.SIGKILL)
+        started = time.monotonic()
+        wait_for(lambda: not any(alive(p) for p in workers), timeout=5, what="orphans to exit")
+        assert time.monotonic() - started < 2.0
+
+
+def test_leaking_app_is_recycled_under_its_memory_limit() -> None:
+    limit_mb = 80
+    with Server(APP, "--max-worker-memory", str(limit_mb), "--memory-samples", "1",
+                workers=1, threads=2) as srv:
+        peak = 0
+        failures = 0
+        for _ in range(120):  # about 6 s at 20 requests/s, 2 MiB each: ~40 MiB/s of growth
+            try:
+                status = srv.get("/leak?mb=2", timeout=10)[0]
+                failures += status != 200
+            except OSError:
+                failures += 1
+            for pid in srv.worker_pids():
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, psutil.Process(pid).memory_info().rss)
+            time.sleep(0.05)  # pacing the leak
+        assert failures == 0
+        assert "over max_worker_memory" in srv.log()
+        growth_per_sample = 40 << 20  # one second of leaking at this pace
+        assert peak <= (limit_mb << 20) + growth_per_sample, f"peak RSS {peak >> 20} MiB"
