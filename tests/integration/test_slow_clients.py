@@ -70,3 +70,26 @@ def test_stalled_reader_is_dropped_after_send_timeout() -> None:
         with sock:
             wait_for(lambda: srv.get("/live-connections")[2] == b"1", timeout=10,
                      what="the stalled connection to be dropped")
+
+
+def test_worker_connections_bound_leaves_the_rest_in_the_backlog() -> None:
+    with Server("tests.apps.basic:app", "--worker-connections", "5", workers=1) as srv:
+        held = []
+        for _ in range(5):
+            sock = socket.create_connection((srv.host, srv.port), timeout=5)
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # half a head: held open
+            held.append(sock)
+        extra = socket.create_connection((srv.host, srv.port), timeout=5)
+        extra.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            extra.recv(100)  # not accepted: the worker is at its bound
+        held.pop().close()  # one slot frees up: the waiting connection is taken
+        extra.settimeout(5)
+        data = b""
+        while chunk := extra.recv(4096):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"Hello, world!")
+        extra.close()
+        for sock in held:
+            sock.close()
