@@ -263,7 +263,13 @@ class Master:
             args=(number, self.config, self.listeners, child_end, close_fds, self.app),
             name=f"prefork-worker-{number}",
         )
-        process.start()
+        # Signals are blocked across the fork: until the child has set its own handlers,
+        # the master's would only queue a signal in the child's copy of our list, lost.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNAL_NAMES.keys())
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         child_end.close()
         parent_end.setblocking(False)
         now = time.monotonic()

@@ -472,10 +472,19 @@ def worker_main(
     app: WSGIApp | None,
 ) -> None:
     """Entry point in the forked child (multiprocessing target)."""
+    # The master forked us with its signals blocked: give them a worker's meaning before
+    # letting any through (TERM/INT/QUIT end a worker that is still booting; the rest
+    # are the master's business), then unblock. Worker.run() installs the real handlers.
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN,
+                signal.SIGTTOU, signal.SIGWINCH):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    signal.set_wakeup_fd(-1)
     code = 1
     try:
         code = Worker(number, config, listeners, channel, app).run()

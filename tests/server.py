@@ -41,13 +41,18 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 class Server:
     def __init__(self, *args: str, workers: int = 2, threads: int = 4,
                  bind: str | None = "127.0.0.1:0", env: dict[str, str] | None = None,
-                 wait_ready: bool = True, config: str | None = None) -> None:
+                 wait_ready: bool = True, config: str | None = None,
+                 errorlog: str | None = None) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="prefork-test-")
-        self.log_path = Path(self.tmp.name) / "server.log"
+        self.out_path = Path(self.tmp.name) / "server.out"
+        # The log to read: the server's stderr, or its errorlog file when it has one.
+        self.log_path = Path(errorlog) if errorlog else self.out_path
         argv = [sys.executable, "-m", "prefork", "--workers", str(workers),
                 "--threads", str(threads), "--loglevel", "debug"]
         if bind:
             argv += ["--bind", bind]
+        if errorlog:
+            argv += ["--errorlog", errorlog]
         if config:
             cfg = Path(self.tmp.name) / "config.toml"
             cfg.write_text(config)
@@ -57,7 +62,7 @@ class Server:
         full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env.update(env or {})
         self.workers = workers
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=full_env, cwd=str(ROOT),
                                      start_new_session=True)
@@ -70,12 +75,16 @@ class Server:
 
     # -- start-up --------------------------------------------------------------------------
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         def listening() -> str | None:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n"
+                                     f"{self.out_path.read_text(errors='replace')}{self.log()}")
             m = LISTEN_RE.search(self.log())
             return m.group(1) if m else None
 

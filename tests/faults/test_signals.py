@@ -1,0 +1,115 @@
+"""Signals and recycling settings of the master, through a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.faults.load import Load
+from tests.server import Server, alive, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+APP = "tests.apps.faults:app"
+
+
+def test_stopped_worker_is_killed_and_replaced_within_timeout() -> None:
+    with Server(APP, "--timeout", "2", workers=2) as srv:
+        victim = min(srv.worker_pids())
+        os.kill(victim, signal.SIGSTOP)  # alive, but its loop answers nothing
+        stopped_at = time.monotonic()
+        wait_for(lambda: victim not in srv.worker_pids() and len(srv.worker_pids()) == 2,
+                 timeout=10, what="the stopped worker to be replaced")
+        assert time.monotonic() - stopped_at < 2 + 1.5
+        assert "sent no heartbeat" in srv.log()
+        assert srv.get("/")[0] == 200
+
+
+def test_ttin_and_ttou_change_the_worker_count() -> None:
+    with Server(APP, workers=2) as srv:
+        srv.signal(signal.SIGTTIN)
+        wait_for(lambda: len(srv.worker_pids()) == 3, timeout=10, what="a third worker")
+        srv.signal(signal.SIGTTOU)
+        # Signals of one kind coalesce while pending: let the first be handled.
+        wait_for(lambda: "workers 3 -> 2" in srv.log(), timeout=5, what="the first TTOU")
+        srv.signal(signal.SIGTTOU)
+        wait_for(lambda: len(srv.worker_pids()) == 1, timeout=15, what="one worker left")
+        assert srv.get("/")[0] == 200
+
+
+def test_usr1_reopens_log_files(tmp_path: Path) -> None:
+    logfile = tmp_path / "error.log"
+    with Server("tests.apps.basic:app", errorlog=str(logfile), workers=1) as srv:
+        rotated = tmp_path / "error.log.1"
+        logfile.rename(rotated)  # what logrotate does
+        srv.signal(signal.SIGUSR1)
+        wait_for(logfile.exists, timeout=10, what="the master to reopen its log")
+
+        def worker_reopened() -> bool:
+            srv.get("/raise")  # the worker logs a traceback
+            return "boom from the fixture app" in logfile.read_text()
+
+        wait_for(worker_reopened, timeout=10, what="the worker to log into the new file")
+        assert "listening at" in rotated.read_text()
+
+
+def test_usr2_upgrade_hands_over_without_losing_requests(tmp_path: Path) -> None:
+    pidfile = tmp_path / "prefork.pid"
+    with Server(APP, "--pidfile", str(pidfile), workers=2) as srv:
+        old = srv.pid
+        assert int(pidfile.read_text()) == old
+        load = Load(srv, "/", clients=3, keep_alive=True).start()
+        wait_for(lambda: load.ok > 100, timeout=10, what="load")
+        srv.signal(signal.SIGUSR2)
+        def new_pid() -> int | None:
+            try:  # the old master renames the file away while the new one writes it
+                pid = int(pidfile.read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+            return pid if pid != old else None
+
+        new = wait_for(new_pid, timeout=20, what="the new master's pid")
+        assert srv.wait_exit(30) == 0, "the old master stops once the new one is ready"
+        ok_then = load.ok
+        wait_for(lambda: load.ok > ok_then + 100, timeout=10, what="service by the new master")
+        load.stop()
+        assert load.failed == [], load.failed[:5]
+        assert alive(new)
+        assert int(srv.get("/pid")[2]) in {c.pid for c in psutil.Process(new).children()}
+        os.kill(new, signal.SIGTERM)
+        wait_for(lambda: not alive(new), timeout=20, what="the new master to stop")
+        assert not pidfile.exists()
+
+
+def test_pidfile_written_and_removed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "p.pid"
+    with Server(APP, "--pidfile", str(pidfile), workers=1) as srv:
+        assert int(pidfile.read_text()) == srv.pid
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(10) == 0
+    assert not pidfile.exists()
+
+
+def test_shutdown_delay_keeps_serving_then_drains() -> None:
+    with Server(APP, "--shutdown-delay", "1.5", workers=1) as srv:
+        srv.signal(signal.SIGTERM)
+        termed = time.monotonic()
+        wait_for(lambda: "shutdown_delay" in srv.log(), timeout=5, what="the delay to begin")
+        assert srv.get("/")[0] == 200, "new connections are still served during the delay"
+        assert srv.wait_exit(20) == 0
+        assert time.monotonic() - termed >= 1.5
+
+
+def test_lifetime_recycling_loses_nothing() -> None:
+    with Server(APP, "--max-worker-lifetime", "1.5", workers=2, threads=2) as srv:
+        first = srv.worker_pids()
+        load = Load(srv, "/", clients=3, keep_alive=True).start()
+        wait_for(lambda: not (srv.worker_pids() & first) and len(srv.worker_pids()) == 2,
+                 timeout=20, what="both workers recycled")
+        load.stop()
+        assert load.failed == [], load.failed[:5]
+        assert "lifetime of" in srv.log()
