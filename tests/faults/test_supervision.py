@@ -41,18 +41,21 @@ def test_sigkill_worker_under_load() -> None:
             return not (not new or srv.log().count(" is ready") < 3)
 
         wait_for(replacement_serving, timeout=5, what="a replacement worker")
-        assert time.monotonic() - killed_at < 1.0, "a replacement serves within 1 s"
+        replaced_s = time.monotonic() - killed_at
+        assert replaced_s < 1.0, "a replacement serves within 1 s"
         ok_at_kill = load.ok
         wait_for(lambda: load.ok > ok_at_kill + 200, timeout=10, what="service to go on")
         load.stop()
         # Only what was in flight on the killed worker may fail: at most its 4 threads.
         assert len(load.failed) <= 4, load.failed
         assert "killed by signal SIGKILL" in srv.log()
+        print(f"\nFIGURE sigkill: replacement ready after {replaced_s * 1000:.0f} ms; "
+              f"{len(load.failed)} failed of {load.total}")
 
 
 def test_crashing_route_backs_off_and_other_routes_keep_working() -> None:
     with Server(APP, workers=2, threads=4) as srv:
-        load = Load(srv, "/", clients=3, max_seconds=60).start()
+        load = Load(srv, "/", clients=3, max_requests=500_000, max_seconds=60).start()
         crashes = 0
         started = time.monotonic()
         while crashes < 50 and time.monotonic() - started < 20:
@@ -68,6 +71,9 @@ def test_crashing_route_backs_off_and_other_routes_keep_working() -> None:
         assert "exited with status 70" in log
         assert re.search(r"restarting in \d+\.\d s \(\d+ early deaths in a row\)", log)
         assert alive(srv.pid) and srv.get("/")[0] == 200
+        delays = re.findall(r"restarting in (\d+\.\d) s", log)
+        print(f"\nFIGURE crash: 50 crashes; other route {load.ok}/{load.total} ok "
+              f"({100 * load.ok / load.total:.2f}%); back-off delays {delays}")
 
 
 def test_stuck_requests_are_found_logged_and_recovered(tmp_path: Path) -> None:
@@ -90,6 +96,8 @@ def test_stuck_requests_are_found_logged_and_recovered(tmp_path: Path) -> None:
         wait_for(served, timeout=timeout + 8, interval=0.1, what="service to recover")
         recovered = time.monotonic() - started
         assert recovered < timeout + 2.0 + 0.5, f"recovered after {recovered:.1f} s"
+        print(f"\nFIGURE stuck: all 4 threads hung; served again after {recovered:.2f} s "
+              f"(timeout {timeout} s)")
         log = srv.log()
         assert "GET /hang has run" in log and "past timeout" in log
         assert "in hang_forever" in log, "the stuck thread's stack is logged"
@@ -111,6 +119,8 @@ def test_hup_every_two_seconds_under_load_loses_nothing() -> None:
         assert load.failed == [], load.failed[:5]
         assert load.ok > 1000
         assert not pids_seen[0] & pids_seen[1], "every worker was replaced"
+        print(f"\nFIGURE hup: 5 reloads in 10 s; {load.ok} requests ok, "
+              f"{len(load.failed)} failed")
 
 
 def test_hup_with_broken_app_keeps_old_workers(tmp_path: Path) -> None:
@@ -163,7 +173,9 @@ def test_term_drains_in_flight_and_queued_then_refuses(tmp_path: Path) -> None:
             sock.close()
         pool.shutdown(wait=True)
         assert srv.wait_exit(20) == 0
-        assert time.monotonic() - started < 15
+        stopped_s = time.monotonic() - started
+        assert stopped_s < 15
+        print(f"\nFIGURE term: 8 in flight + 8 queued answered; exit after {stopped_s:.2f} s")
         assert results == [200] * 8, "all 8 in-flight requests finished"
         assert all(a.startswith(b"HTTP/1.1 200") for a in answers), "all queued answered"
         with pytest.raises(OSError):
@@ -176,7 +188,9 @@ def test_master_sigkill_leaves_no_workers() -> None:
         srv.signal(signal.SIGKILL)
         started = time.monotonic()
         wait_for(lambda: not any(alive(p) for p in workers), timeout=5, what="orphans to exit")
-        assert time.monotonic() - started < 2.0
+        gone_s = time.monotonic() - started
+        assert gone_s < 2.0
+        print(f"\nFIGURE orphans: 3 workers gone {gone_s * 1000:.0f} ms after the master")
 
 
 def test_leaking_app_is_recycled_under_its_memory_limit() -> None:
@@ -199,3 +213,5 @@ def test_leaking_app_is_recycled_under_its_memory_limit() -> None:
         assert "over max_worker_memory" in srv.log()
         growth_per_sample = 40 << 20  # one second of leaking at this pace
         assert peak <= (limit_mb << 20) + growth_per_sample, f"peak RSS {peak >> 20} MiB"
+        print(f"\nFIGURE leak: limit {limit_mb} MiB, peak RSS {peak >> 20} MiB, "
+              f"{srv.log().count('over max_worker_memory')} recycles, {failures} failed")

@@ -139,8 +139,10 @@ def test_missing_attribute_is_reported() -> None:
 
 
 def test_factory_app_and_preload() -> None:
-    with Server("tests.apps.basic:factory()", "--preload-app") as srv:
+    with Server("tests.apps.basic:factory()", "--preload-app", "--gc-freeze") as srv:
         assert srv.get("/hello")[2] == b"Hello, world!"
+        # Preloaded: the app module was imported once, in the master, before the fork.
+        assert "cannot import" not in srv.log()
 
 
 def test_bind_error_is_reported() -> None:
