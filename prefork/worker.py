@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 APP_LOAD_ERROR = 4  # exit status: the app cannot be imported; respawning would not help
 HEARTBEAT_S = 1.0
+# A worker with no free thread leaves new connections to idle workers, but for no longer
+# than this: when every worker is saturated, new connections must not starve behind
+# busy keep-alive ones (they would wait in the backlog for seconds).
+ACCEPT_PAUSE_MAX_S = 0.02
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
@@ -109,6 +113,7 @@ class Worker:
         self.lock = threading.Lock()
         self.busy = 0
         self.accepting = False
+        self.force_accept_at = 0.0  # when a saturated worker takes connections anyway
         self.rotate = config.workers > 1 and _EXCLUSIVE != 0
         self.stopping = False
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
@@ -205,7 +210,10 @@ class Worker:
         channel_fd = self.channel.fileno()
         next_beat = next_sweep = time.monotonic()
         while True:
-            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
+            wake_at = min(next_beat, next_sweep)
+            if not self.accepting and not self.stopping:
+                wake_at = min(wake_at, self.force_accept_at)
+            timeout = max(0.0, wake_at - time.monotonic())
             for fd, _mask in ep.poll(timeout):
                 conn = conns.get(fd)
                 if conn is not None:
@@ -243,8 +251,8 @@ class Worker:
                     if stuck:
                         log.warning("exiting with %d stuck request(s) abandoned", stuck)
                     return 0
-            elif (not self.accepting and self.busy < self.config.threads
-                  and len(conns) < self.config.worker_connections):
+            elif not self.accepting and len(conns) < self.config.worker_connections and (
+                    self.busy < self.config.threads or now >= self.force_accept_at):
                 self._resume_accepting()
 
     def _on_ready(self, conn: Connection) -> None:
@@ -278,8 +286,16 @@ class Worker:
         # ACTIVE: a stray error/hang-up report; the pool thread owning it will find out.
 
     def _accept(self, listener: Listener) -> None:
-        free = min(self.config.threads - self.busy,
-                   self.config.worker_connections - len(self.conns))
+        threads = self.config.threads
+        free = threads - self.busy
+        if free <= 0:
+            now = time.monotonic()
+            if now < self.force_accept_at:
+                self._pause_accepting()
+                return
+            free = threads  # saturated for a while: take a fair share anyway
+            self.force_accept_at = now + ACCEPT_PAUSE_MAX_S
+        free = min(free, self.config.worker_connections - len(self.conns))
         if free <= 0:
             self._pause_accepting()
             return
@@ -362,6 +378,8 @@ class Worker:
     def _pause_accepting(self) -> None:
         if self.accepting:
             self.accepting = False
+            self.force_accept_at = max(self.force_accept_at,
+                                       time.monotonic() + ACCEPT_PAUSE_MAX_S)
             for listener in self.listeners:
                 with contextlib.suppress(OSError):
                     self.ep.unregister(listener.sock.fileno())
