@@ -86,6 +86,16 @@ def check_app(value: str | None) -> str | None:
     return None
 
 
+def check_log_format(value: str) -> str | None:
+    from prefork.accesslog import compile_format
+
+    try:
+        compile_format(value)
+    except ConfigError as exc:
+        return exc.allowed
+    return None
+
+
 def setting(
     default: Any = dataclasses.MISSING,
     doc: str = "",
@@ -100,6 +110,7 @@ def setting(
     unit: str = "",
     octal: bool = False,
     positional: bool = False,
+    false_is_empty: bool = False,
 ) -> Any:
     """Declare one setting as a dataclass field (see the module docstring)."""
     meta = {
@@ -113,6 +124,7 @@ def setting(
         "octal": octal,
         "positional": positional,
         "default_doc": default_doc,
+        "false_is_empty": false_is_empty,
     }
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -254,6 +266,14 @@ class Config:
                            section="process")
     # [logging]
     loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS)
+    access_log: str = setting(
+        "", "Access log: - for stdout, a file path (reopened on SIGUSR1), or false for none.",
+        section="logging", false_is_empty=True,
+    )
+    access_log_format: str = setting(
+        "combined", "common, combined, json, or Apache atoms such as "
+        "'%h %t \"%r\" %s %b %D %{User-Agent}i'.", section="logging", check=check_log_format,
+    )
     errorlog: str = setting(
         "-", "Where the error log goes: - for stderr, or a file path (reopened on SIGUSR1).",
         section="logging",
@@ -376,7 +396,9 @@ def coerce(name: str, raw: Any, source: str) -> Any:
         else:
             raise bad()
     else:  # str
-        if not from_text:
+        if raw is False and meta["false_is_empty"]:
+            raw = ""
+        if not isinstance(raw, str):
             raise bad()
         value = raw
         if meta["choices"]:

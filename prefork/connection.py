@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from prefork.accesslog import AccessLog, Entry
 from prefork.errors import HTTPError, InternalServerError, RequestTimeout
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
@@ -82,6 +83,8 @@ class ServerContext:
     begin_request: Callable[[Request], None]  # the per-request watchdog starts its clock
     end_request: Callable[[], None]
     progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
+    access_log: AccessLog | None = None
+    worker_number: int = 0
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
 
@@ -231,6 +234,10 @@ class Connection:
             elif parser.error is not None:
                 self.send_quietly(error_response(parser.error))
                 self.end = END_LINGER
+                if ctx.access_log is not None:
+                    ctx.access_log.write(Entry(
+                        self.remote_addr, "-", "-", "-", parser.error.status, 0, 0.0, [], [],
+                        ctx.worker_number))
             elif parser.stopped:
                 self.end = END_CLEAN if parser.idle else END_LINGER
             else:
@@ -285,28 +292,35 @@ class Connection:
         self.continue_sent = False
         req.body.fill = self.fill
         exchange = Exchange(self, req, keep_alive)
+        started = time.monotonic() if ctx.access_log is not None else 0.0
+        status = 0  # set when the server, not the app, chose the status
         try:
             environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
             exchange.run(ctx.app, environ)
         except ClientGone:
             self.out.clear()
             self.end = END_CLEAN
+            status = exchange.code or 499  # nginx's "client closed request"
             return False
         except HTTPError as exc:  # raised by the body reader: the client's fault
             log.info("request %s %r refused: %s %s", req.method, req.target, exc.status,
                      exc.detail)
             if not exchange.head_sent:
                 self.send_quietly(error_response(exc))
+                status = exc.status
             return False
         except Exception:
             log.exception("error in app handling %s %r", req.method, req.target)
             if not exchange.head_sent:
                 self.send_quietly(error_response(InternalServerError()))
+                status = 500
             return False
         finally:
             req.body.fill = None
             self.request = None
             ctx.end_request()
+            if ctx.access_log is not None:
+                self.log_access(req, exchange, status, started)
         if not exchange.keep_alive:
             return False
         if not req.body.complete:
@@ -323,6 +337,19 @@ class Connection:
                 req.body.fill = None
                 self.request = None
         return True
+
+    def log_access(self, req: Request, exchange: Exchange, status: int,
+                   started: float) -> None:
+        log_ = self.ctx.access_log
+        assert log_ is not None
+        log_.write(Entry(
+            remote=self.remote_addr, method=req.method, target=req.target.decode("latin-1"),
+            protocol="HTTP/" + req.version, status=status or exchange.code,
+            body_bytes=exchange.sent, duration_s=time.monotonic() - started,
+            request_headers=req.headers,
+            response_headers=exchange.headers if not status else [],
+            worker=self.ctx.worker_number,
+        ))
 
     def fill(self) -> None:
         """Body source for the app (wsgi.input): receive more bytes and feed the parser."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefork import log as logsetup
+from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
 from prefork.connection import (
     ACTIVE,
@@ -62,12 +63,12 @@ HEARTBEAT_S = 1.0
 # than this: when every worker is saturated, new connections must not starve behind
 # busy keep-alive ones (they would wait in the backlog for seconds).
 ACCEPT_PAUSE_MAX_S = 0.02
+STUCK_HINT_S = 0.5  # no job finished for this long: the saturated worker may be stuck
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
 _DISARMED = select.EPOLLONESHOT
-_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)  # wake one worker per new connection
 
 
 @dataclass(slots=True)
@@ -114,7 +115,7 @@ class Worker:
         self.busy = 0
         self.accepting = False
         self.force_accept_at = 0.0  # when a saturated worker takes connections anyway
-        self.rotate = config.workers > 1 and _EXCLUSIVE != 0
+        self.last_done = 0.0  # when a pool thread last finished a job
         self.stopping = False
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
         self.recycle = False
@@ -185,6 +186,9 @@ class Worker:
             begin_request=self._begin_request,
             end_request=self._end_request,
             progress=self._progress,
+            access_log=None if is_off(self.config.access_log) else
+            AccessLog(self.config.access_log, self.config.access_log_format),
+            worker_number=self.number,
         )
         self.ctx = ctx
         multiprocess = self.config.workers > 1
@@ -231,6 +235,8 @@ class Worker:
             if self.reopen_logs:
                 self.reopen_logs = False
                 logsetup.reopen()
+                if self.ctx.access_log is not None:
+                    self.ctx.access_log.reopen()
             if (self.stop_signal or self.recycle) and not self.stopping:
                 if self.recycle and not self.stop_signal:
                     self._tell_master(b"retire served %d requests" % self.info.served)
@@ -252,7 +258,8 @@ class Worker:
                         log.warning("exiting with %d stuck request(s) abandoned", stuck)
                     return 0
             elif not self.accepting and len(conns) < self.config.worker_connections and (
-                    self.busy < self.config.threads or now >= self.force_accept_at):
+                    self.busy < self.config.threads
+                    or (now >= self.force_accept_at and now - self.last_done < STUCK_HINT_S)):
                 self._resume_accepting()
 
     def _on_ready(self, conn: Connection) -> None:
@@ -290,7 +297,9 @@ class Worker:
         free = threads - self.busy
         if free <= 0:
             now = time.monotonic()
-            if now < self.force_accept_at:
+            # Only a worker that is getting through its work takes a share while saturated:
+            # one whose threads are all stuck must leave new connections to others.
+            if now < self.force_accept_at or now - self.last_done > STUCK_HINT_S:
                 self._pause_accepting()
                 return
             free = threads  # saturated for a while: take a fair share anyway
@@ -302,7 +311,6 @@ class Worker:
         fd = listener.sock.fileno()
         base = self.bases[fd]
         now = time.monotonic()
-        accepted = 0
         for _ in range(free):
             try:
                 sock, addr = listener.sock.accept()
@@ -314,14 +322,7 @@ class Worker:
                     self._pause_accepting()
                     time.sleep(0.1)  # let connections finish and free descriptors
                 break  # ECONNABORTED and friends: the client gave up
-            accepted += 1
             self._adopt(sock, addr, base, now)
-        if accepted and self.rotate and self.accepting:
-            # EPOLLEXCLUSIVE wakes the first idle waiter in the kernel's queue, which would
-            # be the same worker every time; re-registering moves us to the back, so new
-            # connections go round the idle workers.
-            self.ep.unregister(fd)
-            self.ep.register(fd, _IN | _EXCLUSIVE)
 
     def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float) -> None:
         # AF_UNIX peers have no address.
@@ -388,7 +389,10 @@ class Worker:
         if not self.accepting and not self.stopping:
             self.accepting = True
             for listener in self.listeners:
-                self.ep.register(listener.sock.fileno(), _IN | _EXCLUSIVE)
+                # Not EPOLLEXCLUSIVE: every worker hears of a new connection and those with
+                # a free thread race to accept it. With exclusive wake-ups, a saturated
+                # worker woken for it would leave it waiting in the backlog unseen.
+                self.ep.register(listener.sock.fileno(), _IN)
 
     def _begin_stop(self) -> None:
         """Graceful stop: take what is already in the backlog, stop listening, let every
@@ -441,6 +445,7 @@ class Worker:
                 conn.close()
             finally:
                 conn = None  # do not keep the last connection alive while waiting
+                self.last_done = time.monotonic()
                 with self.lock:
                     self.busy -= 1
                     wake = not self.accepting and not self.stopping

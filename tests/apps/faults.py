@@ -28,6 +28,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if path == "/crash":
         os._exit(70)  # the worker dies mid-request, as with a segfault in a C extension
     if path == "/hang":
+        if "mark" in q:
+            with open(q["mark"], "w") as fh:
+                fh.write(str(os.getpid()))
         hang_forever()
     if path == "/slow":
         if "mark" in q:  # tell the test this request is running

@@ -81,10 +81,14 @@ def test_stuck_requests_are_found_logged_and_recovered(tmp_path: Path) -> None:
     with Server(APP, "--timeout", str(timeout), "--graceful-timeout", "5",
                 workers=2, threads=2) as srv:
         hung = []
-        for _ in range(4):  # every thread of both workers
+        for i in range(4):  # every thread of both workers
             sock = socket.create_connection((srv.host, srv.port), timeout=30)
-            sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /hang?mark=%s/h%d HTTP/1.1\r\nHost: x\r\n\r\n"
+                         % (str(tmp_path).encode(), i))
             hung.append(sock)
+        # Each running /hang leaves a mark: four marks mean all four threads are hung.
+        wait_for(lambda: len(list(tmp_path.glob("h*"))) == 4, timeout=10,
+                 what="four hung requests running")
         started = time.monotonic()
 
         def served() -> bool:
@@ -99,7 +103,7 @@ def test_stuck_requests_are_found_logged_and_recovered(tmp_path: Path) -> None:
         print(f"\nFIGURE stuck: all 4 threads hung; served again after {recovered:.2f} s "
               f"(timeout {timeout} s)")
         log = srv.log()
-        assert "GET /hang has run" in log and "past timeout" in log
+        assert re.search(r"GET /hang\S* has run", log) and "past timeout" in log
         assert "in hang_forever" in log, "the stuck thread's stack is logged"
         assert "retiring worker" in log
         for sock in hung:

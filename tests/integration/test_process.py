@@ -32,8 +32,8 @@ def test_demo_app_served_without_config() -> None:
         assert facts["worker"] in (1, 2)
         assert facts["requests_served"] >= 1
         assert headers["connection"] == "close"  # so that each browser reload reconnects
-        pids = {json.loads(srv.get("/json")[2])["pid"] for _ in range(6)}
-        assert pids == srv.worker_pids(), "sequential new connections go round the workers"
+        pids = {json.loads(srv.get("/json")[2])["pid"] for _ in range(20)}
+        assert pids == srv.worker_pids(), "sequential new connections reach every worker"
 
 
 def test_config_file_is_used_and_cli_wins() -> None:
@@ -283,3 +283,29 @@ def test_closed_connections_are_not_retained() -> None:
         # Only the connection asking is alive (closing is asynchronous for a moment: poll).
         wait_for(lambda: srv.get("/live-connections")[2] == b"1", timeout=5,
                  what="closed connections to be released")
+
+
+def test_access_log_lines_through_the_server(tmp_path: Path) -> None:
+    access = tmp_path / "access.log"
+    with Server("tests.apps.basic:app", "--access-log", str(access),
+                "--access-log-format", "json", workers=1) as srv:
+        srv.request("GET", "/hello?x=1", headers={"User-Agent": "test-agent"})
+        srv.request("POST", "/echo", body=b"12345")
+        srv.get("/raise")
+        with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+            while sock.recv(4096):
+                pass
+
+        def lines() -> list[dict[str, object]]:
+            return [json.loads(x) for x in access.read_text().splitlines()] if \
+                access.exists() else []
+
+        wait_for(lambda: len(lines()) >= 4, timeout=5, what="4 access-log lines")
+        first, echo, boom, bad = lines()[:4]
+        assert first["path"] == "/hello" and first["query"] == "x=1"
+        assert first["status"] == 200 and first["bytes"] == 13
+        assert first["user_agent"] == "test-agent" and first["worker"] == 1
+        assert echo["method"] == "POST" and echo["bytes"] == 5
+        assert boom["status"] == 500
+        assert bad["status"] == 400

@@ -1,0 +1,299 @@
+"""Benchmark prefork against other WSGI servers, side by side, interleaved in one run.
+
+    bench/run.sh                                   # installs wrk and the other servers, then runs
+    python bench/run.py --rounds 3 --duration 5    # the same, without installing
+    python bench/run.py --workloads hello --modes keepalive --servers prefork,gunicorn
+
+Every server runs the same apps (bench/apps.py) with 2 workers x 8 threads where it has
+those knobs, access logs off, on 127.0.0.1. All servers are started once; measurements
+are interleaved (A B C A B C...) over several rounds so that drift of the machine hits
+every server alike, and the median round is reported. wrk drives the load (2 threads,
+64 connections). For each measurement:
+
+  requests/s, p50 and p99 latency        from wrk --latency
+  server CPU time per request (µs)       user+system time of the server's whole process
+                                         tree (psutil), before and after, / requests
+  peak RSS per worker (MiB)              sampled every 0.2 s during the run
+  errors                                 socket errors and non-2xx responses
+
+Results are printed as Markdown tables with each figure's ratio to gunicorn's threaded
+worker, and appended as JSON lines to bench/results/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKERS, THREADS, CONNECTIONS = 2, 8, 64
+IO_SLEEP_S = 0.002
+
+SERVERS: dict[str, list[str]] = {
+    "prefork": [sys.executable, "-m", "prefork", "apps:app", "--bind", "127.0.0.1:{port}",
+                "--workers", str(WORKERS), "--threads", str(THREADS), "--loglevel", "warning"],
+    "gunicorn": [sys.executable, "-m", "gunicorn", "apps:app", "-b", "127.0.0.1:{port}",
+                 "-w", str(WORKERS), "--threads", str(THREADS), "-k", "gthread",
+                 "--log-level", "warning"],
+    "waitress": [sys.executable, "-m", "waitress", "--listen=127.0.0.1:{port}",
+                 f"--threads={THREADS}", "apps:app"],  # one process: it has no workers knob
+    "granian": ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
+                "--workers", str(WORKERS), "--blocking-threads", str(THREADS),
+                "--no-access-log", "apps:app"],
+}
+WORKLOADS = {  # name -> (path, wrk lua script or None)
+    "hello": ("/", None),
+    "big": ("/big", None),
+    "io": ("/io", None),
+    "cpu": ("/cpu", None),
+    "echo": ("/echo", "echo.lua"),
+    "pipelined": ("/", "pipeline.lua"),
+}
+MODES = ("keepalive", "close")
+
+
+@dataclass
+class Result:
+    server: str
+    workload: str
+    mode: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float
+    rss_mib: float
+    errors: int
+    requests: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no server came up on port {port}")
+
+
+class Server:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        argv = [a.replace("{port}", str(self.port)) for a in SERVERS[name]]
+        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
+        self.proc = subprocess.Popen(argv, cwd=HERE, env=env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        time.sleep(1.0)  # let every worker finish booting before measuring
+
+    def tree(self) -> list[psutil.Process]:
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for p in self.tree():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def worker_rss(self) -> float:
+        procs = self.tree()
+        workers = procs[1:] or procs  # waitress is a single process
+        rss = 0
+        for p in workers:
+            with contextlib.suppress(psutil.Error):
+                rss = max(rss, p.memory_info().rss)
+        return rss / 2**20
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def lua_scripts(folder: Path) -> None:
+    body = "x" * 16384
+    (folder / "echo.lua").write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    (folder / "pipeline.lua").write_text(
+        "init = function(args)\n"
+        "  local r = {}\n"
+        "  for i = 1, 16 do r[i] = wrk.format(nil, '/') end\n"
+        "  req = table.concat(r)\n"
+        "end\n"
+        "request = function() return req end\n")
+
+
+def parse_ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+
+def figure(pattern: str, out: str, default: str = "nan") -> str:
+    m = re.search(pattern, out)
+    return m.group(1) if m else default
+
+
+def measure(server: Server, workload: str, mode: str, seconds: int, scripts: Path,
+            rnd: int) -> Result:
+    path, script = WORKLOADS[workload]
+    argv = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if script:
+        argv += ["-s", str(scripts / script)]
+    if mode == "close":
+        argv += ["-H", "Connection: close"]
+    argv.append(f"http://127.0.0.1:{server.port}{path}")
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            with contextlib.suppress(psutil.Error):
+                peak[0] = max(peak[0], server.worker_rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    cpu_before = server.cpu_s()
+    sampler.start()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    done.set()
+    sampler.join()
+    cpu = server.cpu_s() - cpu_before
+    requests = int(figure(r"(\d+) requests in", out, "0"))
+    rps = float(figure(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = parse_ms(figure(r"50%\s+(\S+)", out, ""))
+    p99 = parse_ms(figure(r"99%\s+(\S+)", out, ""))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    return Result(server.name, workload, mode, rnd, rps, p50, p99,
+                  cpu / max(requests, 1) * 1e6, peak[0], errors, requests)
+
+
+def commit() -> str:
+    with contextlib.suppress(Exception):
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+    return "unknown"
+
+
+def table(results: list[Result], servers: list[str]) -> str:
+    lines = []
+    keys = sorted({(r.workload, r.mode) for r in results},
+                  key=lambda k: (list(WORKLOADS).index(k[0]), MODES.index(k[1])))
+    lines.append("| workload | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS/worker MiB "
+                 "| errors | req/s vs gunicorn | p99 vs gunicorn | CPU vs gunicorn |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for workload, mode in keys:
+        rows = {}
+        for name in servers:
+            rs = [r for r in results if (r.server, r.workload, r.mode) == (name, workload, mode)]
+            if rs:
+                rows[name] = {
+                    "rps": statistics.median(r.rps for r in rs),
+                    "p50": statistics.median(r.p50_ms for r in rs),
+                    "p99": statistics.median(r.p99_ms for r in rs),
+                    "cpu": statistics.median(r.cpu_us for r in rs),
+                    "rss": max(r.rss_mib for r in rs),
+                    "errors": sum(r.errors for r in rs),
+                }
+        base = rows.get("gunicorn")
+        for name, row in rows.items():
+            ratio = ("| {:.2f}x | {:.2f}x | {:.2f}x |".format(
+                row["rps"] / base["rps"], row["p99"] / base["p99"], row["cpu"] / base["cpu"])
+                if base and base["rps"] else "| - | - | - |")
+            label = f"{workload} ({mode})"
+            if workload == "io":
+                ceiling = WORKERS * THREADS / IO_SLEEP_S
+                label += f" [{row['rps'] / ceiling:.0%} of ceiling]"
+            lines.append(f"| {label} | {name} | {row['rps']:.0f} | {row['p50']:.2f} | "
+                         f"{row['p99']:.2f} | {row['cpu']:.0f} | {row['rss']:.1f} | "
+                         f"{row['errors']} {ratio}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--servers", default="prefork,gunicorn,waitress,granian")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: run bench/run.sh, or apt-get install -y wrk")
+    servers = [s for s in args.servers.split(",") if s]
+    for name in list(servers):
+        tool = SERVERS[name][0] if name == "granian" else None
+        if tool and not shutil.which(tool):
+            print(f"skipping {name}: not installed", file=sys.stderr)
+            servers.remove(name)
+    workloads = [w for w in args.workloads.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "commit": commit(),
+            "machine": f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
+                       f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
+                       f"Python {platform.python_version()}"}
+    results: list[Result] = []
+    running: dict[str, Server] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = Path(tmp)
+        lua_scripts(scripts)
+        try:
+            for name in servers:
+                running[name] = Server(name)
+            for rnd in range(1, args.rounds + 1):
+                for workload in workloads:
+                    for mode in (modes if workload != "pipelined" else ["keepalive"]):
+                        for name in servers:  # interleaved: A B C, A B C...
+                            r = measure(running[name], workload, mode, args.duration,
+                                        scripts, rnd)
+                            results.append(r)
+                            with open(out_dir / "results.jsonl", "a") as fh:
+                                fh.write(json.dumps({**meta, **asdict(r)}) + "\n")
+                            print(f"round {rnd} {workload:9} {mode:9} {name:9} "
+                                  f"{r.rps:9.0f} req/s p99 {r.p99_ms:7.2f} ms "
+                                  f"cpu {r.cpu_us:6.0f} µs errors {r.errors}", flush=True)
+        finally:
+            for server in running.values():
+                server.stop()
+    print(f"\n{meta['date']}, commit {meta['commit']}, {meta['machine']}; "
+          f"{WORKERS} workers x {THREADS} threads, wrk -t2 -c{CONNECTIONS}, "
+          f"{args.duration} s x {args.rounds} rounds, medians\n")
+    print(table(results, servers))
+
+
+if __name__ == "__main__":
+    main()

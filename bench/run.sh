@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One command for the benchmark: installs what it needs (wrk from the distribution's
+# packages; gunicorn, waitress and granian as prefork's optional "bench" dependencies),
+# then runs bench/run.py with the arguments given.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; else
+    sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi
+fi
+python3 -m venv .venv
+.venv/bin/pip install -q -e '.[bench]'
+exec .venv/bin/python bench/run.py "$@"

@@ -1,0 +1,67 @@
+"""Access-log formats: presets, atoms, escaping, JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from prefork import config
+from prefork.accesslog import Entry, compile_format, is_off
+from prefork.errors import ConfigError
+
+
+def entry(**kw: object) -> Entry:
+    base = dict(remote="10.1.2.3", method="GET", target="/a/b?x=1", protocol="HTTP/1.1",
+                status=200, body_bytes=1234, duration_s=0.0123,
+                request_headers=[(b"User-Agent", b"curl/8"), (b"Referer", b"http://r/")],
+                response_headers=[("Content-Type", "text/plain")], worker=2)
+    base.update(kw)
+    return Entry(**base)  # type: ignore[arg-type]
+
+
+def test_common_and_combined() -> None:
+    line = compile_format("common")(entry())
+    assert re.fullmatch(r'10\.1\.2\.3 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                        r'"GET /a/b\?x=1 HTTP/1\.1" 200 1234', line), line
+    combined = compile_format("combined")(entry())
+    assert combined.endswith('"http://r/" "curl/8"')
+
+
+def test_atoms() -> None:
+    fmt = "%m %U %q %H %s %b %B %D %T %w %{Content-Type}o %{X-Missing}i %%"
+    assert compile_format(fmt)(entry(body_bytes=0)) == \
+        "GET /a/b ?x=1 HTTP/1.1 200 - 0 12300 0 2 text/plain - %"
+
+
+def test_values_are_escaped_so_lines_cannot_be_forged() -> None:
+    evil = entry(request_headers=[(b"User-Agent", b'x" 200 9 "\\\x1b[31m')],
+                 target='/"quoted"')
+    line = compile_format("combined")(evil)
+    assert '\\"quoted\\"' in line
+    assert 'x\\" 200 9 \\"\\\\\\x1b[31m' in line
+    assert "\x1b" not in line and "\n" not in line
+
+
+def test_json_lines_are_valid_json() -> None:
+    line = compile_format("json")(entry(request_headers=[(b"User-Agent", b'a"b\\c\xff')]))
+    obj = json.loads(line)
+    assert obj["status"] == 200 and obj["path"] == "/a/b" and obj["query"] == "x=1"
+    assert obj["user_agent"] == 'a"b\\c\xff' and obj["duration_us"] == 12300
+    assert "\n" not in line
+
+
+def test_unknown_atom_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="%Z"):
+        compile_format("%h %Z")
+    with pytest.raises(ConfigError, match="access_log_format"):
+        config.resolve({"access_log_format": "%Q"})
+
+
+def test_access_log_off_spellings(tmp_path: object) -> None:
+    assert is_off("") and is_off("false") and is_off("off") and not is_off("-")
+    path = f"{tmp_path}/c.toml"
+    with open(path, "w") as fh:
+        fh.write("[logging]\naccess_log = false\n")
+    assert config.resolve(path=path).access_log == ""
