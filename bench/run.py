@@ -50,6 +50,11 @@ IO_SLEEP_S = 0.002
 SERVERS: dict[str, list[str]] = {
     "prefork": [sys.executable, "-m", "prefork", "apps:app", "--bind", "127.0.0.1:{port}",
                 "--workers", str(WORKERS), "--threads", str(THREADS), "--loglevel", "warning"],
+    # prefork with its admin listener on, so that workers keep metrics: the cost of them.
+    "prefork-metrics": [sys.executable, "-m", "prefork", "apps:app",
+                        "--bind", "127.0.0.1:{port}", "--workers", str(WORKERS),
+                        "--threads", str(THREADS), "--loglevel", "warning",
+                        "--admin-bind", "127.0.0.1:0"],
     "gunicorn": [sys.executable, "-m", "gunicorn", "apps:app", "-b", "127.0.0.1:{port}",
                  "-w", str(WORKERS), "--threads", str(THREADS), "-k", "gthread",
                  "--log-level", "warning"],
@@ -191,8 +196,9 @@ def measure(server: Server, workload: str, mode: str, seconds: int, scripts: Pat
     cpu = server.cpu_s() - cpu_before
     requests = int(figure(r"(\d+) requests in", out, "0"))
     rps = float(figure(r"Requests/sec:\s+([\d.]+)", out))
-    p50 = parse_ms(figure(r"50%\s+(\S+)", out, ""))
-    p99 = parse_ms(figure(r"99%\s+(\S+)", out, ""))
+    # Anchored: the stdev column of wrk's summary can end in "...50%" too.
+    p50 = parse_ms(figure(r"(?m)^\s+50%\s+(\S+)", out, ""))
+    p99 = parse_ms(figure(r"(?m)^\s+99%\s+(\S+)", out, ""))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(m.group(1))

@@ -72,7 +72,48 @@ def parse(argv: Sequence[str] | None = None,
     return args, config.resolve(values, env, path)
 
 
+def status(argv: Sequence[str]) -> int:
+    """`prefork-serve status [-c config.toml] [--admin-bind HOST:PORT]`: the worker table,
+    from the running server's admin listener."""
+    import http.client
+    import json
+
+    try:
+        _, cfg = parse(list(argv))
+    except ConfigError as exc:
+        print(f"prefork-serve: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not cfg.admin_bind:
+        print("prefork-serve status: no admin listener configured (set admin_bind, or pass "
+              "--admin-bind HOST:PORT)", file=sys.stderr)
+        return EXIT_USAGE
+    host, _, port = cfg.admin_bind.rpartition(":")
+    try:
+        conn = http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=5)
+        conn.request("GET", "/status")
+        info = json.loads(conn.getresponse().read())
+    except (OSError, ValueError) as exc:
+        print(f"prefork-serve status: cannot reach {cfg.admin_bind}: {exc}", file=sys.stderr)
+        return 1
+    print(f"prefork {info['version']}, master pid {info['pid']}: {info['target']} worker(s) x "
+          f"{info['threads']} thread(s); {info['requests_total']} requests; "
+          f"{info['in_flight']} in flight, {info['connections']} connections"
+          + ("; DRAINING" if info["draining"] else ""))
+    header = ("worker", "pid", "state", "age s", "requests", "busy", "conns", "RSS MiB",
+              "CPU s", "last restart")
+    rows = [(w["number"], w["pid"], w["state"], f"{w['age_s']:.0f}", w["requests"],
+             w["busy_threads"], w["connections"], f"{w['rss'] / 2**20:.1f}",
+             f"{w['cpu']:.1f}", w["last_restart_cause"] or "-") for w in info["workers"]]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["status"]:
+        return status(args_list[1:])
     try:
         args, cfg = parse(argv)
     except ConfigError as exc:

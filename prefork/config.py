@@ -279,6 +279,13 @@ class Config:
         section="logging",
     )
 
+    # [admin]
+    admin_bind: str = setting(
+        "", "Admin listener for /metrics, /healthz, /readyz and /status, served by the master "
+        "(for example 127.0.0.1:9100); empty: off.", section="admin",
+        check=lambda v: None if v == "" else check_bind((v,)),
+    )
+
     @property
     def head_limit_bytes(self) -> int:
         """Most bytes a request head may take before it is refused with 431."""

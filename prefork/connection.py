@@ -36,6 +36,7 @@ from prefork.errors import HTTPError, InternalServerError, RequestTimeout
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_response
+from prefork.metrics import WorkerMetrics
 from prefork.wsgi import Exchange, WSGIApp, build_environ
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ServerContext:
     end_request: Callable[[], None]
     progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
     access_log: AccessLog | None = None
+    metrics: WorkerMetrics | None = None
     worker_number: int = 0
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
@@ -176,6 +178,8 @@ class Connection:
     def expire(self) -> None:
         """Its deadline passed while parked: 408 if a head was under way, then close."""
         if self.state == PARKED and not self.parser.idle:
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.reject(408)
             with contextlib.suppress(OSError):
                 self.sock.send(error_response(RequestTimeout("request head not received in time")))
         self.close()
@@ -234,6 +238,8 @@ class Connection:
             elif parser.error is not None:
                 self.send_quietly(error_response(parser.error))
                 self.end = END_LINGER
+                if ctx.metrics is not None:
+                    ctx.metrics.reject(parser.error.status)
                 if ctx.access_log is not None:
                     ctx.access_log.write(Entry(
                         self.remote_addr, "-", "-", "-", parser.error.status, 0, 0.0, [], [],
@@ -292,7 +298,8 @@ class Connection:
         self.continue_sent = False
         req.body.fill = self.fill
         exchange = Exchange(self, req, keep_alive)
-        started = time.monotonic() if ctx.access_log is not None else 0.0
+        timed = ctx.access_log is not None or ctx.metrics is not None
+        started = time.monotonic() if timed else 0.0
         status = 0  # set when the server, not the app, chose the status
         try:
             environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
@@ -308,6 +315,8 @@ class Connection:
             if not exchange.head_sent:
                 self.send_quietly(error_response(exc))
                 status = exc.status
+            if ctx.metrics is not None:
+                ctx.metrics.reject(exc.status)
             return False
         except Exception:
             log.exception("error in app handling %s %r", req.method, req.target)
@@ -319,8 +328,8 @@ class Connection:
             req.body.fill = None
             self.request = None
             ctx.end_request()
-            if ctx.access_log is not None:
-                self.log_access(req, exchange, status, started)
+            if timed:
+                self.account(req, exchange, status, started)
         if not exchange.keep_alive:
             return False
         if not req.body.complete:
@@ -338,18 +347,22 @@ class Connection:
                 self.request = None
         return True
 
-    def log_access(self, req: Request, exchange: Exchange, status: int,
-                   started: float) -> None:
-        log_ = self.ctx.access_log
-        assert log_ is not None
-        log_.write(Entry(
-            remote=self.remote_addr, method=req.method, target=req.target.decode("latin-1"),
-            protocol="HTTP/" + req.version, status=status or exchange.code,
-            body_bytes=exchange.sent, duration_s=time.monotonic() - started,
-            request_headers=req.headers,
-            response_headers=exchange.headers if not status else [],
-            worker=self.ctx.worker_number,
-        ))
+    def account(self, req: Request, exchange: Exchange, status: int, started: float) -> None:
+        """The access-log line and the metrics of one finished request."""
+        ctx = self.ctx
+        duration = time.monotonic() - started
+        code = status or exchange.code
+        if ctx.metrics is not None:
+            ctx.metrics.observe(req.method, code, duration, req.body.received, exchange.sent)
+        if ctx.access_log is not None:
+            ctx.access_log.write(Entry(
+                remote=self.remote_addr, method=req.method,
+                target=req.target.decode("latin-1"), protocol="HTTP/" + req.version,
+                status=code, body_bytes=exchange.sent, duration_s=duration,
+                request_headers=req.headers,
+                response_headers=exchange.headers if not status else [],
+                worker=ctx.worker_number,
+            ))
 
     def fill(self) -> None:
         """Body source for the app (wsgi.input): receive more bytes and feed the parser."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import multiprocessing
 import os
@@ -38,13 +39,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import psutil
 
+from prefork import __version__, admin, metrics
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
-from prefork.sockets import BindError, Listener, bind_all
+from prefork.sockets import BindError, Listener, bind_all, bind_tcp
 from prefork.worker import APP_LOAD_ERROR, set_title, worker_main
 from prefork.wsgi import WSGIApp
 
@@ -77,6 +80,9 @@ class WorkerHandle:
     retiring_since: float | None = None
     busy: int = 0
     served: int = 0
+    conns: int = 0
+    inflight: int = 0
+    metrics: dict[str, Any] | None = None  # the counters of its last heartbeat
     over_memory: int = 0
 
 
@@ -115,6 +121,14 @@ class Master:
     next_memory_check: float = 0.0
     upgrade: subprocess.Popen[bytes] | None = None
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
+    admin_sock: socket.socket | None = None
+    admin_conns: dict[int, admin.AdminConn] = field(default_factory=dict)
+    gone_metrics: list[dict[str, Any]] = field(default_factory=list)  # of exited workers
+    restarts: dict[str, int] = field(default_factory=dict)  # worker ends, by cause
+    last_exit: dict[int, str] = field(default_factory=dict)  # worker number -> cause
+    # One sample a second for the status page: (time, requests total, duration sum).
+    samples: list[tuple[float, int, float]] = field(default_factory=list)
+    next_sample: float = 0.0
     wake_r: socket.socket = field(init=False)
     wake_w: socket.socket = field(init=False)
     sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
@@ -139,6 +153,13 @@ class Master:
         for name in SIGNALS:
             signal.signal(getattr(signal, "SIG" + name), self._enqueue)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        if self.config.admin_bind:
+            self.admin_sock = bind_tcp(self.config.admin_bind, 64)
+            self.admin_sock.setblocking(False)
+            self.sel.register(self.admin_sock, selectors.EVENT_READ, "admin")
+            host, port = self.admin_sock.getsockname()[:2]
+            log.info("admin listener at http://%s:%d (/metrics /healthz /readyz /status)",
+                     f"[{host}]" if ":" in host else host, port)
         self._write_pidfile()
         log.info("prefork master started (pid %d): %d worker(s) x %d thread(s), app %s",
                  os.getpid(), self.target, self.config.threads,
@@ -159,12 +180,19 @@ class Master:
     def _loop(self) -> None:
         while True:
             self._spawn_missing()
-            for key, _ in self.sel.select(self._wait_s()):
-                if key.data is None:
+            for key, mask in self.sel.select(self._wait_s()):
+                data = key.data
+                if data is None:
                     with contextlib.suppress(BlockingIOError):
                         self.wake_r.recv(4096)
+                elif isinstance(data, WorkerHandle):
+                    self._on_event(data, key.fileobj)
+                elif data == "admin":
+                    self._admin_accept()
                 else:
-                    self._on_event(key.data, key.fileobj)
+                    self._admin_io(data, mask)
+            self._admin_expire()
+            self._sample()
             while self.signals:
                 signum = self.signals.pop(0)
                 name = SIGNAL_NAMES.get(signum, str(signum))
@@ -198,7 +226,7 @@ class Master:
         if fileobj is not worker.channel:
             return  # the process sentinel: _reap() collects it
         try:
-            msg = worker.channel.recv(256)
+            msg = worker.channel.recv(65536)  # SEQPACKET truncates what does not fit
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -209,9 +237,11 @@ class Master:
             return
         worker.last_seen = time.monotonic()
         if msg.startswith(b"hb "):
-            parts = msg.split()
-            with contextlib.suppress(ValueError, IndexError):
-                worker.busy, worker.served = int(parts[1]), int(parts[2])
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                beat = json.loads(msg[3:])
+                worker.busy, worker.served = int(beat["busy"]), int(beat["served"])
+                worker.conns, worker.inflight = int(beat["conns"]), int(beat["inflight"])
+                worker.metrics = beat.get("m")
         elif msg == b"ready":
             self._on_ready(worker)
         elif msg.startswith(b"retire "):
@@ -258,6 +288,9 @@ class Master:
         close_fds += [parent_end.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
         if isinstance(self.sel, selectors.EpollSelector):
             close_fds.append(self.sel.fileno())
+        if self.admin_sock is not None:
+            close_fds.append(self.admin_sock.fileno())
+        close_fds += list(self.admin_conns)
         process = self.ctx.Process(
             target=worker_main,
             args=(number, self.config, self.listeners, child_end, close_fds, self.app),
@@ -295,11 +328,20 @@ class Master:
                     self.sel.unregister(obj)
             handle.channel.close()
             handle.process.close()
+            if handle.metrics:  # keep its counts: totals never go backwards
+                self.gone_metrics = [metrics.merge_snapshots([*self.gone_metrics,
+                                                              handle.metrics])]
             self._after_exit(handle, code)
 
     def _after_exit(self, handle: WorkerHandle, code: int | None) -> None:
         age = time.monotonic() - handle.started
         cause = describe_exit(code, killed_by_us=handle.retiring_since is not None)
+        label = ("retired" if handle.retiring_since is not None else
+                 "app_load" if code == APP_LOAD_ERROR else
+                 f"signal_{signal.Signals(-code).name}" if code is not None and code < 0 else
+                 f"exit_{code}")
+        self.restarts[label] = self.restarts.get(label, 0) + 1
+        self.last_exit[handle.number] = cause
         if self.stopping or handle.retiring_since is not None:
             log.info("worker %d (pid %d) %s", handle.number, handle.pid, cause)
             return
@@ -384,6 +426,117 @@ class Master:
     def _kill(handle: WorkerHandle, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, TypeError):
             os.kill(handle.pid, sig)
+
+    # -- admin listener ----------------------------------------------------------------------
+    def _admin_accept(self) -> None:
+        assert self.admin_sock is not None
+        for _ in range(16):
+            try:
+                sock, _ = self.admin_sock.accept()
+            except OSError:
+                return
+            sock.setblocking(False)
+            conn = admin.AdminConn(sock, time.monotonic() + admin.DEADLINE_S)
+            self.admin_conns[sock.fileno()] = conn
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _admin_io(self, conn: admin.AdminConn, mask: int) -> None:
+        try:
+            if mask & selectors.EVENT_READ and not conn.out:
+                data = conn.sock.recv(4096)
+                if not data:
+                    return self._admin_close(conn)
+                conn.inbuf += data
+                end = conn.inbuf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(conn.inbuf) > admin.HEAD_LIMIT:
+                        self._admin_close(conn)
+                    return None
+                method, path, headers = admin.parse_request(bytes(conn.inbuf[:end]))
+                conn.out = admin.handle(method, path, headers, self.admin_state)
+                if method == "HEAD":
+                    conn.out = conn.out.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            sent = conn.sock.send(conn.out)
+            conn.out = conn.out[sent:]
+            if conn.out:
+                self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            else:
+                self._admin_close(conn)
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._admin_close(conn)
+        return None
+
+    def _admin_close(self, conn: admin.AdminConn) -> None:
+        self.admin_conns.pop(conn.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        conn.sock.close()
+
+    def _admin_expire(self) -> None:
+        if self.admin_conns:
+            now = time.monotonic()
+            for conn in list(self.admin_conns.values()):
+                if conn.deadline < now:
+                    self._admin_close(conn)
+
+    def _sample(self) -> None:
+        """Record the request count and time once a second, for the status page's chart."""
+        now = time.monotonic()
+        if self.admin_sock is None or now < self.next_sample:
+            return
+        self.next_sample = now + 1.0
+        live = [h.metrics for h in self.workers.values() if h.metrics]
+        total = metrics.merge([*self.gone_metrics, *live])
+        self.samples.append((time.time(), total["count"], total["sum"]))
+        del self.samples[: -admin.HISTORY_S - 1]
+
+    def history(self) -> list[tuple[float, float, float]]:
+        """(time, requests/s, mean latency ms) per second, from consecutive samples."""
+        out = []
+        for (t0, n0, s0), (t1, n1, s1) in zip(self.samples, self.samples[1:], strict=False):
+            n = max(0, n1 - n0)
+            out.append((round(t1, 1), n / max(t1 - t0, 1e-6),
+                        (s1 - s0) / n * 1000 if n else 0.0))
+        return out
+
+    def admin_state(self) -> dict[str, Any]:
+        """What the admin endpoints report: the master's view of the server."""
+        now = time.monotonic()
+        workers = []
+        states: dict[str, int] = {}
+        for h in sorted(self.workers.values(), key=lambda h: h.number):
+            state = ("retiring" if h.retiring_since is not None else
+                     "ready" if h.ready else "booting")
+            states[state] = states.get(state, 0) + 1
+            rss, cpu = 0, 0.0
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(h.pid)
+                rss = proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu = times.user + times.system
+            workers.append({"number": h.number, "pid": h.pid, "state": state,
+                            "age_s": round(now - h.started, 1), "requests": h.served,
+                            "busy_threads": h.busy, "in_flight": h.inflight,
+                            "connections": h.conns, "rss": rss, "cpu": round(cpu, 3),
+                            "generation": h.generation,
+                            "last_restart_cause": self.last_exit.get(h.number, "")})
+        live = [h.metrics for h in self.workers.values() if h.metrics]
+        return {
+            "pid": os.getpid(), "version": __version__, "target": self.target,
+            "threads": self.config.threads, "workers": workers, "worker_states": states,
+            "ready_workers": sum(1 for h in self.workers.values()
+                                 if h.ready and h.retiring_since is None),
+            "draining": bool(self.stopping) or self.drain_at is not None,
+            "totals": metrics.merge([*self.gone_metrics, *live]),
+            "in_flight": sum(h.inflight for h in self.workers.values()),
+            "connections": sum(h.conns for h in self.workers.values()),
+            "restarts": dict(self.restarts),
+            "history": self.history(),
+            "backlog": [(lst.address, b[0]) for lst in self.listeners
+                        if (b := admin.backlog(lst.sock)) is not None],
+        }
 
     # -- reload ----------------------------------------------------------------------------
     def handle_hup(self) -> None:
@@ -521,6 +674,10 @@ class Master:
                 os.replace(src, dst)
 
     def _cleanup(self) -> None:
+        if self.admin_sock is not None:
+            for conn in list(self.admin_conns.values()):
+                self._admin_close(conn)
+            self.admin_sock.close()
         for handle in self.workers.values():
             self._kill(handle, signal.SIGKILL)
         for handle in self.workers.values():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import logging
 import os
 import queue
@@ -52,6 +53,7 @@ from prefork.connection import (
 from prefork.errors import AppLoadError
 from prefork.http.request import Request
 from prefork.loader import load_app
+from prefork.metrics import WorkerMetrics
 from prefork.sockets import Listener
 from prefork.wsgi import WSGIApp, base_environ
 
@@ -189,6 +191,7 @@ class Worker:
             access_log=None if is_off(self.config.access_log) else
             AccessLog(self.config.access_log, self.config.access_log_format),
             worker_number=self.number,
+            metrics=WorkerMetrics() if self.config.admin_bind else None,
         )
         self.ctx = ctx
         multiprocess = self.config.workers > 1
@@ -250,7 +253,7 @@ class Worker:
                 if os.getppid() != self.master_pid:
                     log.warning("master is gone; exiting")
                     return 0
-                self._tell_master(b"hb %d %d" % (self.busy, self.info.served))
+                self._heartbeat()
             if self.stopping:
                 stuck = sum(1 for ident in self.stuck if ident in self.inflight)
                 if len(conns) <= stuck and self.busy <= stuck:
@@ -417,6 +420,13 @@ class Worker:
         # Idle keep-alive connections stay: closing one as its client sends the next
         # request would lose that request. Their next request is answered with
         # "Connection: close"; an idle one is closed at its keepalive deadline.
+
+    def _heartbeat(self) -> None:
+        beat: dict[str, object] = {"busy": self.busy, "served": self.info.served,
+                                   "conns": len(self.conns), "inflight": len(self.inflight)}
+        if self.ctx.metrics is not None:
+            beat["m"] = self.ctx.metrics.snapshot()
+        self._tell_master(b"hb " + json.dumps(beat, separators=(",", ":")).encode())
 
     def _on_master(self) -> bool:
         try:
