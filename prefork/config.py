@@ -64,6 +64,47 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class StaticMount:
+    """One [[static]] table: files under `directory` served at URL `prefix`."""
+
+    prefix: str
+    directory: str
+    cache_control: str = ""
+    index: str = "index.html"
+    follow_symlinks: bool = False  # may a symlink lead outside the directory?
+
+
+_MOUNT_KEYS = {f.name for f in dataclasses.fields(StaticMount)}
+
+
+def parse_mounts(raw: Any, source: str) -> tuple[StaticMount, ...]:
+    """[[static]] tables, or "PREFIX=DIRECTORY" strings (command line, environment)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple):
+        raise ConfigError("static", raw, "expected [[static]] tables or PREFIX=DIRECTORY", source)
+    mounts = []
+    for item in items:
+        if isinstance(item, str):
+            prefix, sep, directory = item.strip().partition("=")
+            if not sep:
+                raise ConfigError("static", item, "expected PREFIX=DIRECTORY", source)
+            item = {"prefix": prefix, "directory": directory}
+        if not isinstance(item, dict) or not {"prefix", "directory"} <= set(item):
+            raise ConfigError("static", item, "each mount needs prefix and directory", source)
+        unknown = set(item) - _MOUNT_KEYS
+        if unknown:
+            raise ConfigError("static", item, f"unknown keys {sorted(unknown)}; allowed: "
+                              + ", ".join(sorted(_MOUNT_KEYS)), source)
+        mount = StaticMount(**item)
+        if not (mount.prefix.startswith("/") and mount.prefix.endswith("/")):
+            raise ConfigError("static", mount.prefix, "a prefix starts and ends with /", source)
+        if not os.path.isdir(mount.directory):
+            raise ConfigError("static", mount.directory, "the directory does not exist", source)
+        mounts.append(mount)
+    return tuple(mounts)
+
+
 _BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
 
 
@@ -286,6 +327,13 @@ class Config:
         check=lambda v: None if v == "" else check_bind((v,)),
     )
 
+    # [[static]]
+    static: tuple[StaticMount, ...] = setting(
+        (), "Static files served before the app: [[static]] tables with prefix, directory, "
+        "and optionally cache_control, index (index.html) and follow_symlinks (false); "
+        "on the command line PREFIX=DIRECTORY.", section="static",
+    )
+
     @property
     def head_limit_bytes(self) -> int:
         """Most bytes a request head may take before it is refused with 431."""
@@ -325,6 +373,8 @@ def type_text(name: str) -> str:
         return "a number" + (f" of {meta['unit']}" if meta["unit"] else "") + _range_text(meta)
     if tp == tuple[str, ...]:
         return "a list of strings"
+    if name == "static":
+        return "a list of strings"
     return "a string"
 
 
@@ -350,6 +400,8 @@ def coerce(name: str, raw: Any, source: str) -> Any:
         return ConfigError(name, raw, why or f"expected {allowed}", source)
 
     value: Any
+    if name == "static":
+        return parse_mounts(raw, source)
     if tp is bool:
         if isinstance(raw, bool):
             value = raw
@@ -502,6 +554,10 @@ def format_value(name: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, StaticMount):
+        return (f'{{prefix = "{value.prefix}", directory = "{value.directory}", '
+                f'cache_control = "{value.cache_control}", index = "{value.index}", '
+                f"follow_symlinks = {format_value('preload_app', value.follow_symlinks)}}}")
     if isinstance(value, tuple):
         return "[" + ", ".join(format_value("app", v) for v in value) + "]"
     if isinstance(value, float):
@@ -529,6 +585,10 @@ def example_toml() -> str:
             out.append(f"# {field.name} = <{meta['default_doc']}>")
         elif field.name == "app":
             out.append('# app = "myproject.wsgi:application"')
+        elif field.name == "static":
+            out[-2:] = [out[-1]]  # [[static]] is an array of tables, not a [static] table
+            out += ["# [[static]]", '# prefix = "/static/"', '# directory = "public"',
+                    '# cache_control = "public, max-age=3600"']
         else:
             default = field.default
             out.append(f"{field.name} = {format_value(field.name, default)}")

@@ -32,11 +32,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from prefork.accesslog import AccessLog, Entry
+from prefork.config import StaticMount
 from prefork.errors import HTTPError, InternalServerError, RequestTimeout
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_response
 from prefork.metrics import WorkerMetrics
+from prefork.static import StaticFiles
 from prefork.wsgi import Exchange, WSGIApp, build_environ
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class ServerContext:
     progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
     access_log: AccessLog | None = None
     metrics: WorkerMetrics | None = None
+    static: StaticFiles | None = None
     worker_number: int = 0
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
@@ -301,9 +304,13 @@ class Connection:
         timed = ctx.access_log is not None or ctx.metrics is not None
         started = time.monotonic() if timed else 0.0
         status = 0  # set when the server, not the app, chose the status
+        mount = ctx.static.match(req.target) if ctx.static is not None else None
         try:
-            environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
-            exchange.run(ctx.app, environ)
+            if mount is not None:
+                self.serve_static(req, mount, exchange)
+            else:
+                environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
+                exchange.run(ctx.app, environ)
         except ClientGone:
             self.out.clear()
             self.end = END_CLEAN
@@ -421,12 +428,26 @@ class Connection:
         if self.out_bytes > OUTPUT_QUEUE_BYTES:
             self.wait_flushed()
 
+    def serve_static(self, req: Request, mount: StaticMount, exchange: Exchange) -> None:
+        """A file from a static mount, instead of the app."""
+        assert self.ctx.static is not None
+        reply = self.ctx.static.respond(req, mount, close=not exchange.keep_alive)
+        exchange.code, exchange.head_sent = reply.status, True
+        self.send(reply.head)
+        if reply.fd >= 0:
+            try:
+                exchange.sent = self.sendfile_fd(reply.fd, reply.offset, reply.count)
+            finally:
+                os.close(reply.fd)
+
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
+        return self.sendfile_fd(file.fileno(), offset, count)
+
+    def sendfile_fd(self, in_fd: int, offset: int, count: int) -> int:
         """Send a file with os.sendfile; what the socket does not take now is queued
-        (on a duplicate descriptor, as the app may close its file at once)."""
+        (on a duplicate descriptor, as the caller may close its file at once)."""
         sent = 0
         if not self.out:
-            in_fd = file.fileno()
             try:
                 while sent < count:
                     n = os.sendfile(self.fd, in_fd, offset + sent, count - sent)
@@ -438,7 +459,7 @@ class Connection:
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
         if sent < count:
-            self.out.append(_FileTail(os.dup(file.fileno()), offset + sent, count - sent))
+            self.out.append(_FileTail(os.dup(in_fd), offset + sent, count - sent))
         return count
 
     def wait_flushed(self) -> None:

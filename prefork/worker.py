@@ -55,6 +55,7 @@ from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.metrics import WorkerMetrics
 from prefork.sockets import Listener
+from prefork.static import StaticFiles
 from prefork.wsgi import WSGIApp, base_environ
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ class Worker:
             AccessLog(self.config.access_log, self.config.access_log_format),
             worker_number=self.number,
             metrics=WorkerMetrics() if self.config.admin_bind else None,
+            static=StaticFiles(self.config.static) if self.config.static else None,
         )
         self.ctx = ctx
         multiprocess = self.config.workers > 1

@@ -1,0 +1,254 @@
+"""Static files from configured mounts, answered before the app is called.
+
+Safety first: a request's path is percent-decoded once; encoded slashes or backslashes,
+NUL bytes, ".." segments and backslashes are refused, the file is resolved with realpath
+and must stay inside its mount (unless the mount allows symlinks out), and only regular
+files are opened (never a FIFO or a device). Directories redirect to add their trailing
+slash and serve their index file; there are no listings.
+
+Then HTTP semantics (RFC 9110): ETag (from size and mtime) and Last-Modified; If-Match and
+If-Unmodified-Since give 412, If-None-Match and If-Modified-Since give 304, in the order of
+§13.2.2; a single Range gives 206 with Content-Range (416 when unsatisfiable; If-Range
+honoured); several ranges get the whole file (200), which RFC 9110 §14.2 allows and no
+client depends on otherwise. A `file.br` or `file.gz` beside `file` is served to clients
+that accept it, with Content-Encoding and Vary: Accept-Encoding. The body goes out with
+os.sendfile through the connection's output (a slow client holds no thread).
+
+Used by pool threads; `StaticFiles` is built once per worker and read-only after that.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import unquote_to_bytes
+
+from prefork.config import StaticMount
+from prefork.http.request import Request
+
+_ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a static request produced: the head, and the file part to send (if any)."""
+
+    status: int
+    head: bytes
+    fd: int = -1
+    offset: int = 0
+    count: int = 0
+
+
+@dataclass(slots=True)
+class _File:
+    path: str
+    st: os.stat_result
+    encoding: str | None
+
+
+def _reason(status: int) -> str:
+    return {200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
+            400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            412: "Precondition Failed", 416: "Range Not Satisfiable"}[status]
+
+
+def _head(status: int, fields: list[tuple[str, str]], length: int, close: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_reason(status)}", "Server: prefork",
+             f"Date: {formatdate(usegmt=True)}"]
+    lines += [f"{k}: {v}" for k, v in fields]
+    if status != 304:
+        lines.append(f"Content-Length: {length}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _simple(status: int, close: bool, fields: list[tuple[str, str]] | None = None) -> Reply:
+    body = f"{status} {_reason(status)}\n".encode()
+    head = _head(status, [("Content-Type", "text/plain"), *(fields or [])], len(body), close)
+    return Reply(status, head + body)
+
+
+def _date(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _etag_list(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+class StaticFiles:
+    def __init__(self, mounts: tuple[StaticMount, ...]) -> None:
+        # Longest prefix first, so /static/img/ wins over /static/.
+        self.mounts = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
+        self.roots = {m.prefix: os.path.realpath(m.directory) for m in mounts}
+        self.prefixes = tuple(m.prefix.encode() for m in self.mounts)
+
+    def match(self, target: bytes) -> StaticMount | None:
+        if not target.startswith(self.prefixes):
+            return None
+        for mount in self.mounts:
+            if target.startswith(mount.prefix.encode()):
+                return mount
+        return None
+
+    def respond(self, req: Request, mount: StaticMount, close: bool) -> Reply:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in req.headers}
+        if req.method not in ("GET", "HEAD"):
+            return _simple(405, close, [("Allow", "GET, HEAD")])
+        raw_path, _, query = req.target.partition(b"?")
+        lowered = raw_path.lower()
+        if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw_path:
+            return _simple(404, close)
+        decoded = unquote_to_bytes(raw_path)
+        if b"\x00" in decoded:
+            return _simple(400, close)
+        rel = decoded[len(mount.prefix):]
+        parts = [p for p in rel.split(b"/") if p not in (b"", b".")]
+        if b".." in parts or b"\\" in decoded:
+            return _simple(404, close)
+        root = self.roots[mount.prefix]
+        full = os.path.join(root, *[os.fsdecode(p) for p in parts]) if parts else root
+        found = self._regular(full, root, mount)
+        if found == "dir":
+            if not decoded.endswith(b"/"):
+                location = raw_path.decode("latin-1") + "/" + (
+                    "?" + query.decode("latin-1") if query else "")
+                return _simple(301, close, [("Location", location)])
+            full = os.path.join(full, mount.index)
+            found = self._regular(full, root, mount)
+        if not isinstance(found, os.stat_result):
+            return _simple(404, close)
+        return self._serve(req, headers, mount, root, full, found, close)
+
+    def _regular(self, path: str, root: str, mount: StaticMount) -> os.stat_result | str | None:
+        real = os.path.realpath(path)
+        if not mount.follow_symlinks and real != root and not real.startswith(root + os.sep):
+            return None  # a symlink leads out of the mount
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return "dir"
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def _variant(self, full: str, root: str, mount: StaticMount,
+                 accept: str) -> _File | None:
+        accepted = {t.split(";")[0].strip().lower() for t in accept.split(",")
+                    if "q=0" not in t.replace(" ", "")}
+        for encoding, suffix in _ENCODINGS:
+            if encoding in accepted or "*" in accepted:
+                st = self._regular(full + suffix, root, mount)
+                if isinstance(st, os.stat_result):
+                    return _File(full + suffix, st, encoding)
+        return None
+
+    def _serve(self, req: Request, headers: dict[str, str], mount: StaticMount, root: str,
+               full: str, st: os.stat_result, close: bool) -> Reply:
+        has_variants = any(isinstance(self._regular(full + sfx, root, mount), os.stat_result)
+                           for _, sfx in _ENCODINGS)
+        chosen = self._variant(full, root, mount, headers.get("accept-encoding", "")) \
+            if has_variants else None
+        f = chosen or _File(full, st, None)
+        size = f.st.st_size
+        suffix = "-" + f.encoding if f.encoding else ""
+        etag = f'"{f.st.st_mtime_ns:x}-{size:x}{suffix}"'
+        mtime = int(f.st.st_mtime)
+        ctype, _ = mimetypes.guess_type(full)
+        ctype = ctype or "application/octet-stream"
+        if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+            ctype += "; charset=utf-8"
+        fields = [("Content-Type", ctype), ("ETag", etag),
+                  ("Last-Modified", formatdate(mtime, usegmt=True)),
+                  ("Accept-Ranges", "bytes")]
+        if mount.cache_control:
+            fields.append(("Cache-Control", mount.cache_control))
+        if f.encoding:
+            fields.append(("Content-Encoding", f.encoding))
+        if has_variants:
+            fields.append(("Vary", "Accept-Encoding"))
+
+        # RFC 9110 §13.2.2: preconditions in this order.
+        if "if-match" in headers:
+            tags = _etag_list(headers["if-match"])
+            if "*" not in tags and etag not in tags:  # strong comparison
+                return _simple(412, close)
+        elif "if-unmodified-since" in headers:
+            since = _date(headers["if-unmodified-since"])
+            if since is not None and mtime > since:
+                return _simple(412, close)
+        if "if-none-match" in headers:
+            tags = [t.removeprefix("W/") for t in _etag_list(headers["if-none-match"])]
+            if "*" in tags or etag in tags:  # weak comparison
+                return Reply(304, _head(304, fields, 0, close))
+        elif "if-modified-since" in headers:
+            since = _date(headers["if-modified-since"])
+            if since is not None and mtime <= since:
+                return Reply(304, _head(304, fields, 0, close))
+
+        start, end = 0, size - 1
+        status = 200
+        rng = headers.get("range")
+        if rng and req.method == "GET" and self._if_range(headers.get("if-range"), etag, mtime):
+            parsed = _parse_range(rng, size)
+            if parsed == "unsatisfiable":
+                return _simple(416, close, [("Content-Range", f"bytes */{size}")])
+            if isinstance(parsed, tuple):
+                start, end = parsed
+                status = 206
+                fields.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        count = max(0, end - start + 1)
+        head = _head(status, fields, count, close)
+        if req.method == "HEAD" or count == 0:
+            return Reply(status, head)
+        try:
+            fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return _simple(404, close)
+        return Reply(status, head, fd, start, count)
+
+    @staticmethod
+    def _if_range(value: str | None, etag: str, mtime: int) -> bool:
+        """RFC 9110 §13.1.5: the range applies only if the validator still matches."""
+        if value is None:
+            return True
+        value = value.strip()
+        if value.startswith(('"', "W/")):
+            return value == etag  # strong comparison; a weak tag never matches
+        when = _date(value)
+        return when is not None and int(when) == mtime
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
+    """One byte range as (first, last); "unsatisfiable"; or None to ignore the header
+    (not bytes, malformed, or several ranges: the whole file is sent)."""
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return "unsatisfiable"
+            return max(0, size - n), size - 1
+        a = int(first)
+        b = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if a < 0 or (last and b < a):
+        return None
+    if a >= size:
+        return "unsatisfiable"
+    return a, min(b, size - 1)
