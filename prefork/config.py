@@ -73,6 +73,7 @@ class StaticMount:
     cache_control: str = ""
     index: str = "index.html"
     follow_symlinks: bool = False  # may a symlink lead outside the directory?
+    types: tuple[tuple[str, str], ...] = ()  # extra (".ext", "content/type") pairs
 
 
 _MOUNT_KEYS = {f.name for f in dataclasses.fields(StaticMount)}
@@ -96,7 +97,12 @@ def parse_mounts(raw: Any, source: str) -> tuple[StaticMount, ...]:
         if unknown:
             raise ConfigError("static", item, f"unknown keys {sorted(unknown)}; allowed: "
                               + ", ".join(sorted(_MOUNT_KEYS)), source)
-        mount = StaticMount(**item)
+        types = item.get("types", {})
+        if not isinstance(types, dict) or not all(
+                isinstance(k, str) and k.startswith(".") and isinstance(v, str)
+                for k, v in types.items()):
+            raise ConfigError("static", types, 'types maps ".ext" to "content/type"', source)
+        mount = StaticMount(**{**item, "types": tuple((k.lower(), v) for k, v in types.items())})
         if not (mount.prefix.startswith("/") and mount.prefix.endswith("/")):
             raise ConfigError("static", mount.prefix, "a prefix starts and ends with /", source)
         if not os.path.isdir(mount.directory):
@@ -555,9 +561,11 @@ def format_value(name: str, value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, StaticMount):
+        types = ", ".join(f'"{k}" = "{v}"' for k, v in value.types)
         return (f'{{prefix = "{value.prefix}", directory = "{value.directory}", '
                 f'cache_control = "{value.cache_control}", index = "{value.index}", '
-                f"follow_symlinks = {format_value('preload_app', value.follow_symlinks)}}}")
+                f"follow_symlinks = {format_value('preload_app', value.follow_symlinks)}, "
+                f"types = {{{types}}}}}")
     if isinstance(value, tuple):
         return "[" + ", ".join(format_value("app", v) for v in value) + "]"
     if isinstance(value, float):
@@ -588,7 +596,8 @@ def example_toml() -> str:
         elif field.name == "static":
             out[-2:] = [out[-1]]  # [[static]] is an array of tables, not a [static] table
             out += ["# [[static]]", '# prefix = "/static/"', '# directory = "public"',
-                    '# cache_control = "public, max-age=3600"']
+                    '# cache_control = "public, max-age=3600"',
+                    '# types = { ".wasm" = "application/wasm" }']
         else:
             default = field.default
             out.append(f"{field.name} = {format_value(field.name, default)}")

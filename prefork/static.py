@@ -163,8 +163,9 @@ class StaticFiles:
         suffix = "-" + f.encoding if f.encoding else ""
         etag = f'"{f.st.st_mtime_ns:x}-{size:x}{suffix}"'
         mtime = int(f.st.st_mtime)
-        ctype, _ = mimetypes.guess_type(full)
-        ctype = ctype or "application/octet-stream"
+        ext = os.path.splitext(full)[1].lower()
+        ctype = dict(mount.types).get(ext) or mimetypes.guess_type(full)[0] \
+            or "application/octet-stream"
         if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
             ctype += "; charset=utf-8"
         fields = [("Content-Type", ctype), ("ETag", etag),

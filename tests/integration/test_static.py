@@ -26,6 +26,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pat
     (root / "sub").mkdir(parents=True)
     (root / "empty-dir").mkdir()
     (root / "a.txt").write_bytes(b"hello static\n")
+    (root / "app.wasmx").write_bytes(b"\x00asm")
     (root / "big.bin").write_bytes(BIG)
     (root / "sub" / "index.html").write_bytes(b"<p>index</p>")
     (root / "style.css").write_bytes(b"body { color: red }\n" * 50)
@@ -35,7 +36,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pat
     os.symlink(root / "a.txt", root / "link-in")
     os.mkfifo(root / "fifo")
     mounts = f'[[static]]\nprefix = "/static/"\ndirectory = "{root}"\n' \
-             f'cache_control = "public, max-age=60"\n'
+             f'cache_control = "public, max-age=60"\n' \
+             f'types = {{ ".wasmx" = "application/x-test-wasm" }}\n'
     with Server("tests.apps.basic:app", workers=1, config=mounts) as srv:
         yield srv, root
 
@@ -59,6 +61,11 @@ def test_file_with_validators_and_cache_control(site: tuple[Server, Path]) -> No
     assert headers["etag"].startswith('"') and headers["last-modified"].endswith("GMT")
     assert headers["cache-control"] == "public, max-age=60"
     assert srv.get("/hello")[2] == b"Hello, world!", "other paths still reach the app"
+
+
+def test_configured_content_type(site: tuple[Server, Path]) -> None:
+    srv, _ = site
+    assert srv.get("/static/app.wasmx")[1]["content-type"] == "application/x-test-wasm"
 
 
 def test_head_and_big_file(site: tuple[Server, Path]) -> None:
