@@ -79,12 +79,6 @@ class Body:
             pass
         return self._take(size)
 
-    def read1(self, size: int = -1) -> bytes:
-        if not self._available():
-            while not self._available() and self._more():
-                pass
-        return self._take(self._available() if size < 0 else size)
-
     def readline(self, size: int | None = -1) -> bytes:
         limit = -1 if size is None else size
         scanned = 0
@@ -131,11 +125,6 @@ class Body:
             self._buf.clear()
             self._pos = 0
         return True
-
-    @property
-    def started(self) -> bool:
-        """True once the app has asked for body bytes or any have arrived."""
-        return self.received > 0
 
 
 class Request:
