@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prefork.errors import ConfigError
+from prefork.proxy import check_allow_ips
 
 ENV_PREFIX = "PREFORK_"
 # Variables with the prefix that are not settings: the config file, and what a master
@@ -214,6 +215,15 @@ class Config:
     unix_socket_mode: int = setting(
         0o660, "Permission bits of UNIX socket files (octal).", section="listen",
         octal=True, min=0, max=0o777,
+    )
+    unix_socket_trusted: bool = setting(
+        True, "Trust forwarded headers from peers on UNIX-socket listeners (a proxy on "
+        "this machine, allowed by the socket file's permissions).", section="listen",
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"), "Proxies whose X-Forwarded-* and Forwarded headers are "
+        "believed: addresses or CIDR ranges, or * for every peer (dangerous); from anyone "
+        "else those headers are removed.", section="listen", check=check_allow_ips,
     )
     # [workers]
     workers: int = setting(

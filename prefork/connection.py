@@ -38,6 +38,7 @@ from prefork.http.parser import RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_response
 from prefork.metrics import WorkerMetrics
+from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
 from prefork.wsgi import Exchange, WSGIApp, build_environ
 
@@ -89,6 +90,7 @@ class ServerContext:
     access_log: AccessLog | None = None
     metrics: WorkerMetrics | None = None
     static: StaticFiles | None = None
+    trust: Trust | None = None  # forwarded headers: who is a trusted proxy
     worker_number: int = 0
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
@@ -125,6 +127,7 @@ class Connection:
         "served",
         "sock",
         "state",
+        "trusted",
     )
 
     def __init__(
@@ -141,6 +144,9 @@ class Connection:
         self.base = base
         self.ctx = ctx
         self.parser = RequestParser(**ctx.parser_limits)
+        # Decided once per connection, not per header (a proxy does not change mid-way).
+        self.trusted = ctx.trust is not None and ctx.trust.peer(
+            self.remote_addr, sock.family == socket.AF_UNIX)
         self.state = PARKED
         self.deadline = 0.0
         self.served = 0
@@ -310,6 +316,8 @@ class Connection:
                 self.serve_static(req, mount, exchange)
             else:
                 environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
+                if ctx.trust is not None:
+                    apply_forwarded(environ, ctx.trust, self.trusted)
                 exchange.run(ctx.app, environ)
         except ClientGone:
             self.out.clear()

@@ -146,6 +146,9 @@ class Master:
                                   self.config.unix_socket_mode, inherited=fds)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
+        if "*" in self.config.forwarded_allow_ips:
+            log.warning("forwarded_allow_ips = *: any client can set its own address and "
+                        "scheme with X-Forwarded-* headers; list your proxies instead")
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)

@@ -54,6 +54,7 @@ from prefork.errors import AppLoadError
 from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.metrics import WorkerMetrics
+from prefork.proxy import Trust
 from prefork.sockets import Listener
 from prefork.static import StaticFiles
 from prefork.wsgi import WSGIApp, base_environ
@@ -194,6 +195,7 @@ class Worker:
             worker_number=self.number,
             metrics=WorkerMetrics() if self.config.admin_bind else None,
             static=StaticFiles(self.config.static) if self.config.static else None,
+            trust=Trust(self.config.forwarded_allow_ips, self.config.unix_socket_trusted),
         )
         self.ctx = ctx
         multiprocess = self.config.workers > 1

@@ -313,3 +313,27 @@ def test_access_log_lines_through_the_server(tmp_path: Path) -> None:
         assert echo["method"] == "POST" and echo["bytes"] == 5
         assert boom["status"] == 500
         assert bad["status"] == 400
+
+
+def test_forwarded_headers_trusted_only_from_allowed_peers(tmp_path: Path) -> None:
+    spoof = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    with Server("tests.apps.basic:app", workers=1) as srv:  # default: loopback is trusted
+        env = json.loads(srv.get("/environ", headers=spoof)[2])
+        assert env["REMOTE_ADDR"] == "203.0.113.9" and env["wsgi.url_scheme"] == "https"
+    with Server("tests.apps.basic:app", "--forwarded-allow-ips", "10.9.9.9", workers=1) as srv:
+        env = json.loads(srv.get("/environ", headers=spoof)[2])
+        assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+        assert "HTTP_X_FORWARDED_FOR" not in env and "HTTP_X_FORWARDED_PROTO" not in env
+    path = tmp_path / "p.sock"
+    for flag, trusted in (("--unix-socket-trusted", True), ("--no-unix-socket-trusted", False)):
+        with Server("tests.apps.basic:app", flag, bind=f"unix:{path}", workers=1):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(str(path))
+                sock.sendall(b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             b"X-Forwarded-For: 203.0.113.9\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            env = json.loads(data.split(b"\r\n\r\n", 1)[1])
+            assert (env["REMOTE_ADDR"] == "203.0.113.9") is trusted
