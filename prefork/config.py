@@ -225,6 +225,15 @@ class Config:
         "believed: addresses or CIDR ranges, or * for every peer (dangerous); from anyone "
         "else those headers are removed.", section="listen", check=check_allow_ips,
     )
+    proxy_protocol: str = setting(
+        "off", "Expect a PROXY protocol header (HAProxy, AWS NLB...) naming the client: "
+        "off, v1, v2 or auto.", section="listen", choices=("off", "v1", "v2", "auto"),
+    )
+    proxy_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"), "Peers allowed to send a PROXY header (addresses, CIDR "
+        "ranges or *); with proxy_protocol on, any other peer is disconnected.",
+        section="listen", check=check_allow_ips,
+    )
     # [workers]
     workers: int = setting(
         doc="Worker processes. Default: the CPUs this process may use (affinity, cgroup quota).",

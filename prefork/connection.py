@@ -33,7 +33,8 @@ from typing import IO, Any
 
 from prefork.accesslog import AccessLog, Entry
 from prefork.config import StaticMount
-from prefork.errors import HTTPError, InternalServerError, RequestTimeout
+from prefork.errors import BadRequest, HTTPError, InternalServerError, RequestTimeout
+from prefork.http import proxyproto
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_response
@@ -57,6 +58,8 @@ OUTPUT_QUEUE_BYTES = 1 << 20
 PARKED, ACTIVE, WRITING, LINGER, CLOSED = range(5)
 # What receive() asks of the loop thread.
 WAIT, DISPATCH, CLOSE = range(3)
+# PROXY protocol: no header due, one expected, or the peer may not send one.
+PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = range(3)
 # How the connection ends once its output is written.
 KEEP, END_CLEAN, END_LINGER = range(3)
 
@@ -91,6 +94,8 @@ class ServerContext:
     metrics: WorkerMetrics | None = None
     static: StaticFiles | None = None
     trust: Trust | None = None  # forwarded headers: who is a trusted proxy
+    proxy_mode: str = "off"  # PROXY protocol: off, v1, v2 or auto
+    proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
     stopping: bool = False  # set by the worker's loop thread on a graceful stop
 
@@ -121,6 +126,8 @@ class Connection:
         "out",
         "out_bytes",
         "parser",
+        "pre",
+        "proxy_state",
         "remote_addr",
         "remote_port",
         "request",
@@ -145,8 +152,14 @@ class Connection:
         self.ctx = ctx
         self.parser = RequestParser(**ctx.parser_limits)
         # Decided once per connection, not per header (a proxy does not change mid-way).
-        self.trusted = ctx.trust is not None and ctx.trust.peer(
-            self.remote_addr, sock.family == socket.AF_UNIX)
+        is_unix = sock.family == socket.AF_UNIX
+        self.trusted = ctx.trust is not None and ctx.trust.peer(self.remote_addr, is_unix)
+        self.proxy_state = PROXY_NONE
+        if ctx.proxy_mode != "off":
+            allowed = ctx.proxy_trust is not None and ctx.proxy_trust.peer(self.remote_addr,
+                                                                           is_unix)
+            self.proxy_state = PROXY_EXPECTED if allowed else PROXY_REFUSED
+        self.pre = b""
         self.state = PARKED
         self.deadline = 0.0
         self.served = 0
@@ -170,6 +183,14 @@ class Connection:
             return CLOSE
         if not data:
             return CLOSE
+        if self.proxy_state:
+            try:
+                data = self.take_proxy_header(data)
+            except BadRequest as exc:
+                log.info("closing %r: %s", self, exc.detail)
+                return CLOSE
+            if not data:
+                return WAIT
         parser = self.parser
         was_idle = parser.idle
         parser.feed(data)
@@ -178,6 +199,21 @@ class Connection:
         if was_idle:  # a new head has begun: it must complete within header_timeout
             self.deadline = time.monotonic() + self.ctx.header_timeout_s
         return WAIT
+
+    def take_proxy_header(self, data: bytes) -> bytes:
+        """Remove the PROXY protocol header from the first bytes; b"" while incomplete.
+        Raises BadRequest (the connection is closed) if it is malformed or not allowed."""
+        if self.proxy_state == PROXY_REFUSED:
+            raise BadRequest("peer not in proxy_allow_ips")
+        self.pre += data
+        result = proxyproto.parse(self.pre, self.ctx.proxy_mode)
+        if result is None:
+            return b""
+        consumed, client = result
+        if client is not None:
+            self.remote_addr, self.remote_port = client
+        rest, self.pre, self.proxy_state = self.pre[consumed:], b"", PROXY_NONE
+        return rest
 
     def has_work(self) -> bool:
         """True when serve() has something to do besides parking."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -391,3 +392,30 @@ def test_idle_keep_alive_connection_is_closed_after_keepalive() -> None:
             buf = bytearray()
             read_response(sock, buf)
             assert sock.recv(4096) == b"", "closed silently once idle past keepalive"
+
+
+def proxied_request(srv: Server, prefix: bytes) -> bytes:
+    with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+        sock.sendall(prefix + b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                out += chunk
+        return out
+
+
+def test_proxy_protocol() -> None:
+    from tests.unit.test_proxyproto import V2_TCP4
+
+    with Server("tests.apps.basic:app", "--proxy-protocol", "auto", workers=1) as srv:
+        out = proxied_request(srv, b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n")
+        env = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        assert env["REMOTE_ADDR"] == "203.0.113.7" and env["REMOTE_PORT"] == "51234"
+        env = json.loads(proxied_request(srv, V2_TCP4).split(b"\r\n\r\n", 1)[1])
+        assert env["REMOTE_ADDR"] == "203.0.113.7"
+        assert proxied_request(srv, b"") == b"", "no header: disconnected"
+        assert proxied_request(srv, b"PROXY TCP4 bogus\r\n") == b""
+    with Server("tests.apps.basic:app", "--proxy-protocol", "v1", "--proxy-allow-ips",
+                "10.9.9.9", workers=1) as srv:
+        out = proxied_request(srv, b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n")
+        assert out == b"", "a PROXY header from a peer not allowed: disconnected"

@@ -31,9 +31,12 @@ def test_demo_app_served_without_config() -> None:
         assert facts["pid"] in srv.worker_pids()
         assert facts["worker"] in (1, 2)
         assert facts["requests_served"] >= 1
-        assert headers["connection"] == "close"  # so that each browser reload reconnects
+        # Each page view reconnects, so a browser reload can land on another worker (which
+        # idle worker wins a new connection is the scheduler's choice; spreading under
+        # load is test_http.py::test_requests_spread_over_workers).
+        assert headers["connection"] == "close"
         pids = {json.loads(srv.get("/json")[2])["pid"] for _ in range(20)}
-        assert pids == srv.worker_pids(), "sequential new connections reach every worker"
+        assert pids <= srv.worker_pids()
 
 
 def test_config_file_is_used_and_cli_wins() -> None:
