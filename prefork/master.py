@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from prefork import __version__, admin, metrics
+from prefork import __version__, admin, metrics, systemd
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
@@ -114,6 +114,7 @@ class Master:
     drain_at: float | None = None  # shutdown_delay: when the graceful drain begins
     exit_code: int = EXIT_OK
     ever_ready: bool = False
+    announced_ready: bool = False  # the first full set of workers has been reported
     failures: int = 0  # consecutive young deaths
     next_spawn: float = 0.0
     spawn_waits_for_backoff: bool = True
@@ -121,6 +122,7 @@ class Master:
     next_memory_check: float = 0.0
     upgrade: subprocess.Popen[bytes] | None = None
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
+    notifier: systemd.Notifier = field(init=False)
     admin_sock: socket.socket | None = None
     admin_conns: dict[int, admin.AdminConn] = field(default_factory=dict)
     gone_metrics: list[dict[str, Any]] = field(default_factory=list)  # of exited workers
@@ -142,8 +144,15 @@ class Master:
         inherited = os.environ.pop(INHERIT_ENV, "")
         self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
         fds = [int(fd) for fd in inherited.split(",") if fd]
-        self.listeners = bind_all(self.config.bind, self.config.backlog,
-                                  self.config.unix_socket_mode, inherited=fds)
+        activated = systemd.listen_fds(os.environ)
+        self.notifier = systemd.Notifier(os.environ)
+        if activated and not fds:  # systemd socket activation: its sockets, not `bind`
+            self.listeners = bind_all(tuple(f"fd://{fd}" for fd in activated),
+                                      self.config.backlog, self.config.unix_socket_mode,
+                                      inherited=activated)
+        else:
+            self.listeners = bind_all(self.config.bind, self.config.backlog,
+                                      self.config.unix_socket_mode, inherited=fds)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
         if "*" in self.config.forwarded_allow_ips:
@@ -196,6 +205,7 @@ class Master:
                     self._admin_io(data, mask)
             self._admin_expire()
             self._sample()
+            self.notifier.tick(time.monotonic())
             while self.signals:
                 signum = self.signals.pop(0)
                 name = SIGNAL_NAMES.get(signum, str(signum))
@@ -263,10 +273,14 @@ class Master:
                 for handle in old:
                     self._retire(handle, "reload")
                 self.reload_from = None
+                self.notifier.ready(f"reloaded: {len(current)} workers ready")
                 self._notify_upgraded_from()
-        elif self.upgrade_from and all(h.ready for h in self._current()) and \
-                len(self._current()) >= self.target:
-            self._notify_upgraded_from()
+        elif not self.announced_ready:
+            current = self._current()
+            if len(current) >= self.target and all(h.ready for h in current):
+                self.announced_ready = True
+                self.notifier.ready(f"{len(current)} workers ready")
+                self._notify_upgraded_from()
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn_missing(self) -> None:
@@ -560,6 +574,7 @@ class Master:
         log.info("SIGHUP: reloading (%d new worker(s)%s)", new.workers,
                  "; the app is preloaded, so its code is not re-imported"
                  if self.app is not None else "")
+        self.notifier.reloading()
         self.reload_from = self.config
         self.config = new
         self.target = new.workers
@@ -577,6 +592,7 @@ class Master:
         self.reload_from = None
         self.generation -= 1
         self.failures = 0
+        self.notifier.ready("reload failed; the old workers serve")
 
     # -- upgrade (USR2) --------------------------------------------------------------------
     def handle_usr2(self) -> None:
@@ -612,6 +628,7 @@ class Master:
         if self.stopping == "quick" or self.stopping == how:
             return
         self.stopping = how
+        self.notifier.stopping()
         now = time.monotonic()
         grace = self.config.graceful_timeout if how == "graceful" else 1.0
         self.stop_deadline = now + grace

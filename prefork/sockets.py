@@ -134,6 +134,8 @@ def bind_all(addresses: tuple[str, ...], backlog: int, unix_mode: int,
             raise BindError(f"{len(inherited)} inherited sockets for {len(addresses)} addresses")
         for fd, address in zip(inherited, addresses, strict=True):
             sock = socket.socket(fileno=fd)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             path = address[5:] if address.startswith("unix:") else None
             listeners.append(Listener(sock, address, path))
