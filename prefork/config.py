@@ -216,6 +216,14 @@ class Config:
         0o660, "Permission bits of UNIX socket files (octal).", section="listen",
         octal=True, min=0, max=0o777,
     )
+    unix_socket_owner: str = setting(
+        "", "Owner of UNIX socket files (a user name or uid; empty: the server's user).",
+        section="listen",
+    )
+    unix_socket_group: str = setting(
+        "", "Group of UNIX socket files (a group name or gid; empty: the server's group).",
+        section="listen",
+    )
     unix_socket_trusted: bool = setting(
         True, "Trust forwarded headers from peers on UNIX-socket listeners (a proxy on "
         "this machine, allowed by the socket file's permissions).", section="listen",
@@ -224,6 +232,12 @@ class Config:
         ("127.0.0.1", "::1"), "Proxies whose X-Forwarded-* and Forwarded headers are "
         "believed: addresses or CIDR ranges, or * for every peer (dangerous); from anyone "
         "else those headers are removed.", section="listen", check=check_allow_ips,
+    )
+    forwarded_trusted_hops: int = setting(
+        0, "0: the client is the right-most X-Forwarded-For address not in "
+        "forwarded_allow_ips. N: it is the N-th address from the right (when your N proxies "
+        "have addresses you cannot list, as with some cloud load balancers).",
+        section="listen", min=0, max=32,
     )
     proxy_protocol: str = setting(
         "off", "Expect a PROXY protocol header (HAProxy, AWS NLB...) naming the client: "

@@ -152,7 +152,9 @@ class Master:
                                       inherited=activated)
         else:
             self.listeners = bind_all(self.config.bind, self.config.backlog,
-                                      self.config.unix_socket_mode, inherited=fds)
+                                      self.config.unix_socket_mode, inherited=fds,
+                                      unix_owner=self.config.unix_socket_owner,
+                                      unix_group=self.config.unix_socket_group)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
         if "*" in self.config.forwarded_allow_ips:

@@ -58,9 +58,10 @@ def check_allow_ips(values: tuple[str, ...]) -> str | None:
 
 
 class Trust:
-    def __init__(self, allow_ips: tuple[str, ...], unix_trusted: bool) -> None:
+    def __init__(self, allow_ips: tuple[str, ...], unix_trusted: bool, hops: int = 0) -> None:
         self.everyone, self.networks = parse_networks(allow_ips)
         self.unix_trusted = unix_trusted
+        self.hops = hops  # 0: skip trusted addresses; N: the N-th address from the right
         self._cache: dict[str, bool] = {}
 
     def address(self, addr: str) -> bool:
@@ -126,13 +127,18 @@ def apply_forwarded(environ: dict[str, Any], trust: Trust, trusted_peer: bool) -
         proto = environ.get("HTTP_X_FORWARDED_PROTO")
         host = environ.get("HTTP_X_FORWARDED_HOST")
     if chain:
-        # Right to left: skip our own trusted proxies; the first other hop is the client.
-        for addr in reversed(chain):
-            if not trust.address(addr):
-                environ["REMOTE_ADDR"] = addr
-                break
+        if trust.hops:
+            # Each of our N proxies appended one address: the N-th from the right is the
+            # client as the outermost proxy saw it (anything left of it, it may have made up).
+            environ["REMOTE_ADDR"] = chain[-min(trust.hops, len(chain))]
         else:
-            environ["REMOTE_ADDR"] = chain[0]
+            # Right to left: skip our own trusted proxies; the first other hop is the client.
+            for addr in reversed(chain):
+                if not trust.address(addr):
+                    environ["REMOTE_ADDR"] = addr
+                    break
+            else:
+                environ["REMOTE_ADDR"] = chain[0]
         environ["REMOTE_PORT"] = ""
     if proto:
         proto = proto.split(",")[-1].strip().lower()

@@ -108,12 +108,29 @@ def _remove_stale_unix_socket(path: str) -> None:
     raise BindError(f"cannot listen on unix:{path}: another server is listening there")
 
 
-def bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
+def _ids(owner: str, group: str) -> tuple[int, int]:
+    """(uid, gid) from names or numbers; -1 leaves one unchanged."""
+    import grp
+    import pwd
+
+    try:
+        uid = -1 if not owner else int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        raise BindError(f"unknown unix_socket_owner/group: {exc}") from None
+    return uid, gid
+
+
+def bind_unix(path: str, backlog: int, mode: int, owner: str = "",
+              group: str = "") -> socket.socket:
+    uid, gid = _ids(owner, group)
     _remove_stale_unix_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o777 & ~mode)  # the file is never visible with wider permissions
     try:
         sock.bind(path)
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
         os.chmod(path, mode)
         sock.listen(backlog)
     except OSError as exc:
@@ -125,7 +142,8 @@ def bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
 
 
 def bind_all(addresses: tuple[str, ...], backlog: int, unix_mode: int,
-             inherited: list[int] | None = None) -> list[Listener]:
+             inherited: list[int] | None = None, unix_owner: str = "",
+             unix_group: str = "") -> list[Listener]:
     """Listen on every address; with `inherited` descriptors (a SIGUSR2 upgrade), adopt
     those instead, in the same order as the addresses."""
     listeners: list[Listener] = []
@@ -145,7 +163,7 @@ def bind_all(addresses: tuple[str, ...], backlog: int, unix_mode: int,
             path = None
             if address.startswith("unix:"):
                 path = address[5:]
-                sock = bind_unix(path, backlog, unix_mode)
+                sock = bind_unix(path, backlog, unix_mode, unix_owner, unix_group)
             elif address.startswith("fd://"):
                 sock = socket.socket(fileno=int(address[5:]))
             else:

@@ -195,7 +195,8 @@ class Worker:
             worker_number=self.number,
             metrics=WorkerMetrics() if self.config.admin_bind else None,
             static=StaticFiles(self.config.static) if self.config.static else None,
-            trust=Trust(self.config.forwarded_allow_ips, self.config.unix_socket_trusted),
+            trust=Trust(self.config.forwarded_allow_ips, self.config.unix_socket_trusted,
+                        self.config.forwarded_trusted_hops),
             proxy_mode=self.config.proxy_protocol,
             proxy_trust=Trust(self.config.proxy_allow_ips, self.config.unix_socket_trusted),
         )

@@ -340,3 +340,18 @@ def test_forwarded_headers_trusted_only_from_allowed_peers(tmp_path: Path) -> No
                     data += chunk
             env = json.loads(data.split(b"\r\n\r\n", 1)[1])
             assert (env["REMOTE_ADDR"] == "203.0.113.9") is trusted
+
+
+def test_unix_socket_owner_and_group(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    path = tmp_path / "owned.sock"
+    with Server("tests.apps.basic:app", "--unix-socket-owner", "nobody", "--unix-socket-group",
+                group, bind=f"unix:{path}", workers=1):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)

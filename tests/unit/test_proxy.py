@@ -76,3 +76,13 @@ def test_trust_decisions() -> None:
 def test_bad_allow_list_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="forwarded_allow_ips"):
         config.resolve({"forwarded_allow_ips": "10.0.0.0/33"})
+
+
+def test_configured_number_of_trusted_hops() -> None:
+    two_hops = Trust(("10.0.0.0/8",), unix_trusted=False, hops=2)
+    e = env(x_forwarded_for="6.6.6.6, 198.51.100.4, 172.16.0.9")  # cloud LB + our nginx
+    apply_forwarded(e, two_hops, trusted_peer=True)
+    assert e["REMOTE_ADDR"] == "198.51.100.4", "anything left of the N-th is the client's word"
+    e = env(x_forwarded_for="198.51.100.4")
+    apply_forwarded(e, two_hops, trusted_peer=True)
+    assert e["REMOTE_ADDR"] == "198.51.100.4"
