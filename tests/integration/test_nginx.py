@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,7 +224,8 @@ def test_reload_under_load_through_nginx(tmp_path: Path) -> None:
                 srv.signal(signal.SIGHUP)
                 n = srv.log().count("reload: ")
                 wait_for(lambda n=n: srv.log().count("reload: ") > n, timeout=20)
-            time.sleep(0.5)  # pacing: keep load running a moment after the last reload
+            ok_then = load.ok  # and service goes on after the last reload
+            wait_for(lambda: load.ok > ok_then + 200, timeout=10, what="load after reloads")
             load.stop()
             assert load.failed == [], load.failed[:3]
             assert load.ok > 500
