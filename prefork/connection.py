@@ -1,15 +1,15 @@
 """One client connection: receive → parse → app → write → park or close.
 
-A connection is owned by exactly one thread at a time, and ownership moves by hand-off:
+A connection is owned by exactly one thread at a time: the pool thread the worker's epoll
+woke for it (EPOLLONESHOT), or the worker's main thread when it expires it. That thread
 
-  worker loop thread   receive(): reads whatever arrived (never blocks) and feeds the
-                       parser. While a head is incomplete the connection stays in the
-                       worker's epoll and holds no pool thread.
-  pool thread          serve(): answers every complete request in order (pipelining),
-                       reading the body on demand for the app.
-  worker loop thread   flush(): when the client does not take a response as fast as the
-                       app makes it, the rest waits in this connection's output queue and
-                       the loop writes it as the socket drains. The pool thread is free.
+  receive():  reads whatever arrived (never blocks) and feeds the parser; an incomplete
+              head is re-armed and waits in the epoll, holding no thread;
+  serve():    answers every complete request in order (pipelining), reading the body on
+              demand for the app;
+  flush():    when the client does not take a response as fast as the app makes it, the
+              rest waits in this connection's output queue and is written as the socket
+              drains (EPOLLOUT), without holding a thread.
 
 Then settle() parks the connection for its next request, lingers (after a refusal, so
 that closing does not reset the connection under the client's feet) or closes it.
@@ -48,15 +48,15 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1 << 20  # unread body we discard to keep a connection; more: close
 LINGER_S = 2.0  # after an error reply, read and drop the client's bytes this long (no RST)
-# A response the client does not take at once is queued for the loop thread to write;
+# A response the client does not take at once is queued and written as the socket drains;
 # past this many queued bytes the app's thread waits (so a stalled client of a huge
 # streamed response holds one thread until send_timeout, not unbounded memory).
 OUTPUT_QUEUE_BYTES = 1 << 20
 
-# Connection states (who owns it): PARKED, WRITING, LINGER → loop thread;
-# ACTIVE → one pool thread.
+# Connection states: PARKED, WRITING, LINGER: armed in the epoll, waiting for an event;
+# ACTIVE: being served by the pool thread that claimed it.
 PARKED, ACTIVE, WRITING, LINGER, CLOSED = range(5)
-# What receive() asks of the loop thread.
+# What receive() asks of the thread that called it.
 WAIT, DISPATCH, CLOSE = range(3)
 # PROXY protocol: no header due, one expected, or the peer may not send one.
 PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = range(3)
@@ -97,7 +97,7 @@ class ServerContext:
     proxy_mode: str = "off"  # PROXY protocol: off, v1, v2 or auto
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
-    stopping: bool = False  # set by the worker's loop thread on a graceful stop
+    stopping: bool = False  # set by the worker's main thread on a graceful stop
 
 
 def _wait(fd: int, events: int, timeout_s: float) -> bool:
@@ -118,6 +118,7 @@ class _FileTail:
 class Connection:
     __slots__ = (
         "base",
+        "claimed",
         "continue_sent",
         "ctx",
         "deadline",
@@ -166,13 +167,14 @@ class Connection:
         self.request: Request | None = None
         self.continue_sent = False
         self.end = KEEP
+        self.claimed = False  # a thread owns it now (worker.lock guards the flag)
         self.out: deque[memoryview | _FileTail] = deque()
         self.out_bytes = 0
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} {self.remote_addr}:{self.remote_port}>"
 
-    # -- loop thread ---------------------------------------------------------------------
+    # -- woken by the epoll ----------------------------------------------------------------
     def receive(self) -> int:
         """Read what has arrived without blocking; say whether a pool thread is needed."""
         try:
@@ -297,7 +299,8 @@ class Connection:
                 # client is sending. The next one is answered with "Connection: close".
                 break
             if self.out:
-                # The client is slow to read: the loop thread writes the rest and comes
+                # The client is slow to read: whichever pool thread EPOLLOUT wakes writes
+                # the rest and comes
                 # back here if more requests are waiting. This thread is free now.
                 self.state = WRITING
                 self.deadline = time.monotonic() + ctx.send_timeout_s
@@ -455,7 +458,7 @@ class Connection:
 
     # Output, for wsgi.Exchange
     def send(self, data: bytes) -> None:
-        """Send now what the socket takes; queue the rest for the loop thread."""
+        """Send now what the socket takes; queue the rest (written on EPOLLOUT)."""
         sent = 0
         if not self.out:
             try:

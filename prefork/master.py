@@ -224,10 +224,13 @@ class Master:
                 return
 
     def _wait_s(self) -> float:
+        now = time.monotonic()
         wait = 1.0
         if self._current_count() < self.target and not self.stopping:
-            wait = max(0.0, min(wait, self.next_spawn - time.monotonic()))
-        return wait
+            wait = min(wait, self.next_spawn - now)
+        if self.config.max_worker_memory:  # memory samples exactly once a second
+            wait = min(wait, self.next_memory_check - now)
+        return max(0.0, wait)
 
     def _current(self) -> list[WorkerHandle]:
         """Workers of the current generation that are not retiring: the serving pool."""
@@ -378,7 +381,10 @@ class Master:
             return
         if age < YOUNG_S:
             self.failures += 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 1))
+            # One early death is not a crash loop: replace it at once. From the second in a
+            # row, back off (0.5 s, doubling, capped).
+            delay = 0.0 if self.failures == 1 else min(
+                BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 2))
             self.next_spawn = time.monotonic() + delay
             self.spawn_waits_for_backoff = not handle.ready
             log.error("worker %d (pid %d) %s after %.1f s; restarting in %.1f s "

@@ -4,7 +4,7 @@ Pool threads update a worker's `WorkerMetrics` at the end of each request: a han
 integer additions on plain dicts and lists. Racing threads can, very rarely, lose an
 increment (`+=` on a shared int is not atomic); that is the price of no lock on the hot
 path, and an error of that size does not change what an operator concludes. Each second
-the worker's loop thread sends `snapshot()` to the master with its heartbeat; the master
+the worker's main thread sends `snapshot()` to the master with its heartbeat; the master
 keeps the latest snapshot of each worker and sums them for /metrics.
 """
 

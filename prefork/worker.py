@@ -1,15 +1,17 @@
-"""A worker process: after-fork set-up, the loop thread, the thread pool, a graceful drain.
+"""A worker process: after-fork set-up, the pool threads, the main thread, a graceful drain.
 
-The worker's main thread runs the *loop*: one epoll over the listening sockets, every
-connection that is waiting for bytes (a keep-alive connection between requests, or a
-client still sending its head), a self-pipe for wake-ups and signals, and the channel to
-the master. The loop accepts, reads heads without blocking, enforces deadlines, and hands
-a connection with a complete request to the pool. Pool threads run the app and give the
-connection back by re-arming it in the epoll (EPOLLONESHOT), so a connection is only ever
-seen by one thread at a time and an idle one holds no thread.
+Pool threads are leaders and followers: each waits on the worker's one epoll (the listening
+sockets and every connection waiting for bytes) and serves whatever it is woken for, inline:
+accept and answer a new connection, read a head that is arriving (an incomplete head is
+re-armed and the thread goes back to waiting: a slow client holds no thread), run the app,
+write the response, re-arm the connection (EPOLLONESHOT) for its next request. There is no
+hand-off between threads on the request path. A thread waiting on the epoll is a free
+thread, so only a worker with a free thread takes new connections.
 
-Accept only what can be served: while every pool thread is busy the listeners are taken
-out of the epoll, so new connections wait in the kernel backlog for a worker that is free.
+The main thread keeps time and talks to the master: signals (through the wake-up fd),
+deadlines (a sweep of the connection table twice a second), the heartbeat, stuck requests,
+the drain. It claims a connection before expiring it; a pool thread claims one before
+serving it, and releases the claim just before re-arming it (worker.lock guards claims).
 
 The master talks to a worker through signals (TERM: drain and exit; INT/QUIT: exit now)
 and a SEQPACKET channel: the worker reports "ready" once, then a heartbeat every second.
@@ -24,7 +26,6 @@ import itertools
 import json
 import logging
 import os
-import queue
 import select
 import signal
 import socket
@@ -40,6 +41,7 @@ from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
 from prefork.connection import (
     ACTIVE,
+    CLOSED,
     DISPATCH,
     KEEP,
     LINGER,
@@ -63,11 +65,6 @@ log = logging.getLogger(__name__)
 
 APP_LOAD_ERROR = 4  # exit status: the app cannot be imported; respawning would not help
 HEARTBEAT_S = 1.0
-# A worker with no free thread leaves new connections to idle workers, but for no longer
-# than this: when every worker is saturated, new connections must not starve behind
-# busy keep-alive ones (they would wait in the backlog for seconds).
-ACCEPT_PAUSE_MAX_S = 0.02
-STUCK_HINT_S = 0.5  # no job finished for this long: the saturated worker may be stuck
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
@@ -114,12 +111,9 @@ class Worker:
         self.info = WorkerInfo(number, os.getpid())
         self.conns: dict[int, Connection] = {}
         self._served = itertools.count(1)
-        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.busy = 0
         self.accepting = False
-        self.force_accept_at = 0.0  # when a saturated worker takes connections anyway
-        self.last_done = 0.0  # when a pool thread last finished a job
         self.stopping = False
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
         self.recycle = False
@@ -135,7 +129,8 @@ class Worker:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.ep = select.epoll()
+        self.ep = select.epoll()  # connections and listeners: the pool threads wait here
+        self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -208,33 +203,28 @@ class Worker:
             base = base_environ(name, port, self.config.root_path, multiprocess)
             base["prefork.worker"] = self.info
             self.bases[listener.sock.fileno()] = base
-        for i in range(self.config.threads):
-            threading.Thread(target=self._pool_thread, name=f"pool-{i}", daemon=True).start()
-        self.ep.register(self.wake_r, _IN)
-        self.ep.register(self.channel.fileno(), _IN)
+        self.main_ep.register(self.wake_r, _IN)
+        self.main_ep.register(self.channel.fileno(), _IN)
         self._resume_accepting()
+        for i in range(self.config.threads):
+            threading.Thread(target=self._follow, name=f"pool-{i}", daemon=True).start()
         self._tell_master(b"ready")
         return self._loop()
 
-    # -- the loop thread -------------------------------------------------------------------
+    # -- the main thread -------------------------------------------------------------------
     def _loop(self) -> int:
-        ep = self.ep
+        """The main thread: signals, the master, deadlines, heartbeat, the drain.
+
+        Requests are not its business: pool threads wait on the worker's epoll themselves
+        (leader/follower) and serve the connection they are woken for.
+        """
         conns = self.conns
-        listener_fds = {lst.sock.fileno(): lst for lst in self.listeners}
         channel_fd = self.channel.fileno()
         next_beat = next_sweep = time.monotonic()
         while True:
-            wake_at = min(next_beat, next_sweep)
-            if not self.accepting and not self.stopping:
-                wake_at = min(wake_at, self.force_accept_at)
-            timeout = max(0.0, wake_at - time.monotonic())
-            for fd, _mask in ep.poll(timeout):
-                conn = conns.get(fd)
-                if conn is not None:
-                    self._on_ready(conn)
-                elif fd in listener_fds:
-                    self._accept(listener_fds[fd])
-                elif fd == self.wake_r:
+            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
+            for fd, _mask in self.main_ep.poll(timeout):
+                if fd == self.wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                 elif fd == channel_fd and not self._on_master():
@@ -267,17 +257,56 @@ class Worker:
                     if stuck:
                         log.warning("exiting with %d stuck request(s) abandoned", stuck)
                     return 0
-            elif not self.accepting and len(conns) < self.config.worker_connections and (
-                    self.busy < self.config.threads
-                    or (now >= self.force_accept_at and now - self.last_done < STUCK_HINT_S)):
+            elif not self.accepting and len(conns) < self.config.worker_connections:
                 self._resume_accepting()
 
+    def _follow(self) -> None:
+        """A pool thread: wait on the worker's epoll, serve what it is woken for, repeat.
+        A thread waiting here is a free thread, so only free threads take connections."""
+        ep = self.ep
+        conns = self.conns
+        listeners = {lst.sock.fileno(): lst for lst in self.listeners}
+        lock = self.lock
+        while True:
+            try:
+                events = ep.poll(-1, 1)
+            except OSError:
+                return
+            for fd, _mask in events:
+                with lock:
+                    self.busy += 1
+                try:
+                    conn = conns.get(fd)
+                    if conn is not None:
+                        self._on_ready(conn)
+                    elif fd in listeners:
+                        self._accept(listeners[fd])
+                except BaseException:
+                    log.exception("unexpected error in a pool thread")
+                    if conn is not None:
+                        conn.close()
+                finally:
+                    conn = None  # do not keep the last connection alive while waiting
+                    with lock:
+                        self.busy -= 1
+
+    def _claim(self, conn: Connection) -> bool:
+        """Take ownership of a connection the epoll (or the sweep) handed us."""
+        with self.lock:
+            if conn.claimed or conn.state == CLOSED:
+                return False
+            conn.claimed = True
+            return True
+
     def _on_ready(self, conn: Connection) -> None:
+        if not self._claim(conn):
+            return
         state = conn.state
         if state == PARKED:
             action = conn.receive()
             if action == DISPATCH:
-                self._dispatch(conn)
+                conn.state = ACTIVE
+                conn.serve()
             elif action == WAIT:
                 self._park(conn)
             else:
@@ -292,7 +321,8 @@ class Worker:
                 conn.deadline = time.monotonic() + self.config.send_timeout
                 self._park(conn)
             elif conn.end == KEEP and conn.has_work():
-                self._dispatch(conn)  # pipelined requests were waiting behind the output
+                conn.state = ACTIVE  # pipelined requests were waiting behind the output
+                conn.serve()
             else:
                 conn.settle()
         elif state == LINGER:
@@ -300,61 +330,47 @@ class Worker:
                 self._park(conn)
             else:
                 conn.close()
-        # ACTIVE: a stray error/hang-up report; the pool thread owning it will find out.
+        else:  # ACTIVE cannot be armed; be safe
+            self._park(conn)
 
     def _accept(self, listener: Listener) -> None:
-        threads = self.config.threads
-        free = threads - self.busy
-        if free <= 0:
-            now = time.monotonic()
-            # Only a worker that is getting through its work takes a share while saturated:
-            # one whose threads are all stuck must leave new connections to others.
-            if now < self.force_accept_at or now - self.last_done > STUCK_HINT_S:
-                self._pause_accepting()
-                return
-            free = threads  # saturated for a while: take a fair share anyway
-            self.force_accept_at = now + ACCEPT_PAUSE_MAX_S
-        free = min(free, self.config.worker_connections - len(self.conns))
-        if free <= 0:
+        if len(self.conns) >= self.config.worker_connections:
             self._pause_accepting()
             return
-        fd = listener.sock.fileno()
-        base = self.bases[fd]
-        now = time.monotonic()
-        for _ in range(free):
-            try:
-                sock, addr = listener.sock.accept()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept: %s; pausing for a moment", exc.strerror)
-                    self._pause_accepting()
-                    time.sleep(0.1)  # let connections finish and free descriptors
-                break  # ECONNABORTED and friends: the client gave up
-            self._adopt(sock, addr, base, now)
+        try:
+            sock, addr = listener.sock.accept()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.error("cannot accept: %s; pausing for a moment", exc.strerror)
+                self._pause_accepting()
+            return  # ECONNABORTED, or a listener closed by a stop: nothing to do
+        self._adopt(sock, addr, self.bases[listener.sock.fileno()], time.monotonic(),
+                    inline=True)
 
-    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float) -> None:
+    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float,
+               inline: bool) -> None:
+        """A new connection. A pool thread serves its first request at once (it often
+        arrives with the connection); the main thread (draining) leaves it to the pool."""
         # AF_UNIX peers have no address.
         remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
         conn = Connection(sock, remote, base, self.ctx)
+        conn.claimed = True
         self.conns[conn.fd] = conn
         self.ep.register(conn.fd, _DISARMED)
         conn.deadline = now + self.config.header_timeout
-        action = conn.receive()  # the request often arrives with the connection
+        if not inline:
+            self._park(conn)
+            return
+        action = conn.receive()
         if action == DISPATCH:
-            self._dispatch(conn)
+            conn.state = ACTIVE
+            conn.serve()
         elif action == WAIT:
             self._park(conn)
         else:
             conn.close()
-
-    def _dispatch(self, conn: Connection) -> None:
-        conn.state = ACTIVE
-        with self.lock:
-            self.busy += 1
-        self.jobs.put(conn)
-
 
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
@@ -366,11 +382,13 @@ class Worker:
             if now - start > timeout and ident not in self.stuck:
                 self._report_stuck(ident, now - start, method, target)
         for conn in list(self.conns.values()):
-            if conn.deadline <= now:
-                state = conn.state
-                if state == PARKED:
+            if conn.deadline <= now and conn.state in (PARKED, LINGER, WRITING) \
+                    and self._claim(conn):
+                if conn.deadline > now or conn.state == ACTIVE:  # moved on meanwhile
+                    self._park(conn)
+                elif conn.state == PARKED:
                     conn.expire()
-                elif state in (LINGER, WRITING):  # WRITING: stopped reading
+                else:  # LINGER, or WRITING to a client that stopped reading
                     conn.close()
 
     def _report_stuck(self, ident: int, age: float, method: str, target: bytes) -> None:
@@ -387,27 +405,29 @@ class Worker:
             self._begin_stop()
 
     def _pause_accepting(self) -> None:
-        if self.accepting:
+        with self.lock:
+            if not self.accepting:
+                return
             self.accepting = False
-            self.force_accept_at = max(self.force_accept_at,
-                                       time.monotonic() + ACCEPT_PAUSE_MAX_S)
-            for listener in self.listeners:
-                with contextlib.suppress(OSError):
-                    self.ep.unregister(listener.sock.fileno())
+        for listener in self.listeners:
+            with contextlib.suppress(OSError):
+                self.ep.unregister(listener.sock.fileno())
 
     def _resume_accepting(self) -> None:
-        if not self.accepting and not self.stopping:
+        with self.lock:
+            if self.accepting or self.stopping:
+                return
             self.accepting = True
-            for listener in self.listeners:
-                # Not EPOLLEXCLUSIVE: every worker hears of a new connection and those with
-                # a free thread race to accept it. With exclusive wake-ups, a saturated
-                # worker woken for it would leave it waiting in the backlog unseen.
-                self.ep.register(listener.sock.fileno(), _IN)
+        for listener in self.listeners:
+            # Not EPOLLEXCLUSIVE: every worker hears of a new connection and a free pool
+            # thread of one of them (one waiting on its epoll) takes it.
+            self.ep.register(listener.sock.fileno(), _IN)
 
     def _begin_stop(self) -> None:
         """Graceful stop: take what is already in the backlog, stop listening, let every
         accepted request finish; idle keep-alive connections are closed now."""
-        self.stopping = True
+        with self.lock:
+            self.stopping = True
         self.ctx.stopping = True
         why = "recycling" if self.recycle and not self.stop_signal else "stopping"
         log.info("%s: draining %d connection(s)", why, len(self.conns))
@@ -419,7 +439,7 @@ class Worker:
                     sock, addr = listener.sock.accept()
                 except OSError:
                     break
-                self._adopt(sock, addr, base, now)
+                self._adopt(sock, addr, base, now, inline=False)
             with contextlib.suppress(OSError):
                 self.ep.unregister(listener.sock.fileno())
             listener.sock.close()
@@ -449,28 +469,9 @@ class Worker:
             self.channel.send(message, socket.MSG_DONTWAIT)
 
     # -- called from pool threads ----------------------------------------------------------
-    def _pool_thread(self) -> None:
-        get = self.jobs.get
-        while True:
-            conn = get()
-            if conn is None:
-                return
-            try:
-                conn.serve()
-            except BaseException:
-                log.exception("unexpected error serving %r", conn)
-                conn.close()
-            finally:
-                conn = None  # do not keep the last connection alive while waiting
-                self.last_done = time.monotonic()
-                with self.lock:
-                    self.busy -= 1
-                    wake = not self.accepting and not self.stopping
-                if wake:
-                    self._wake()
-
     def _park(self, conn: Connection) -> None:
-        """Give `conn` back to the loop (from any thread): re-arm it in the epoll."""
+        """Give `conn` back to the epoll: release our claim, then re-arm it."""
+        conn.claimed = False
         try:
             self.ep.modify(conn.fd, _ARMED_OUT if conn.state == WRITING else _ARMED)
         except OSError:

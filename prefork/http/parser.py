@@ -22,8 +22,7 @@ Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
   * an Upgrade or CONNECT request carrying a body is refused: we never switch protocols,
     and llhttp would not frame that body.
 
-Touched by one thread at a time: the worker's loop thread while a head is arriving, then the
-pool thread that serves the connection.
+Touched by one thread at a time: the pool thread that owns the connection.
 """
 
 from __future__ import annotations
