@@ -303,14 +303,7 @@ class Worker:
             return
         state = conn.state
         if state == PARKED:
-            action = conn.receive()
-            if action == DISPATCH:
-                conn.state = ACTIVE
-                conn.serve()
-            elif action == WAIT:
-                self._park(conn)
-            else:
-                conn.close()
+            self._receive(conn)
         elif state == WRITING:
             try:
                 done = conn.flush()
@@ -360,9 +353,14 @@ class Worker:
         self.conns[conn.fd] = conn
         self.ep.register(conn.fd, _DISARMED)
         conn.deadline = now + self.config.header_timeout
-        if not inline:
+        if inline:
+            self._receive(conn)
+        else:
             self._park(conn)
-            return
+
+    def _receive(self, conn: Connection) -> None:
+        """Read what a claimed connection has sent: serve a complete request here and now,
+        re-arm it for the rest of a head, or close it."""
         action = conn.receive()
         if action == DISPATCH:
             conn.state = ACTIVE
