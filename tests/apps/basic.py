@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 StartResponse = Callable[..., Any]
+_barriers: dict[int, threading.Barrier] = {}
+_barriers_lock = threading.Lock()
 
 
 def _text(start_response: StartResponse, body: bytes, status: str = "200 OK",
@@ -119,6 +121,15 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/big":
         n = int(q.get("n", "65536"))
         return _text(start_response, b"x" * n, ctype="application/octet-stream")
+    if path == "/rendezvous":  # answers only once n requests are running at the same time
+        n = int(q.get("n", "2"))
+        with _barriers_lock:
+            barrier = _barriers.setdefault(n, threading.Barrier(n))
+        try:
+            barrier.wait(timeout=float(q.get("timeout", "10")))
+        except threading.BrokenBarrierError:
+            return _text(start_response, b"alone", status="504 Gateway Timeout")
+        return _text(start_response, b"met")
     if path == "/threads":
         return _text(start_response, str(threading.active_count()).encode())
     return _text(start_response, b"not found", status="404 Not Found")

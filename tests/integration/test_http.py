@@ -354,6 +354,21 @@ def test_requests_spread_over_workers(server: Server) -> None:
     assert len(pids) >= 2, f"all requests served by {pids}"
 
 
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_every_pool_thread_serves_at_once(threads: int) -> None:
+    # Only two threads wait on the epoll at a time; the rest are called in as those leave
+    # to serve. `threads` requests that each wait for all the others must all be met in
+    # one worker, at the same time.
+    with Server("tests.apps.basic:app", workers=1, threads=threads) as srv:
+        def one(_: int) -> tuple[int, bytes]:
+            status, _h, body = srv.get(f"/rendezvous?n={threads}&timeout=10", timeout=20)
+            return status, body
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(one, range(threads)))
+    assert results == [(200, b"met")] * threads
+
+
 def test_idle_and_slow_clients_hold_no_thread() -> None:
     # One worker with two threads: 20 idle keep-alive connections and 20 clients that
     # stopped half-way through their head must not keep anyone else waiting.
