@@ -120,6 +120,7 @@ class Worker:
         self.conns: dict[int, Connection] = {}
         self._served = itertools.count(1)
         self.lock = threading.Lock()
+        self.accept_lock = threading.Lock()
         self.busy = 0
         # Pool threads waiting on the epoll, and those resting (free, but not waiting):
         self.watching = 0
@@ -178,7 +179,26 @@ class Worker:
             except AppLoadError as exc:
                 log.error("%s", exc)
                 return APP_LOAD_ERROR
-        ctx = ServerContext(
+        self.ctx = self.context()
+        multiprocess = self.config.workers > 1
+        self.bases: dict[int, dict[str, Any]] = {}
+        for listener in self.listeners:
+            name, port = listener.server_name_port()
+            base = base_environ(name, port, self.config.root_path, multiprocess)
+            base["prefork.worker"] = self.info
+            self.bases[listener.sock.fileno()] = base
+        self.main_ep.register(self.wake_r, _IN)
+        self.main_ep.register(self.channel.fileno(), _IN)
+        self._resume_accepting()
+        for i in range(self.config.threads):
+            threading.Thread(target=self._follow, name=f"pool-{i}", daemon=True).start()
+        self._tell_master(b"ready")
+        return self._loop()
+
+    def context(self) -> ServerContext:
+        """What every connection of this worker shares: settings and callbacks."""
+        assert self.app is not None
+        return ServerContext(
             app=self.app,
             keepalive_s=self.config.keepalive,
             header_timeout_s=self.config.header_timeout,
@@ -208,21 +228,6 @@ class Worker:
             proxy_mode=self.config.proxy_protocol,
             proxy_trust=Trust(self.config.proxy_allow_ips, self.config.unix_socket_trusted),
         )
-        self.ctx = ctx
-        multiprocess = self.config.workers > 1
-        self.bases: dict[int, dict[str, Any]] = {}
-        for listener in self.listeners:
-            name, port = listener.server_name_port()
-            base = base_environ(name, port, self.config.root_path, multiprocess)
-            base["prefork.worker"] = self.info
-            self.bases[listener.sock.fileno()] = base
-        self.main_ep.register(self.wake_r, _IN)
-        self.main_ep.register(self.channel.fileno(), _IN)
-        self._resume_accepting()
-        for i in range(self.config.threads):
-            threading.Thread(target=self._follow, name=f"pool-{i}", daemon=True).start()
-        self._tell_master(b"ready")
-        return self._loop()
 
     # -- the main thread -------------------------------------------------------------------
     def _loop(self) -> int:
@@ -277,48 +282,55 @@ class Worker:
         """A pool thread: wait on the worker's epoll, serve what it is woken for, repeat.
         A thread waiting here is a free thread, so only free threads take connections.
         At most `WATCHERS` threads wait at once; a thread that would be one too many rests
-        until the last waiting thread leaves to serve (then one resting thread is called)."""
+        until the last waiting thread leaves to serve (then one resting thread is called).
+        The lock is taken twice per wake-up: to leave the watch and claim what woke us,
+        and to come back."""
         ep = self.ep
         conns = self.conns
         listeners = {lst.sock.fileno(): lst for lst in self.listeners}
         lock = self.lock
         rest = self.rest
         watchers = self.watchers
+        conn: Connection | None
+        with lock:
+            self.watching += 1
         while True:
+            try:
+                events = ep.poll(-1, 1)
+            except OSError:
+                return
+            fd = events[0][0] if events else -1
             with lock:
+                self.watching -= 1
+                if not self.watching and self.resting:
+                    rest.notify()
+                self.busy += 1
+                conn = conns.get(fd)
+                if conn is not None:
+                    if conn.claimed or conn.state == CLOSED:
+                        conn = None
+                    else:
+                        conn.claimed = True
+            try:
+                if conn is not None:
+                    self._on_ready(conn)
+                elif fd in listeners:
+                    self._accept(listeners[fd])
+            except BaseException:
+                log.exception("unexpected error in a pool thread")
+                if conn is not None:
+                    conn.close()
+            conn = None  # do not keep the last connection alive while waiting
+            with lock:
+                self.busy -= 1
                 while self.watching >= watchers:
                     self.resting += 1
                     rest.wait()
                     self.resting -= 1
                 self.watching += 1
-            try:
-                events = ep.poll(-1, 1)
-            except OSError:
-                return
-            with lock:
-                self.watching -= 1
-                if not self.watching and self.resting:
-                    rest.notify()
-            for fd, _mask in events:
-                with lock:
-                    self.busy += 1
-                try:
-                    conn = conns.get(fd)
-                    if conn is not None:
-                        self._on_ready(conn)
-                    elif fd in listeners:
-                        self._accept(listeners[fd])
-                except BaseException:
-                    log.exception("unexpected error in a pool thread")
-                    if conn is not None:
-                        conn.close()
-                finally:
-                    conn = None  # do not keep the last connection alive while waiting
-                    with lock:
-                        self.busy -= 1
 
     def _claim(self, conn: Connection) -> bool:
-        """Take ownership of a connection the epoll (or the sweep) handed us."""
+        """Take ownership of a connection the sweep found due."""
         with self.lock:
             if conn.claimed or conn.state == CLOSED:
                 return False
@@ -326,8 +338,7 @@ class Worker:
             return True
 
     def _on_ready(self, conn: Connection) -> None:
-        if not self._claim(conn):
-            return
+        """Serve a connection the epoll woke us for; the caller has claimed it."""
         state = conn.state
         if state == PARKED:
             self._receive(conn)
@@ -354,25 +365,29 @@ class Worker:
             self._park(conn)
 
     def _accept(self, listener: Listener) -> None:
-        if len(self.conns) >= self.config.worker_connections:
-            self._pause_accepting()
-            return
-        try:
-            sock, addr = listener.sock.accept()
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.error("cannot accept: %s; pausing for a moment", exc.strerror)
+        # The bound check and the accept are one step: two threads woken for the same
+        # listener must not both take the last free place.
+        with self.accept_lock:
+            if len(self.conns) >= self.config.worker_connections:
                 self._pause_accepting()
-            return  # ECONNABORTED, or a listener closed by a stop: nothing to do
-        self._adopt(sock, addr, self.bases[listener.sock.fileno()], time.monotonic(),
-                    inline=True)
+                return
+            try:
+                sock, addr = listener.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept: %s; pausing for a moment", exc.strerror)
+                    self._pause_accepting()
+                return  # ECONNABORTED, or a listener closed by a stop: nothing to do
+            conn = self._adopt(sock, addr, self.bases[listener.sock.fileno()],
+                               time.monotonic())
+        # Its first request often arrives with the connection: serve it at once.
+        self._receive(conn)
 
-    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any], now: float,
-               inline: bool) -> None:
-        """A new connection. A pool thread serves its first request at once (it often
-        arrives with the connection); the main thread (draining) leaves it to the pool."""
+    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any],
+               now: float) -> Connection:
+        """A new connection, claimed by the caller and registered (disarmed)."""
         # AF_UNIX peers have no address.
         remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
         conn = Connection(sock, remote, base, self.ctx)
@@ -380,10 +395,7 @@ class Worker:
         self.conns[conn.fd] = conn
         self.ep.register(conn.fd, _DISARMED)
         conn.deadline = now + self.config.header_timeout
-        if inline:
-            self._receive(conn)
-        else:
-            self._park(conn)
+        return conn
 
     def _receive(self, conn: Connection) -> None:
         """Read what a claimed connection has sent: serve a complete request here and now,
@@ -464,7 +476,9 @@ class Worker:
                     sock, addr = listener.sock.accept()
                 except OSError:
                     break
-                self._adopt(sock, addr, base, now, inline=False)
+                with self.accept_lock:
+                    conn = self._adopt(sock, addr, base, now)
+                self._park(conn)  # a pool thread serves it
             with contextlib.suppress(OSError):
                 self.ep.unregister(listener.sock.fileno())
             listener.sock.close()

@@ -24,12 +24,12 @@ from prefork.http.request import Request
 from prefork.http.response import (
     LAST_CHUNK,
     SERVER,
-    check_header,
-    check_status,
     chunk,
     date_header,
     encode_head,
+    header_name,
     status_allows_body,
+    status_code,
 )
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -209,24 +209,29 @@ class Exchange:
                 exc_info = None  # break the traceback reference cycle (PEP 3333)
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        code = check_status(status)
-        if not isinstance(headers, list):
+        code = status_code(status)
+        if type(headers) is not list and not isinstance(headers, list):
             raise TypeError("response headers must be a list of (name, value) tuples")
         length = None
+        has_connection = False
         for item in headers:
-            if not isinstance(item, tuple) or len(item) != 2:
+            if (type(item) is not tuple and not isinstance(item, tuple)) or len(item) != 2:
                 raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
             name, value = item
-            lname = check_header(name, value)
+            lname = header_name(name, value)
             if lname == "content-length":
                 if not value.strip().isdigit():
                     raise ValueError(f"invalid Content-Length {value!r}")
                 length = int(value)
-            elif lname == "connection" and "close" in value.lower():
-                self.keep_alive = False
+            elif lname == "connection":
+                has_connection = True
+                if "close" in value.lower():
+                    self.keep_alive = False
         self.status = status
         self.code = code
-        self.headers = [h for h in headers if h[0].lower() != "connection"]
+        # Connection is ours to send (it says what we do); the app's only says "close".
+        self.headers = [h for h in headers if h[0].lower() != "connection"] \
+            if has_connection else headers.copy()
         self.length = length
         return self.write
 

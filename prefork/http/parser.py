@@ -45,21 +45,27 @@ from prefork.http.request import Request
 # Framing bytes each chunk may carry beyond the body-wide allowance: "ffffffff\r\n" and
 # the CRLF after the data take 12; the rest leaves room for a short extension.
 CHUNK_FRAMING_ALLOWANCE = 32
+# Lengths of the field names on_header looks at besides Host: Expect, Connection,
+# Content-Length, Transfer-Encoding.
+_FRAMING_LENGTHS = frozenset({6, 10, 14, 17})
 
 
 class RequestParser:
     __slots__ = (
         "_chunks",
+        "_connection",
         "_field_size",
         "_framing_limit",
         "_head_bytes",
         "_head_limit",
+        "_hosts",
         "_in_head",
         "_line_limit",
         "_max_body",
         "_max_fields",
         "_parser",
         "_req",
+        "_te",
         "_url",
         "_url_len",
         "error",
@@ -92,6 +98,9 @@ class RequestParser:
         self._in_head = False
         self._head_bytes = 0
         self._chunks = 0
+        self._hosts = 0
+        self._te: bytes | None = None  # the Transfer-Encoding field, checked at the end
+        self._connection: bytes | None = None  # the Connection field(s), joined
         self._parser = httptools.HttpRequestParser(self)
 
     @property
@@ -163,12 +172,13 @@ class RequestParser:
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._req = Request()
-        self._req.body.limit = self._max_body
+        self._req = Request(self._max_body)
         self._url = []
         self._url_len = 0
         self._in_head = True
         self._head_bytes = 0
+        self._hosts = 0
+        self._te = self._connection = None
 
     def on_url(self, url: bytes) -> None:
         self._url_len += len(url)
@@ -186,11 +196,30 @@ class RequestParser:
         headers = req.headers
         if len(headers) >= self._max_fields:
             raise HeaderFieldsTooLarge(f"more than {self._max_fields} header fields")
-        if len(name) + len(value) > self._field_size:
+        n = len(name)
+        if n + len(value) > self._field_size:
             raise HeaderFieldsTooLarge(f"a header field is longer than {self._field_size} bytes")
         if value[-1:] in (b" ", b"\t"):
             value = value.rstrip(b" \t")  # RFC 9112 §5.1: trailing OWS is not the value
         headers.append((name, value))
+        # Only a handful of names matter to framing; compare lengths first (cheap).
+        if n == 4:
+            if name.lower() == b"host":
+                self._hosts += 1
+        elif n in _FRAMING_LENGTHS:
+            lname = name.lower()
+            if lname == b"content-length":
+                # llhttp has already refused non-digits, overflow and duplicates.
+                req.content_length = int(value)
+            elif lname == b"transfer-encoding":
+                if self._te is not None:
+                    raise BadRequest("more than one Transfer-Encoding field")
+                self._te = value
+            elif lname == b"connection":
+                c = self._connection
+                self._connection = value if c is None else c + b"," + value
+            elif lname == b"expect" and value.strip().lower() == b"100-continue":
+                req.expect_continue = True
 
     def on_headers_complete(self) -> None:
         req = self._req
@@ -224,35 +253,24 @@ class RequestParser:
         self.ready.append(req)
 
     def _check_fields(self, req: Request) -> None:
-        hosts = 0
-        te_seen = False
-        keep_alive = req.version == "1.1"
-        for name, value in req.headers:
-            n = len(name)
-            # Only a handful of names matter to framing; compare lengths first (cheap).
-            if n == 4 and name.lower() == b"host":
-                hosts += 1
-            elif n == 14 and name.lower() == b"content-length":
-                # llhttp has already refused non-digits, overflow and duplicates.
-                req.content_length = int(value)
-            elif n == 17 and name.lower() == b"transfer-encoding":
-                if te_seen:
-                    raise BadRequest("more than one Transfer-Encoding field")
-                te_seen = True
-                self._check_transfer_encoding(req, value)
-            elif n == 10 and name.lower() == b"connection":
-                tokens = [t.strip() for t in value.lower().split(b",")]
-                if b"close" in tokens:
-                    keep_alive = False
-                elif b"keep-alive" in tokens:
-                    keep_alive = True
-            elif (n == 6 and name.lower() == b"expect"
-                  and value.strip().lower() == b"100-continue"):
-                req.expect_continue = True
-        if req.version == "1.1" and hosts != 1:
-            raise BadRequest("HTTP/1.1 requires exactly one Host field")
-        if hosts > 1:
-            raise BadRequest("more than one Host field")
+        """What the fields noted by on_header mean for framing, now the version is known."""
+        if req.version == "1.1":
+            if self._hosts != 1:
+                raise BadRequest("HTTP/1.1 requires exactly one Host field")
+            keep_alive = True
+        else:
+            if self._hosts > 1:
+                raise BadRequest("more than one Host field")
+            keep_alive = False
+        if self._te is not None:
+            self._check_transfer_encoding(req, self._te)
+        connection = self._connection
+        if connection is not None:
+            tokens = [t.strip() for t in connection.lower().split(b",")]
+            if b"close" in tokens:
+                keep_alive = False
+            elif b"keep-alive" in tokens:
+                keep_alive = True
         req.keep_alive = keep_alive
 
     @staticmethod

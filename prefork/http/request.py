@@ -146,7 +146,7 @@ class Request:
         "version",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = 0) -> None:
         self.method = ""
         self.target = b""
         self.version = "1.1"
@@ -156,7 +156,7 @@ class Request:
         self.chunked = False
         self.expect_continue = False
         self.upgrade = False
-        self.body = Body()
+        self.body = Body(max_body)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"

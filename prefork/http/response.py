@@ -46,6 +46,33 @@ def status_allows_body(code: int) -> bool:
     return not (code < 200 or code == 204 or code == 304)
 
 
+_STATUS_CODES: dict[str, int] = {}  # status lines already validated -> their code
+_NAMES: dict[str, str] = {}  # header names already validated -> lower case
+_CACHE_MAX = 512  # both are keyed by what apps send: bound them
+
+
+def status_code(status: object) -> int:
+    """check_status(), remembered: an app sends the same few status lines over and over."""
+    code = _STATUS_CODES.get(status) if type(status) is str else None
+    if code is None:
+        code = check_status(status)
+        if len(_STATUS_CODES) < _CACHE_MAX:
+            _STATUS_CODES[status] = code  # type: ignore[index]
+    return code
+
+
+def header_name(name: object, value: object) -> str:
+    """check_header(), with the name's checks remembered (values are checked each time)."""
+    if type(name) is str and type(value) is str:
+        lname = _NAMES.get(name)
+        if lname is not None and not _BAD_VALUE.search(value):
+            return lname
+    lname = check_header(name, value)
+    if len(_NAMES) < _CACHE_MAX:
+        _NAMES[name] = lname  # type: ignore[index]
+    return lname
+
+
 def check_status(status: object) -> int:
     """Validate a WSGI status string ("200 OK"); returns the numeric code."""
     if not isinstance(status, str):
