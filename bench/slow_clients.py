@@ -43,7 +43,7 @@ def start(server: str, port: int) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "gunicorn", "apps:app", "-b", f"127.0.0.1:{port}",
                 "-w", "2", "--threads", "8", "-k", "gthread", "--log-level", "warning",
                 "--worker-connections", "2000"]
-    proc = subprocess.Popen(argv, env=env, cwd=HERE, start_new_session=True,
+    proc = subprocess.Popen(argv, env=env, cwd=HERE, process_group=0,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc

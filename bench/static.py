@@ -92,12 +92,12 @@ def main() -> None:
         nport, pport = free_port(), free_port()
         procs = [
             subprocess.Popen([nginx, "-c", str(nginx_conf(folder, root, nport)), "-p",
-                              str(folder)], start_new_session=True,
+                              str(folder)], process_group=0,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
             subprocess.Popen([sys.executable, "-m", "prefork", "--bind", f"127.0.0.1:{pport}",
                               "--workers", "2", "--threads", "8", "--loglevel", "warning",
                               "--static", f"/static/={root}"], cwd=HERE.parent,
-                             start_new_session=True, stdout=subprocess.DEVNULL,
+                             process_group=0, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL),
         ]
         try:

@@ -67,7 +67,7 @@ def run_one(server: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
     log = open(out / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(server_argv(server, port, args), cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, process_group=0)
     samples: dict[int, list[float]] = {}
     done = threading.Event()
     try:
