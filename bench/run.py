@@ -227,9 +227,9 @@ def table(results: list[Result], servers: list[str]) -> str:
                 }
         base = rows.get("gunicorn")
         for name, row in rows.items():
-            ratio = ("| {:.2f}x | {:.2f}x | {:.2f}x |".format(
-                row["rps"] / base["rps"], row["p99"] / base["p99"], row["cpu"] / base["cpu"])
-                if base and base["rps"] else "| - | - | - |")
+            ratio = "|" + "|".join(
+                f" {row[k] / base[k]:.2f}x " if base and base[k] and row[k] == row[k] else " - "
+                for k in ("rps", "p99", "cpu")) + "|"
             label = f"{workload} ({mode})"
             if workload == "io":
                 ceiling = WORKERS * THREADS / IO_SLEEP_S

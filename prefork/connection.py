@@ -536,4 +536,5 @@ class Connection:
             if isinstance(item, _FileTail):
                 os.close(item.fd)
         self.out.clear()
+        self.parser.close()
         self.sock.close()

@@ -103,6 +103,13 @@ class RequestParser:
         self._connection: bytes | None = None  # the Connection field(s), joined
         self._parser = httptools.HttpRequestParser(self)
 
+    def close(self) -> None:
+        """No more bytes: break the cycle with llhttp's parser (it holds our callbacks), so
+        that both are freed at once, not later by the cyclic garbage collector."""
+        self.stopped = True
+        if hasattr(self, "_parser"):
+            del self._parser
+
     @property
     def idle(self) -> bool:
         """True between requests: no partial request has been received."""
