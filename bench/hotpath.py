@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # after PYTHONPATH: A/B runs can point elsewhere
 sys.path.insert(0, str(HERE))
 
 from apps import app  # noqa: E402
