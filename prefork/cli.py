@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     for field in config.iter_settings():
         meta = field.metadata
         help_text = meta["doc"] + (f" [{meta['unit']}]" if meta["unit"] else "")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
                                   "help": help_text}
         if meta["positional"]:

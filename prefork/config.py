@@ -212,6 +212,13 @@ class Config:
     )
     backlog: int = setting(2048, "Listen queue length per socket.", section="listen",
                            min=1, max=65535)
+    defer_accept: bool = setting(
+        True, "Wake a worker for a new TCP connection only once its first bytes have "
+        "arrived (TCP_DEFER_ACCEPT, Linux): the worker that accepts it can serve it at "
+        "once, so connections go to workers with a free thread. A client that connects and "
+        "stays silent is handed over after about a second and then held to header_timeout.",
+        section="listen",
+    )
     unix_socket_mode: int = setting(
         0o660, "Permission bits of UNIX socket files (octal).", section="listen",
         octal=True, min=0, max=0o777,

@@ -47,7 +47,7 @@ from prefork import __version__, admin, metrics, systemd
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
-from prefork.sockets import BindError, Listener, bind_all, bind_tcp
+from prefork.sockets import BindError, Listener, bind_all, bind_tcp, set_defer_accept
 from prefork.worker import APP_LOAD_ERROR, set_title, worker_main
 from prefork.wsgi import WSGIApp
 
@@ -155,6 +155,7 @@ class Master:
                                       self.config.unix_socket_mode, inherited=fds,
                                       unix_owner=self.config.unix_socket_owner,
                                       unix_group=self.config.unix_socket_group)
+        set_defer_accept(self.listeners, self.config.defer_accept)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
         if "*" in self.config.forwarded_allow_ips:

@@ -54,6 +54,21 @@ class Listener:
                 os.unlink(self.path)
 
 
+def set_defer_accept(listeners: list[Listener], on: bool) -> None:
+    """TCP_DEFER_ACCEPT on every TCP listener (also inherited ones): accept() only once
+    the client has sent something. After ~1 s the kernel hands a silent one over anyway."""
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if option is None:  # not Linux
+        return
+    for listener in listeners:
+        if listener.sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                listener.sock.setsockopt(socket.IPPROTO_TCP, option, 1 if on else 0)
+            except OSError as exc:
+                log.warning("cannot set TCP_DEFER_ACCEPT on %s: %s", listener.address,
+                            exc.strerror)
+
+
 def parse_host_port(address: str) -> tuple[socket.AddressFamily, str, int]:
     host, _, port_text = address.rpartition(":")
     if host.startswith("[") and host.endswith("]"):

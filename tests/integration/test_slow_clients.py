@@ -93,3 +93,15 @@ def test_worker_connections_bound_leaves_the_rest_in_the_backlog() -> None:
         extra.close()
         for sock in held:
             sock.close()
+
+
+@pytest.mark.parametrize("defer", ["--defer-accept", "--no-defer-accept"])
+def test_silent_client_is_closed_and_others_are_served(defer: str) -> None:
+    # With deferred accept the kernel hands a silent connection over after about a second;
+    # from then on header_timeout holds it like any other. Either way it is closed, and
+    # it keeps nobody else waiting meanwhile.
+    with Server("tests.apps.basic:app", defer, "--header-timeout", "0.5", workers=1,
+                threads=1) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as silent:
+            assert srv.get("/hello", timeout=3)[0] == 200
+            assert silent.recv(100) == b""  # closed by the server, with nothing sent

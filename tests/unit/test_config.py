@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -131,3 +133,13 @@ def test_sections_are_contiguous() -> None:
         if not seen or seen[-1] != section:
             assert section not in seen, f"{field.name} reopens [{section}]"
             seen.append(section)
+
+
+def test_help_lists_every_setting() -> None:
+    # A doc with a % in it (access_log_format's atoms) once made --help crash.
+    proc = subprocess.run([sys.executable, "-m", "prefork", "--help"], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    for field in config.iter_settings():
+        if not field.metadata["positional"]:
+            assert config.flag_name(field.name) in proc.stdout, field.name
