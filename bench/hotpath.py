@@ -30,7 +30,7 @@ from apps import app  # noqa: E402
 
 from prefork.config import Config  # noqa: E402
 from prefork.connection import Connection  # noqa: E402
-from prefork.worker import _DISARMED, Worker  # noqa: E402
+from prefork.worker import Worker  # noqa: E402
 from prefork.wsgi import base_environ  # noqa: E402
 
 REQUESTS = {
@@ -55,7 +55,6 @@ def make(kind: str) -> tuple[Worker, Connection, socket.socket]:
     base = base_environ("127.0.0.1", "8080", "", True)
     conn = Connection(server, ("127.0.0.1", "40000"), base, worker.ctx)
     worker.conns[conn.fd] = conn
-    worker.ep.register(conn.fd, _DISARMED)
     return worker, conn, client
 
 

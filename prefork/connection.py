@@ -129,6 +129,7 @@ class Connection:
         "parser",
         "pre",
         "proxy_state",
+        "registered",
         "remote_addr",
         "remote_port",
         "request",
@@ -168,6 +169,7 @@ class Connection:
         self.continue_sent = False
         self.end = KEEP
         self.claimed = False  # a thread owns it now (worker.lock guards the flag)
+        self.registered = False  # in the worker's epoll (from its first park on)
         self.out: deque[memoryview | _FileTail] = deque()
         self.out_bytes = 0
 

@@ -77,7 +77,6 @@ WATCHERS = 2
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
-_DISARMED = select.EPOLLONESHOT
 
 
 @dataclass(slots=True)
@@ -387,13 +386,13 @@ class Worker:
 
     def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any],
                now: float) -> Connection:
-        """A new connection, claimed by the caller and registered (disarmed)."""
+        """A new connection, claimed by the caller. It joins the epoll when first parked:
+        one served and closed at once (Connection: close) never costs an epoll call."""
         # AF_UNIX peers have no address.
         remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
         conn = Connection(sock, remote, base, self.ctx)
         conn.claimed = True
         self.conns[conn.fd] = conn
-        self.ep.register(conn.fd, _DISARMED)
         conn.deadline = now + self.config.header_timeout
         return conn
 
@@ -510,16 +509,21 @@ class Worker:
     # -- called from pool threads ----------------------------------------------------------
     def _park(self, conn: Connection) -> None:
         """Give `conn` back to the epoll: release our claim, then re-arm it."""
+        mask = _ARMED_OUT if conn.state == WRITING else _ARMED
         conn.claimed = False
         try:
-            self.ep.modify(conn.fd, _ARMED_OUT if conn.state == WRITING else _ARMED)
+            if conn.registered:
+                self.ep.modify(conn.fd, mask)
+            else:
+                conn.registered = True  # before: once armed, another thread may park it
+                self.ep.register(conn.fd, mask)
         except OSError:
             conn.close()
 
     def _discard(self, conn: Connection) -> None:
+        """Forget a connection about to be closed (closing its socket, never duplicated,
+        takes it out of the epoll: no epoll call needed)."""
         self.conns.pop(conn.fd, None)
-        with contextlib.suppress(OSError, ValueError):
-            self.ep.unregister(conn.fd)
 
     def _begin_request(self, req: Request) -> None:
         self.inflight[threading.get_ident()] = (time.monotonic(), req.method, req.target)
