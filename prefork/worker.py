@@ -289,10 +289,9 @@ class Worker:
         listeners = {lst.sock.fileno(): lst for lst in self.listeners}
         lock = self.lock
         rest = self.rest
-        watchers = self.watchers
         conn: Connection | None
         with lock:
-            self.watching += 1
+            self._rest_then_watch()
         while True:
             try:
                 events = ep.poll(-1, 1)
@@ -322,11 +321,15 @@ class Worker:
             conn = None  # do not keep the last connection alive while waiting
             with lock:
                 self.busy -= 1
-                while self.watching >= watchers:
-                    self.resting += 1
-                    rest.wait()
-                    self.resting -= 1
-                self.watching += 1
+                self._rest_then_watch()
+
+    def _rest_then_watch(self) -> None:
+        """With the lock held: rest while enough threads wait on the epoll, then join them."""
+        while self.watching >= self.watchers:
+            self.resting += 1
+            self.rest.wait()
+            self.resting -= 1
+        self.watching += 1
 
     def _claim(self, conn: Connection) -> bool:
         """Take ownership of a connection the sweep found due."""
