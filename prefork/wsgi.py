@@ -79,6 +79,7 @@ class FileWrapper:
 
 # -- environ -------------------------------------------------------------------------------
 
+_PERCENT = ord("%")  # an int needle: `b"%" in path` raises and drops a TypeError inside
 _ENV_KEYS: dict[bytes, str] = {}  # header name -> environ key ("" means: drop it)
 
 
@@ -137,7 +138,7 @@ def build_environ(
             authority = url.host + (b":%d" % url.port if url.port else b"")
             req.headers = [(n, v) for n, v in req.headers if n.lower() != b"host"]
             req.headers.append((b"Host", authority))
-    path_info = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    path_info = (unquote_to_bytes(path) if _PERCENT in path else path).decode("latin-1")
     root = environ["SCRIPT_NAME"]
     if root and (path_info == root or path_info.startswith(root + "/")):
         path_info = path_info[len(root):]

@@ -48,6 +48,9 @@ CHUNK_FRAMING_ALLOWANCE = 32
 # Lengths of the field names on_header looks at besides Host: Expect, Connection,
 # Content-Length, Transfer-Encoding.
 _FRAMING_LENGTHS = frozenset({6, 10, 14, 17})
+# A byte as an int: `b"#" in target` first tries the needle as an int and builds (then
+# drops) a TypeError on every call in CPython 3.11; an int needle is ten times cheaper.
+_HASH = ord("#")
 
 
 class RequestParser:
@@ -241,7 +244,7 @@ class RequestParser:
         req.version = version
         req.method = parser.get_method().decode("ascii")
         target = b"".join(self._url) if len(self._url) != 1 else self._url[0]
-        if b"#" in target:
+        if _HASH in target:
             raise BadRequest("request target contains a fragment")
         req.target = target
         self._check_fields(req)
