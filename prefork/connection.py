@@ -98,6 +98,10 @@ class ServerContext:
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
     stopping: bool = False  # set by the worker's main thread on a graceful stop
+    timed: bool = False  # requests are timed (access log or metrics): set after init
+
+    def __post_init__(self) -> None:
+        self.timed = self.access_log is not None or self.metrics is not None
 
 
 def _wait(fd: int, events: int, timeout_s: float) -> bool:
@@ -346,9 +350,11 @@ class Connection:
         )
         self.request = req
         self.continue_sent = False
-        req.body.fill = self.fill
+        body = req.body
+        if not body.complete:
+            body.fill = self.fill  # the app may read what has not arrived yet
         exchange = Exchange(self, req, keep_alive)
-        timed = ctx.access_log is not None or ctx.metrics is not None
+        timed = ctx.timed
         started = time.monotonic() if timed else 0.0
         status = 0  # set when the server, not the app, chose the status
         mount = ctx.static.match(req.target) if ctx.static is not None else None
@@ -381,7 +387,7 @@ class Connection:
                 status = 500
             return False
         finally:
-            req.body.fill = None
+            body.fill = None
             self.request = None
             ctx.end_request()
             if timed:

@@ -107,7 +107,12 @@ def _node_address(node: str) -> str:
     return node.rsplit(":", 1)[0] if node.count(":") == 1 else node
 
 
+_FORWARDED_KEY_SET = frozenset(FORWARDED_KEYS)
+
+
 def apply_forwarded(environ: dict[str, Any], trust: Trust, trusted_peer: bool) -> None:
+    if environ.keys().isdisjoint(_FORWARDED_KEY_SET):
+        return  # the common case, proxy or not: nothing to apply or to remove
     if not trusted_peer:
         for key in FORWARDED_KEYS:
             environ.pop(key, None)
