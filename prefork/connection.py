@@ -278,7 +278,7 @@ class Connection:
 
     # -- pool thread ---------------------------------------------------------------------
     def serve(self) -> None:
-        """Answer every complete request; hand unsent output to the loop; then settle."""
+        """Answer every complete request; leave unsent output to EPOLLOUT; then settle."""
         parser = self.parser
         ctx = self.ctx
         while self.end == KEEP:
