@@ -211,12 +211,12 @@ class Exchange:
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
         code = status_code(status)
-        if type(headers) is not list and not isinstance(headers, list):
+        if not isinstance(headers, list):
             raise TypeError("response headers must be a list of (name, value) tuples")
         length = None
         has_connection = False
         for item in headers:
-            if (type(item) is not tuple and not isinstance(item, tuple)) or len(item) != 2:
+            if not isinstance(item, tuple) or len(item) != 2:
                 raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
             name, value = item
             lname = header_name(name, value)
