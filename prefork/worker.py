@@ -180,12 +180,14 @@ class Worker:
                 return APP_LOAD_ERROR
         self.ctx = self.context()
         multiprocess = self.config.workers > 1
+        # Keyed by the listener itself, not its fd: a drain closes the socket (its fd
+        # becomes -1) while a pool thread may still be adopting what it accepted.
         self.bases: dict[int, dict[str, Any]] = {}
         for listener in self.listeners:
             name, port = listener.server_name_port()
             base = base_environ(name, port, self.config.root_path, multiprocess)
             base["prefork.worker"] = self.info
-            self.bases[listener.sock.fileno()] = base
+            self.bases[id(listener)] = base
         self.main_ep.register(self.wake_r, _IN)
         self.main_ep.register(self.channel.fileno(), _IN)
         self._resume_accepting()
@@ -368,8 +370,12 @@ class Worker:
 
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for the same
-        # listener must not both take the last free place.
+        # listener must not both take the last free place. The drain closes listeners
+        # under the same lock, so a listener found open here stays open until the
+        # connection accepted from it is adopted.
         with self.accept_lock:
+            if self.stopping:
+                return  # the drain takes what is left in the backlog
             if len(self.conns) >= self.config.worker_connections:
                 self._pause_accepting()
                 return
@@ -382,8 +388,7 @@ class Worker:
                     log.error("cannot accept: %s; pausing for a moment", exc.strerror)
                     self._pause_accepting()
                 return  # ECONNABORTED, or a listener closed by a stop: nothing to do
-            conn = self._adopt(sock, addr, self.bases[listener.sock.fileno()],
-                               time.monotonic())
+            conn = self._adopt(sock, addr, self.bases[id(listener)], time.monotonic())
         # Its first request often arrives with the connection: serve it at once.
         self._receive(conn)
 
@@ -465,26 +470,27 @@ class Worker:
     def _begin_stop(self) -> None:
         """Graceful stop: take what is already in the backlog, stop listening, let every
         accepted request finish; idle keep-alive connections are closed now."""
-        with self.lock:
-            self.stopping = True
-        self.ctx.stopping = True
-        why = "recycling" if self.recycle and not self.stop_signal else "stopping"
-        log.info("%s: draining %d connection(s)", why, len(self.conns))
-        now = time.monotonic()
-        for listener in self.listeners:
-            base = self.bases[listener.sock.fileno()]
-            for _ in range(10000):
-                try:
-                    sock, addr = listener.sock.accept()
-                except OSError:
-                    break
-                with self.accept_lock:
-                    conn = self._adopt(sock, addr, base, now)
-                self._park(conn)  # a pool thread serves it
-            with contextlib.suppress(OSError):
-                self.ep.unregister(listener.sock.fileno())
-            listener.sock.close()
-        self.accepting = False
+        # Under the accept lock: a pool thread is either done adopting what it accepted,
+        # or will find `stopping` set and leave the backlog to us.
+        with self.accept_lock:
+            with self.lock:
+                self.stopping = True
+            self.ctx.stopping = True
+            why = "recycling" if self.recycle and not self.stop_signal else "stopping"
+            log.info("%s: draining %d connection(s)", why, len(self.conns))
+            now = time.monotonic()
+            for listener in self.listeners:
+                base = self.bases[id(listener)]
+                for _ in range(10000):
+                    try:
+                        sock, addr = listener.sock.accept()
+                    except OSError:
+                        break
+                    self._park(self._adopt(sock, addr, base, now))  # a pool thread serves it
+                with contextlib.suppress(OSError):
+                    self.ep.unregister(listener.sock.fileno())
+                listener.sock.close()
+            self.accepting = False
         # Idle keep-alive connections stay: closing one as its client sends the next
         # request would lose that request. Their next request is answered with
         # "Connection: close"; an idle one is closed at its keepalive deadline.

@@ -113,3 +113,21 @@ def test_lifetime_recycling_loses_nothing() -> None:
         load.stop()
         assert load.failed == [], load.failed[:5]
         assert "lifetime of" in srv.log()
+
+
+@pytest.mark.timeout(120)
+def test_max_requests_recycling_under_new_connections_loses_nothing() -> None:
+    """Recycle every ~30 requests while clients open a new connection per request: every
+    drain closes listeners while pool threads accept, and nothing may be reset."""
+    with Server(APP, "--max-requests", "30", "--max-requests-jitter", "10",
+                workers=2, threads=4) as srv:
+        load = Load(srv, "/", clients=4, max_requests=2000, max_seconds=60).start()
+        wait_for(lambda: load.total >= 6000 or not any(t.is_alive() for t in load._threads),
+                 timeout=90, interval=0.1, what="6000 requests")
+        load.stop()
+        recycled = srv.log().count("recycling")
+        assert load.total >= 6000, load.total
+        assert recycled >= 50, recycled
+        assert load.failed == [], (len(load.failed), load.failed[:5])
+        assert "unexpected error" not in srv.log()
+        print(f"\nFIGURE recycle: {load.total} requests, {recycled} recycles, 0 failed")
