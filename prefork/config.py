@@ -267,8 +267,16 @@ class Config:
     )
     timeout: float = setting(
         30 * SECONDS,
-        "A worker silent for this long (no heartbeat) is killed and replaced.",
+        "A worker silent for this long (no heartbeat) is killed and replaced; one whose "
+        "every thread has made no progress for this long is retired and replaced. One long "
+        "request among free threads is not cut short (see request_timeout).",
         section="workers", unit="s", min=1, max=86400,
+    )
+    request_timeout: float = setting(
+        0, "A request running longer is given up (uWSGI's harakiri): its thread's stack is "
+        "logged, its client gets 504 if no response has begun, and the worker is retired "
+        "gracefully to win the thread back (0: off).",
+        section="workers", unit="s", min=0, max=86400,
     )
     graceful_timeout: float = setting(
         30 * SECONDS, "On a graceful stop, how long in-flight requests may run before a kill.",

@@ -33,7 +33,13 @@ from typing import IO, Any
 
 from prefork.accesslog import AccessLog, Entry
 from prefork.config import StaticMount
-from prefork.errors import BadRequest, HTTPError, InternalServerError, RequestTimeout
+from prefork.errors import (
+    BadRequest,
+    ClientGone,
+    HTTPError,
+    InternalServerError,
+    RequestTimeout,
+)
 from prefork.http import proxyproto
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
@@ -67,10 +73,6 @@ _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
 
 
-class ClientGone(Exception):
-    """The client closed or reset the connection, or stopped reading for send_timeout."""
-
-
 @dataclass(slots=True)
 class ServerContext:
     """What a connection needs from its worker: settings and hand-off callbacks.
@@ -84,10 +86,11 @@ class ServerContext:
     body_timeout_s: float
     send_timeout_s: float
     max_keepalive_requests: int
+    request_timeout_s: float
     parser_limits: dict[str, int]
     park: Callable[[Connection], None]  # re-arm in the epoll (for reading or writing)
     discard: Callable[[Connection], None]
-    begin_request: Callable[[Request], None]  # the per-request watchdog starts its clock
+    begin_request: Callable[[Request, Exchange], None]  # the watchdogs start their clocks
     end_request: Callable[[], None]
     progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
     access_log: AccessLog | None = None
@@ -341,7 +344,6 @@ class Connection:
         """Run the app for one request; True if the connection may carry another."""
         ctx = self.ctx
         self.served += 1
-        ctx.begin_request(req)
         keep_alive = (
             req.keep_alive
             and ctx.keepalive_s > 0
@@ -353,7 +355,8 @@ class Connection:
         body = req.body
         if not body.complete:
             body.fill = self.fill  # the app may read what has not arrived yet
-        exchange = Exchange(self, req, keep_alive)
+        exchange = Exchange(self, req, keep_alive, guarded=ctx.request_timeout_s > 0)
+        ctx.begin_request(req, exchange)
         timed = ctx.timed
         started = time.monotonic() if timed else 0.0
         status = 0  # set when the server, not the app, chose the status
@@ -528,6 +531,14 @@ class Connection:
             if self.out_bytes != before:
                 deadline = time.monotonic() + self.ctx.send_timeout_s
                 self.ctx.progress()
+
+    def abort(self, data: bytes) -> None:
+        """From the worker's main thread, for a request given up while its app still runs:
+        send `data` (a complete response) and end our side; the pool thread then finds
+        the client gone (ClientGone) whenever the app next writes."""
+        with contextlib.suppress(OSError):
+            self.sock.send(data)
+            self.sock.shutdown(socket.SHUT_WR)
 
     def send_quietly(self, data: bytes) -> None:
         try:

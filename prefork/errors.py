@@ -23,6 +23,11 @@ class AppLoadError(Exception):
     """The WSGI application could not be imported or built."""
 
 
+class ClientGone(Exception):
+    """The client closed or reset the connection, stopped reading for send_timeout, or
+    its request was given up (request_timeout): no more response bytes can go out."""
+
+
 class HTTPError(Exception):
     """A request that cannot be served; answered with `status` and the connection closed."""
 
@@ -60,6 +65,10 @@ class InternalServerError(HTTPError):
 
 class NotImplementedByServer(HTTPError):
     status, reason = 501, "Not Implemented"
+
+
+class GatewayTimeout(HTTPError):
+    status, reason = 504, "Gateway Timeout"
 
 
 class VersionNotSupported(HTTPError):

@@ -58,7 +58,8 @@ EXIT_APP_LOAD = APP_LOAD_ERROR
 EXIT_BIND = 3
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-YOUNG_S = 5.0  # a worker that dies younger than this counts towards back-off
+YOUNG_S = 5.0  # a ready worker that never served and dies younger counts towards back-off
+CRASH_REPORT_S = 10.0  # crashes after serving: at most one log line per this period
 BOOT_TIMEOUT_S = 30.0  # a worker gets at least this long to import the app
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 SIGNAL_NAMES = {getattr(signal, "SIG" + name): name for name in SIGNALS}
@@ -77,6 +78,7 @@ class WorkerHandle:
     last_seen: float
     lifetime_s: float = 0.0
     ready: bool = False
+    serving: bool = False  # it has begun serving requests: its death is no boot loop
     retiring_since: float | None = None
     busy: int = 0
     served: int = 0
@@ -84,6 +86,36 @@ class WorkerHandle:
     inflight: int = 0
     metrics: dict[str, Any] | None = None  # the counters of its last heartbeat
     over_memory: int = 0
+
+
+@dataclass(slots=True)
+class CrashReport:
+    """Rate-limits the log of workers that crash after serving: a route that kills its
+    worker on every hit must not flood the error log. The first crash in a quiet period
+    is logged at once; those within CRASH_REPORT_S of it are counted and summed up in
+    one line (with the last cause) when the period ends."""
+
+    since: float = -CRASH_REPORT_S * 2  # when the current period began
+    count: int = 0  # crashes in it not yet logged
+    last: str = ""
+
+    def note(self, now: float, what: str) -> str | None:
+        """A crash; returns the line to log now, if any."""
+        if now - self.since >= CRASH_REPORT_S and not self.count:
+            self.since = now
+            return what
+        self.count += 1
+        self.last = what
+        return None
+
+    def flush(self, now: float) -> str | None:
+        """The summary line of a period that has ended, if it had unlogged crashes."""
+        if not self.count or now - self.since < CRASH_REPORT_S:
+            return None
+        line = (f"{self.count} more worker crash(es) in the last {now - self.since:.0f} s, "
+                f"each replaced at once; the last: {self.last}")
+        self.since, self.count = now, 0
+        return line
 
 
 def describe_exit(code: int | None, killed_by_us: bool) -> str:
@@ -115,9 +147,9 @@ class Master:
     exit_code: int = EXIT_OK
     ever_ready: bool = False
     announced_ready: bool = False  # the first full set of workers has been reported
-    failures: int = 0  # consecutive young deaths
+    failures: int = 0  # consecutive deaths of workers that never served: a boot loop
     next_spawn: float = 0.0
-    spawn_waits_for_backoff: bool = True
+    crashes: CrashReport = field(default_factory=lambda: CrashReport())
     target: int = 0
     next_memory_check: float = 0.0
     upgrade: subprocess.Popen[bytes] | None = None
@@ -263,6 +295,8 @@ class Master:
                 worker.metrics = beat.get("m")
         elif msg == b"ready":
             self._on_ready(worker)
+        elif msg == b"serving":
+            worker.serving = True
         elif msg.startswith(b"retire "):
             self._retire(worker, msg[7:].decode("utf-8", "replace"), signal_it=False)
 
@@ -294,12 +328,7 @@ class Master:
             return
         while self._current_count() < self.target:
             if time.monotonic() < self.next_spawn:
-                # Back off, unless nothing is serving and the dead had served before: a
-                # route that crashes its worker must not also take the whole server down.
-                serving = any(h.ready and h.retiring_since is None
-                              for h in self.workers.values())
-                if serving or self.spawn_waits_for_backoff:
-                    return
+                return  # backing off: workers keep dying before they are ready
             self._spawn()
 
     def _spawn(self) -> None:
@@ -380,21 +409,25 @@ class Master:
             self.exit_code = EXIT_APP_LOAD
             self._stop("quick")
             return
-        if age < YOUNG_S:
-            self.failures += 1
-            # One early death is not a crash loop: replace it at once. From the second in a
-            # row, back off (0.5 s, doubling, capped).
-            delay = 0.0 if self.failures == 1 else min(
-                BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 2))
-            self.next_spawn = time.monotonic() + delay
-            self.spawn_waits_for_backoff = not handle.ready
-            log.error("worker %d (pid %d) %s after %.1f s; restarting in %.1f s "
-                      "(%d early deaths in a row)", handle.number, handle.pid, cause, age,
-                      delay, self.failures)
-        else:
+        if handle.serving or (handle.ready and age >= YOUNG_S):
+            # It served: its death says nothing about the next worker (a route that
+            # crashes, a segfault in a C extension, the OOM killer). Replace it now.
             self.failures = 0
-            log.error("worker %d (pid %d) %s after %.0f s; restarting it",
-                      handle.number, handle.pid, cause, age)
+            self.next_spawn = 0.0
+            line = self.crashes.note(time.monotonic(), f"worker {handle.number} (pid "
+                                     f"{handle.pid}) {cause} after {age:.1f} s")
+            if line:
+                log.error("%s; replacing it now", line)
+            return
+        # It died before serving anything: likely a boot loop (the app crashes as it
+        # starts). The first is replaced at once, then 0.5 s doubling, capped.
+        self.failures += 1
+        delay = 0.0 if self.failures == 1 else min(
+            BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 2))
+        self.next_spawn = time.monotonic() + delay
+        log.error("worker %d (pid %d) %s after %.1f s, before serving; restarting in %.1f s "
+                  "(%d such deaths in a row)", handle.number, handle.pid, cause, age,
+                  delay, self.failures)
 
     def _retire(self, handle: WorkerHandle, reason: str, *, signal_it: bool = True) -> None:
         """Take a worker out of the pool: a replacement starts, it drains and exits."""
@@ -407,6 +440,9 @@ class Master:
 
     def _watchdog(self) -> None:
         now = time.monotonic()
+        line = self.crashes.flush(now)
+        if line:
+            log.error("%s", line)
         check_memory = self.config.max_worker_memory and now >= self.next_memory_check
         if check_memory:
             self.next_memory_check = now + 1.0
@@ -601,6 +637,7 @@ class Master:
         self.reload_from = None
         self.generation -= 1
         self.failures = 0
+        self.next_spawn = 0.0
         self.notifier.ready("reload failed; the old workers serve")
 
     # -- upgrade (USR2) --------------------------------------------------------------------

@@ -50,18 +50,17 @@ from prefork.connection import (
     PARKED,
     WAIT,
     WRITING,
-    ClientGone,
     Connection,
     ServerContext,
 )
-from prefork.errors import AppLoadError
+from prefork.errors import AppLoadError, ClientGone
 from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.metrics import WorkerMetrics
 from prefork.proxy import Trust
 from prefork.sockets import Listener
 from prefork.static import StaticFiles
-from prefork.wsgi import WSGIApp, base_environ
+from prefork.wsgi import Exchange, WSGIApp, base_environ
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +76,16 @@ WATCHERS = 2
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
+
+
+@dataclass(slots=True)
+class Running:
+    """One request a pool thread is running, as the main thread's watchdogs see it."""
+
+    began: float  # for request_timeout: the whole request
+    active: float  # the last sign of progress (reading the body, writing): for `timeout`
+    req: Request
+    exchange: Exchange
 
 
 @dataclass(slots=True)
@@ -131,9 +140,9 @@ class Worker:
         self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
         self.recycle = False
         self.reopen_logs = False
-        # thread ident -> (start, method, target) of the request it is running
-        self.inflight: dict[int, tuple[float, str, bytes]] = {}
-        self.stuck: set[int] = set()
+        # thread ident -> the request it is running (its clock for the watchdogs)
+        self.inflight: dict[int, Running] = {}
+        self.stuck: set[int] = set()  # threads whose request was given up (request_timeout)
         self.max_requests = config.max_requests
         if config.max_requests and config.max_requests_jitter:
             import random
@@ -206,6 +215,7 @@ class Worker:
             body_timeout_s=self.config.body_timeout,
             send_timeout_s=self.config.send_timeout,
             max_keepalive_requests=self.config.max_keepalive_requests,
+            request_timeout_s=self.config.request_timeout,
             parser_limits={
                 "limit_request_line": self.config.limit_request_line,
                 "limit_request_fields": self.config.limit_request_fields,
@@ -418,13 +428,10 @@ class Worker:
 
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
-        lingering, a client not reading), and find requests running past `timeout`.
+        lingering, a client not reading), and watch the running requests.
         A sweep of the table, twice a second: no per-request timer state, and nothing
         keeps a closed connection alive."""
-        timeout = self.config.timeout
-        for ident, (start, method, target) in list(self.inflight.items()):
-            if now - start > timeout and ident not in self.stuck:
-                self._report_stuck(ident, now - start, method, target)
+        self._watch_requests(now)
         for conn in list(self.conns.values()):
             if conn.deadline <= now and conn.state in (PARKED, LINGER, WRITING) \
                     and self._claim(conn):
@@ -435,17 +442,51 @@ class Worker:
                 else:  # LINGER, or WRITING to a client that stopped reading
                     conn.close()
 
-    def _report_stuck(self, ident: int, age: float, method: str, target: bytes) -> None:
-        """A request has run past `timeout`: log where its thread is, and retire this
-        worker (a replacement starts now; the other requests here finish first)."""
-        self.stuck.add(ident)
+    def _watch_requests(self, now: float) -> None:
+        """The two request watchdogs (README, "Watchdogs").
+
+        request_timeout (harakiri): a request running longer is given up: its stack is
+        logged, its client gets 504 if no response has begun, and the worker retires to
+        win its thread back. timeout: one long request among free threads is no fault,
+        but when every thread has made no progress for that long the worker can serve
+        nobody: it retires (a replacement starts now; it is killed after
+        graceful_timeout if its requests still do not finish)."""
+        request_timeout = self.config.request_timeout
+        timeout = self.config.timeout
+        stalled = []
+        for ident, run in list(self.inflight.items()):
+            if request_timeout and ident not in self.stuck \
+                    and now - run.began > request_timeout:
+                self._give_up(ident, run, now - run.began)
+            if now - run.active > timeout:
+                stalled.append(ident)
+        if len(stalled) >= self.config.threads and not self.stopping:
+            log.error("every thread (%d) has made no progress for over %.0f s (timeout); "
+                      "retiring this worker. Their stacks:\n%s", len(stalled), timeout,
+                      "\n".join(self._describe(ident) for ident in stalled))
+            self._tell_master(b"retire every thread stuck")
+            self._begin_stop()
+
+    def _describe(self, ident: int) -> str:
+        """A running request and the Python stack of its thread, for the error log."""
+        run = self.inflight.get(ident)
         frame = sys._current_frames().get(ident)
         stack = "".join(traceback.format_stack(frame)) if frame else "  (thread gone)\n"
-        log.error("request %s %s has run %.1f s, past timeout (%.0f s); stack of its "
-                  "thread:\n%s", method, target.decode("latin-1"), age, self.config.timeout,
-                  stack.rstrip())
+        what = f"{run.req.method} {run.req.target.decode('latin-1')}" if run else "(done)"
+        return f"request {what}, thread {ident}:\n{stack.rstrip()}"
+
+    def _give_up(self, ident: int, run: Running, age: float) -> None:
+        """request_timeout passed: 504 (when no response has begun), retire the worker."""
+        self.stuck.add(ident)
+        answered = run.exchange.time_out()
+        log.error("request ran %.1f s, past request_timeout (%.0f s)%s; %s", age,
+                  self.config.request_timeout,
+                  "; answered 504" if answered else "; its response had begun",
+                  self._describe(ident))
+        if self.ctx.metrics is not None and answered:
+            self.ctx.metrics.reject(504)
         if not self.stopping:
-            self._tell_master(b"retire stuck request")
+            self._tell_master(b"retire request_timeout")
             self._begin_stop()
 
     def _pause_accepting(self) -> None:
@@ -534,10 +575,13 @@ class Worker:
         takes it out of the epoll: no epoll call needed)."""
         self.conns.pop(conn.fd, None)
 
-    def _begin_request(self, req: Request) -> None:
-        self.inflight[threading.get_ident()] = (time.monotonic(), req.method, req.target)
+    def _begin_request(self, req: Request, exchange: Exchange) -> None:
+        now = time.monotonic()
+        self.inflight[threading.get_ident()] = Running(now, now, req, exchange)
         served = next(self._served)
         self.info.served = served
+        if served == 1:
+            self._tell_master(b"serving")  # a crash from now on is no boot loop
         if self.max_requests and served >= self.max_requests and not self.recycle:
             self.recycle = True
             log.info("served %d requests; recycling", served)
@@ -547,9 +591,9 @@ class Worker:
         self.inflight.pop(threading.get_ident(), None)
 
     def _progress(self) -> None:
-        entry = self.inflight.get(threading.get_ident())
-        if entry is not None:
-            self.inflight[threading.get_ident()] = (time.monotonic(), entry[1], entry[2])
+        run = self.inflight.get(threading.get_ident())
+        if run is not None:
+            run.active = time.monotonic()
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):

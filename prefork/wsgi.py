@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any, Protocol
@@ -20,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from prefork import __version__
+from prefork.errors import ClientGone, GatewayTimeout
 from prefork.http.request import Request
 from prefork.http.response import (
     LAST_CHUNK,
@@ -27,6 +29,7 @@ from prefork.http.response import (
     chunk,
     date_header,
     encode_head,
+    error_response,
     header_name,
     status_allows_body,
     status_code,
@@ -45,6 +48,8 @@ class Output(Protocol):
     def send(self, data: bytes) -> None: ...
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> int: ...
+
+    def abort(self, data: bytes) -> None: ...
 
 
 class FileWrapper:
@@ -171,6 +176,7 @@ class Exchange:
     __slots__ = (
         "chunked",
         "code",
+        "guard",
         "head_only",
         "head_sent",
         "headers",
@@ -182,7 +188,8 @@ class Exchange:
         "version10",
     )
 
-    def __init__(self, out: Output, req: Request, keep_alive: bool) -> None:
+    def __init__(self, out: Output, req: Request, keep_alive: bool,
+                 guarded: bool = False) -> None:
         self.out = out
         self.head_only = req.method == "HEAD"
         self.version10 = req.version == "1.0"
@@ -194,6 +201,19 @@ class Exchange:
         self.length: int | None = None  # Content-Length as declared by the app
         self.sent = 0  # body bytes sent
         self.chunked = False
+        # With request_timeout on: whoever takes this lock first owns the response head,
+        # this thread (the app's response) or the watchdog (a 504).
+        self.guard = threading.Lock() if guarded else None
+
+    def time_out(self) -> bool:
+        """Called by the worker's main thread when request_timeout has passed: answer 504
+        and end the connection, unless the app's response has begun (then False)."""
+        if self.guard is None or not self.guard.acquire(blocking=False):
+            return False
+        self.code = 504
+        self.keep_alive = False
+        self.out.abort(error_response(GatewayTimeout("the request took too long")))
+        return True
 
     # PEP 3333 start_response
     def start_response(
@@ -239,6 +259,8 @@ class Exchange:
     def _head(self, known_length: int | None) -> bytes:
         if self.status is None:
             raise AssertionError("the app sent body bytes before calling start_response")
+        if self.guard is not None and not self.guard.acquire(blocking=False):
+            raise ClientGone("request_timeout: the client was answered 504")
         extra = [_SERVER_FIELDS, date_header()]
         if self.length is None and status_allows_body(self.code):
             if known_length is not None:
