@@ -1,0 +1,23 @@
+"""The chaos soak (tests/soak.py) for 60 seconds: mixed load under HUP, TTIN/TTOU, USR2,
+SIGKILL, memory and max_requests recycling and request_timeout; every answer verified."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.soak import Soak
+
+
+@pytest.mark.timeout(240)
+def test_chaos_soak_loses_nothing_it_may_not() -> None:
+    soak = Soak(seconds=60, clients=6)
+    report = soak.run()
+    print("\n" + report.text(60))
+    assert report.verified > 10_000, "the load ran"
+    assert sum(report.chaos.values()) >= 20, report.chaos
+    for action in ("hup", "kill", "usr2", "hang"):
+        assert any(k == action for k in report.chaos), (action, report.chaos)
+    assert report.unexplained == [], report.text(60)
+    assert report.timeouts_answered >= 1, "a hung request was answered 504"
+    assert "recycling" in soak.log, "max_requests recycled a worker"
+    assert "max_worker_memory" in soak.log, "the leak was recycled"
