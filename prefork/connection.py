@@ -355,7 +355,7 @@ class Connection:
         body = req.body
         if not body.complete:
             body.fill = self.fill  # the app may read what has not arrived yet
-        exchange = Exchange(self, req, keep_alive, guarded=ctx.request_timeout_s > 0)
+        exchange = Exchange(self, req, keep_alive, ctx.request_timeout_s > 0)
         ctx.begin_request(req, exchange)
         timed = ctx.timed
         started = time.monotonic() if timed else 0.0

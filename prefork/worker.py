@@ -78,14 +78,11 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
 
 
-@dataclass(slots=True)
-class Running:
-    """One request a pool thread is running, as the main thread's watchdogs see it."""
-
-    began: float  # for request_timeout: the whole request
-    active: float  # the last sign of progress (reading the body, writing): for `timeout`
-    req: Request
-    exchange: Exchange
+# One request a pool thread is running, as the main thread's watchdogs see it: when it
+# began (for request_timeout), its last sign of progress (reading the body, writing: for
+# `timeout`), the request and its exchange. A plain tuple: built once per request, where
+# a class instance would cost a frame; replaced whole on progress.
+Running = tuple[float, float, Request, Exchange]
 
 
 @dataclass(slots=True)
@@ -455,10 +452,10 @@ class Worker:
         timeout = self.config.timeout
         stalled = []
         for ident, run in list(self.inflight.items()):
-            if request_timeout and ident not in self.stuck \
-                    and now - run.began > request_timeout:
-                self._give_up(ident, run, now - run.began)
-            if now - run.active > timeout:
+            began, active, _req, _exchange = run
+            if request_timeout and ident not in self.stuck and now - began > request_timeout:
+                self._give_up(ident, run, now - began)
+            if now - active > timeout:
                 stalled.append(ident)
         if len(stalled) >= self.config.threads and not self.stopping:
             log.error("every thread (%d) has made no progress for over %.0f s (timeout); "
@@ -472,13 +469,13 @@ class Worker:
         run = self.inflight.get(ident)
         frame = sys._current_frames().get(ident)
         stack = "".join(traceback.format_stack(frame)) if frame else "  (thread gone)\n"
-        what = f"{run.req.method} {run.req.target.decode('latin-1')}" if run else "(done)"
+        what = f"{run[2].method} {run[2].target.decode('latin-1')}" if run else "(done)"
         return f"request {what}, thread {ident}:\n{stack.rstrip()}"
 
     def _give_up(self, ident: int, run: Running, age: float) -> None:
         """request_timeout passed: 504 (when no response has begun), retire the worker."""
         self.stuck.add(ident)
-        answered = run.exchange.time_out()
+        answered = run[3].time_out()
         log.error("request ran %.1f s, past request_timeout (%.0f s)%s; %s", age,
                   self.config.request_timeout,
                   "; answered 504" if answered else "; its response had begun",
@@ -577,7 +574,7 @@ class Worker:
 
     def _begin_request(self, req: Request, exchange: Exchange) -> None:
         now = time.monotonic()
-        self.inflight[threading.get_ident()] = Running(now, now, req, exchange)
+        self.inflight[threading.get_ident()] = (now, now, req, exchange)
         served = next(self._served)
         self.info.served = served
         if served == 1:
@@ -591,9 +588,10 @@ class Worker:
         self.inflight.pop(threading.get_ident(), None)
 
     def _progress(self) -> None:
-        run = self.inflight.get(threading.get_ident())
+        ident = threading.get_ident()
+        run = self.inflight.get(ident)
         if run is not None:
-            run.active = time.monotonic()
+            self.inflight[ident] = (run[0], time.monotonic(), run[2], run[3])
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
