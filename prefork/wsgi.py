@@ -18,10 +18,8 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-import httptools
-
 from prefork import __version__
-from prefork.errors import ClientGone, GatewayTimeout
+from prefork.errors import BadRequest, ClientGone, GatewayTimeout
 from prefork.http.request import Request
 from prefork.http.response import (
     LAST_CHUNK,
@@ -104,6 +102,17 @@ def _environ_key(name: bytes) -> str:
     return key
 
 
+# Request fields whose definitions in RFC 9110 are not lists: a repeated one is a 400, not a
+# comma-joined value the app would misread. (Host and Content-Length are refused by the
+# parser already; Cookie is joined with "; " as RFC 6265 §5.4 intends.)
+SINGLETON_KEYS = frozenset({
+    "CONTENT_TYPE", "HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_DATE",
+    "HTTP_FROM", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE",
+    "HTTP_MAX_FORWARDS", "HTTP_RANGE", "HTTP_REFERER", "HTTP_USER_AGENT",
+    "HTTP_CONTENT_LOCATION", "HTTP_CONTENT_RANGE", "HTTP_HOST", "CONTENT_LENGTH",
+})
+
+
 def base_environ(
     server_name: str, server_port: str, root_path: str, multiprocess: bool
 ) -> dict[str, Any]:
@@ -130,19 +139,17 @@ def build_environ(
     environ = base.copy()
     target = req.target
     uri = target.decode("latin-1")
-    if target[:1] == b"/":
-        path, _sep, query = target.partition(b"?")
-        query_text = query.decode("latin-1")
+    authority = req.authority
+    if authority is not None:
+        # absolute-form (RFC 9112 §3.2.2): the target's authority replaces Host.
+        path, _sep, query = req.path_query.partition(b"?")
+        req.headers = [(n, v) for n, v in req.headers if n.lower() != b"host"]
+        req.headers.append((b"Host", authority))
     elif target == b"*":
-        path, query_text = b"*", ""
-    else:  # absolute-form (RFC 9112 §3.2.2): the target's authority replaces Host.
-        url = httptools.parse_url(target)
-        path = url.path or b"/"
-        query_text = (url.query or b"").decode("latin-1")
-        if url.host:
-            authority = url.host + (b":%d" % url.port if url.port else b"")
-            req.headers = [(n, v) for n, v in req.headers if n.lower() != b"host"]
-            req.headers.append((b"Host", authority))
+        path, query = b"*", b""
+    else:
+        path, _sep, query = target.partition(b"?")
+    query_text = query.decode("latin-1")
     path_info = (unquote_to_bytes(path) if _PERCENT in path else path).decode("latin-1")
     root = environ["SCRIPT_NAME"]
     if root and (path_info == root or path_info.startswith(root + "/")):
@@ -161,7 +168,10 @@ def build_environ(
             continue
         text = value.decode("latin-1")
         if key in environ:
-            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ".
+            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ". A field
+            # that is not a list (a singleton) may not be repeated: 400.
+            if key in SINGLETON_KEYS:
+                raise BadRequest(f"repeated {name.decode('latin-1')} field (RFC 9110 §5.3)")
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
     return environ
@@ -253,6 +263,10 @@ class Exchange:
         # Connection is ours to send (it says what we do); the app's only says "close".
         self.headers = [h for h in headers if h[0].lower() != "connection"] \
             if has_connection else headers.copy()
+        if length is not None and (code < 200 or code == 204):
+            # RFC 9110 §8.6: no Content-Length in a 1xx or 204 response, whatever the app says.
+            self.headers = [h for h in self.headers if h[0].lower() != "content-length"]
+            length = None
         self.length = length
         return self.write
 

@@ -19,14 +19,21 @@ Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
   * limits: request line (414), header count and field size (431), total head bytes (431),
     body size (413, at the head when Content-Length says so), chunk framing without data
   * trailer fields are parsed and dropped, never merged into the head
-  * an Upgrade or CONNECT request carrying a body is refused: we never switch protocols,
-    and llhttp would not frame that body.
+  * an Upgrade request carrying a body is refused: we never switch protocols, and llhttp
+    would not frame that body; CONNECT is refused (501): we are not a proxy
+  * request-target forms (RFC 9112 §3.2): asterisk-form only for OPTIONS; absolute-form
+    parsed, its authority validated and kept (it replaces Host)
+  * Host must be a valid uri-host [":" port] (RFC 9112 §3.2)
+  * a method llhttp does not know is 501 if it is a token, 400 if not (RFC 9110 §9.1)
+  * HTTP/1.x with x > 1 is served as HTTP/1.1 (RFC 9110 §6.2)
+  * no framing, routing, authentication or content field in a trailer (RFC 9110 §6.5.1)
 
 Touched by one thread at a time: the pool thread that owns the connection.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 import httptools
@@ -51,6 +58,56 @@ _FRAMING_LENGTHS = frozenset({6, 10, 14, 17})
 # A byte as an int: `b"#" in target` first tries the needle as an int and builds (then
 # drops) a TypeError on every call in CPython 3.11; an int needle is ten times cheaper.
 _HASH = ord("#")
+_SLASH = ord("/")
+# RFC 9110 §9.1 / §5.6.2: a method is a token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3: Host = uri-host [ ":" port ], where uri-host is an
+# IP-literal in brackets, an IPv4 address or a reg-name (unreserved, pct-encoded,
+# sub-delims). Deliberately stricter in one point: no comma, which no host name has and
+# which would betray a list of hosts (two Host fields joined by something on the way).
+_HOST = re.compile(
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+)
+_GOOD_HOSTS: set[bytes] = set()  # Host values already validated (bounded: client-chosen)
+_GOOD_HOSTS_MAX = 256
+# RFC 9110 §6.5.1: a trailer section must not carry fields that frame the message, route
+# it, authenticate it, modify the request or say how to process its content; those fields
+# are only ever believed in the head. A trailer with one of them is refused (400).
+FORBIDDEN_TRAILERS = frozenset({
+    b"host", b"content-length", b"transfer-encoding", b"trailer", b"te", b"connection",
+    b"keep-alive", b"upgrade", b"expect", b"max-forwards", b"cache-control", b"pragma",
+    b"range", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
+    b"if-range", b"authorization", b"proxy-authorization", b"cookie", b"content-type",
+    b"content-encoding", b"content-range", b"content-location",
+})
+# How many leading bytes of a request are kept to judge a method llhttp does not know.
+_LEAD_BYTES = 64
+
+
+def valid_host(value: bytes) -> bool:
+    """True if `value` is a valid Host field value (RFC 9112 §3.2); empty is valid."""
+    if value in _GOOD_HOSTS:
+        return True
+    if _HOST.fullmatch(value) is None:
+        return False
+    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.add(value)
+    return True
+
+
+def method_error(lead: bytes) -> HTTPError | None:
+    """llhttp refused a method: judge it by the request's first bytes. A method that is a
+    token is merely unknown (501); one that is not is a malformed request line (400).
+    None while the first bytes do not yet show where the method ends."""
+    lead = lead.lstrip(b"\r\n")
+    m = _TOKEN.match(lead)
+    end = m.end() if m else 0
+    if end == len(lead):
+        return None if end < _LEAD_BYTES else NotImplementedByServer("unknown method")
+    if lead[end:end + 1] == b" " and end:
+        return NotImplementedByServer(f"unknown method {lead[:end].decode('ascii')!r}")
+    return BadRequest("the method is not a token (RFC 9110 §9.1)")
 
 
 class RequestParser:
@@ -61,13 +118,16 @@ class RequestParser:
         "_framing_limit",
         "_head_bytes",
         "_head_limit",
+        "_host",
         "_hosts",
         "_in_head",
+        "_lead",
         "_line_limit",
         "_max_body",
         "_max_fields",
         "_parser",
         "_req",
+        "_sniffing",
         "_te",
         "_url",
         "_url_len",
@@ -104,7 +164,17 @@ class RequestParser:
         self._hosts = 0
         self._te: bytes | None = None  # the Transfer-Encoding field, checked at the end
         self._connection: bytes | None = None  # the Connection field(s), joined
+        self._host: bytes | None = None  # the Host field, checked at the end of the head
+        # The first bytes of the request under way, until its target begins: if llhttp
+        # refuses the method, they tell an unknown method from a malformed one.
+        self._lead = b""
+        self._sniffing = False  # a refused method: reading on to see where it ends
         self._parser = httptools.HttpRequestParser(self)
+        # RFC 9112 §7.1.1 allows BWS before a chunk extension's ";" ("5 ;ext"); llhttp's
+        # strict mode refuses it. This flag allows spaces and tabs after the size and
+        # nothing else there: "5 1" or "5 x" are still refused.
+        self._parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True,
+                                              lenient_version=True)
 
     def close(self) -> None:
         """No more bytes: break the cycle with llhttp's parser (it holds our callbacks), so
@@ -131,6 +201,9 @@ class RequestParser:
     def _feed(self, data: bytes | memoryview) -> None:
         if self.stopped:
             return
+        if self._sniffing:
+            self._sniff_method(bytes(data))
+            return
         req = self._req
         chunked_body = req is not None and req.chunked and not self._in_head
         before = req.body.received if req is not None else 0
@@ -141,10 +214,28 @@ class RequestParser:
             # follows is not ours to parse. The request itself says keep_alive = False.
             self.stopped = True
             return
+        except httptools.HttpParserInvalidMethodError as exc:
+            if req is None and self._req is not None and not self.ready:
+                self._lead = bytes(data[:_LEAD_BYTES])  # the request began in this piece
+            elif not self._lead:
+                # A pipelined request after one completed in this same piece: its first
+                # bytes follow the end of the last head here (if that request had no
+                # body). Judged on what is here, without waiting for more.
+                tail = bytes(data).rsplit(b"\r\n\r\n", 1)[-1][:_LEAD_BYTES]
+                self._fail(method_error(tail) or BadRequest("malformed request line"))
+                return
+            else:
+                self._lead += data[:_LEAD_BYTES]
+            self._fail(exc)
+            return
         except httptools.HttpParserError as exc:
             self._fail(exc)
             return
         if self._in_head:
+            if not self._url and len(self._lead) < _LEAD_BYTES:
+                # The piece ended inside the method: keep its bytes in case llhttp
+                # refuses the method in a later piece (then they tell 400 from 501).
+                self._lead += data[:_LEAD_BYTES]
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._fail(HeaderFieldsTooLarge("request head too large"))
@@ -167,7 +258,10 @@ class RequestParser:
         elif isinstance(exc, HTTPError):
             err = exc
         elif isinstance(exc, httptools.HttpParserInvalidMethodError):
-            err = NotImplementedByServer("unknown method")
+            self.stopped = False
+            self._sniffing = True
+            self._sniff_method(b"")
+            return
         elif self._req is None and self.ready and not self.ready[-1].keep_alive:
             # llhttp refuses bytes after a `Connection: close` request: that request is
             # answered and the connection closed, so the extra bytes are simply dropped.
@@ -180,6 +274,15 @@ class RequestParser:
             # must not be followed by another; its body reader raises `err`.
             self._req.keep_alive = False
 
+    def _sniff_method(self, data: bytes) -> None:
+        """llhttp refused the method; read on until its end shows, then refuse it."""
+        if data:
+            self._lead += data[:_LEAD_BYTES]
+        err = method_error(self._lead)
+        if err is not None:
+            self._sniffing = False
+            self._fail(err)
+
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._req = Request(self._max_body)
@@ -188,7 +291,7 @@ class RequestParser:
         self._in_head = True
         self._head_bytes = 0
         self._hosts = 0
-        self._te = self._connection = None
+        self._te = self._connection = self._host = None
 
     def on_url(self, url: bytes) -> None:
         self._url_len += len(url)
@@ -202,6 +305,9 @@ class RequestParser:
         if not self._in_head:
             # A trailer field (RFC 9112 §7.1.2). Never merged into the head, which the app
             # may already be reading (RFC 9110 §6.5.1); its bytes count as chunk framing.
+            if name.lower() in FORBIDDEN_TRAILERS:
+                raise BadRequest(f"{name.decode('latin-1')} is not allowed in a trailer "
+                                 "section (RFC 9110 §6.5.1)")
             return
         headers = req.headers
         if len(headers) >= self._max_fields:
@@ -216,6 +322,7 @@ class RequestParser:
         if n == 4:
             if name.lower() == b"host":
                 self._hosts += 1
+                self._host = value
         elif n in _FRAMING_LENGTHS:
             lname = name.lower()
             if lname == b"content-length":
@@ -235,22 +342,32 @@ class RequestParser:
         req = self._req
         assert req is not None
         self._in_head = False
+        self._lead = b""
         parser = self._parser
         version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            if version == "0.9":
-                raise BadRequest("request line has no HTTP version")
+        if version == "1.1" or version == "1.0":
+            req.version = version
+        elif version[0] == "1" and version != "1.0":
+            # RFC 9110 §6.2: a higher minor version of HTTP/1 is served as the highest
+            # minor version we support.
+            req.version = "1.1"
+        elif version == "0.9":
+            raise BadRequest("request line has no HTTP version")
+        elif version[0] == "0":
+            raise BadRequest(f"HTTP/{version} is not an HTTP version")
+        else:
             raise VersionNotSupported(f"HTTP/{version} is not supported")
-        req.version = version
-        req.method = parser.get_method().decode("ascii")
+        method = req.method = parser.get_method().decode("ascii")
         target = b"".join(self._url) if len(self._url) != 1 else self._url[0]
         if _HASH in target:
             raise BadRequest("request target contains a fragment")
         req.target = target
+        if not target or target[0] != _SLASH or method == "CONNECT":
+            self._check_target_form(req, method, target)
         self._check_fields(req)
         if parser.should_upgrade():
             if req.chunked or req.content_length:
-                raise BadRequest("Upgrade or CONNECT with a body is not supported")
+                raise BadRequest("Upgrade with a body is not supported")
             req.upgrade = True
             req.keep_alive = False
         if not req.chunked and not req.content_length:
@@ -262,6 +379,35 @@ class RequestParser:
         self._chunks = 0
         self.ready.append(req)
 
+    @staticmethod
+    def _check_target_form(req: Request, method: str, target: bytes) -> None:
+        """The request-target forms other than origin-form (RFC 9112 §3.2)."""
+        if method == "CONNECT":
+            # §3.2.3 authority-form is for CONNECT, which asks for a tunnel: a proxy's
+            # business. RFC 9110 §9.3.6 lets an origin server refuse it.
+            raise NotImplementedByServer("CONNECT is not supported: this is not a proxy")
+        if target == b"*":
+            if method != "OPTIONS":  # §3.2.4: asterisk-form is only for OPTIONS
+                raise BadRequest("the asterisk-form target is only for OPTIONS")
+            return
+        # §3.2.2 absolute-form: a server MUST accept it; its authority replaces Host.
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            raise BadRequest("the request target is not origin-form or absolute-form")
+        try:
+            url = httptools.parse_url(target)
+        except httptools.HttpParserInvalidURLError:
+            raise BadRequest("malformed absolute-form request target") from None
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+        if url.userinfo or b"@" in authority:
+            # RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an error.
+            raise BadRequest("userinfo in the request target")
+        if not url.host or not valid_host(authority):
+            raise BadRequest("invalid authority in the request target")
+        req.authority = authority
+        path = url.path or b"/"
+        req.path_query = path + b"?" + url.query if url.query is not None else path
+
     def _check_fields(self, req: Request) -> None:
         """What the fields noted by on_header mean for framing, now the version is known."""
         if req.version == "1.1":
@@ -272,6 +418,11 @@ class RequestParser:
             if self._hosts > 1:
                 raise BadRequest("more than one Host field")
             keep_alive = False
+            # RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 MUST be ignored.
+            req.expect_continue = False
+        host = self._host
+        if host is not None and host not in _GOOD_HOSTS and not valid_host(host):
+            raise BadRequest("invalid Host field (RFC 9112 §3.2)")
         if self._te is not None:
             self._check_transfer_encoding(req, self._te)
         connection = self._connection

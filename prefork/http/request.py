@@ -134,6 +134,7 @@ class Request:
     """
 
     __slots__ = (
+        "authority",
         "body",
         "chunked",
         "content_length",
@@ -141,6 +142,7 @@ class Request:
         "headers",
         "keep_alive",
         "method",
+        "path_query",
         "target",
         "upgrade",
         "version",
@@ -156,6 +158,10 @@ class Request:
         self.chunked = False
         self.expect_continue = False
         self.upgrade = False
+        # absolute-form only (RFC 9112 §3.2.2): the target's authority, which replaces
+        # Host, and its path and query (origin-form targets are their own path and query).
+        self.authority: bytes | None = None
+        self.path_query = b""
         self.body = Body(max_body)
 
     def __repr__(self) -> str:
