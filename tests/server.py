@@ -42,12 +42,13 @@ class Server:
     def __init__(self, *args: str, workers: int = 2, threads: int = 4,
                  bind: str | None = "127.0.0.1:0", env: dict[str, str] | None = None,
                  wait_ready: bool = True, config: str | None = None,
-                 errorlog: str | None = None) -> None:
+                 errorlog: str | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="prefork-test-")
         self.out_path = Path(self.tmp.name) / "server.out"
         # The log to read: the server's stderr, or its errorlog file when it has one.
         self.log_path = Path(errorlog) if errorlog else self.out_path
-        argv = [sys.executable, "-m", "prefork", "--workers", str(workers),
+        # prefix: a command that runs the server, such as `ip netns exec HOST`.
+        argv = [*prefix, sys.executable, "-m", "prefork", "--workers", str(workers),
                 "--threads", str(threads), "--loglevel", "debug"]
         if bind:
             argv += ["--bind", bind]
