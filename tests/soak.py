@@ -205,7 +205,14 @@ class Soak:
                     self.report.kills.append((time.monotonic(), victim.pid))
                 os.kill(victim.pid, signal.SIGKILL)
         elif action == "leak":
-            http_get(self.host, self.port, "/leak?mb=64")
+            # Leak in every worker (new connections land on any of them), so that memory
+            # recycling, not only max_requests, gets its turn.
+            workers = {c.pid for c in psutil.Process(master).children()}
+            leaked: set[int] = set()
+            for _ in range(4 * len(workers) + 4):
+                leaked.add(http_get(self.host, self.port, "/leak?mb=64"))
+                if workers <= leaked:
+                    break
         elif action == "hang":
             threading.Thread(target=self.hang, daemon=True).start()
 
@@ -229,7 +236,7 @@ class Soak:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Report:
         args = ("tests.apps.soak:app", "--pidfile", str(self.pidfile),
-                "--max-requests", "4000", "--max-requests-jitter", "2000",
+                "--max-requests", "3000", "--max-requests-jitter", "1000",
                 "--max-worker-memory", "80", "--memory-samples", "1",
                 "--request-timeout", "2", "--graceful-timeout", "10", "--loglevel", "info")
         with Server(*args, workers=self.target, threads=4) as srv:
@@ -249,11 +256,14 @@ class Soak:
         return self.report
 
 
-def http_get(host: str, port: int, path: str) -> None:
+def http_get(host: str, port: int, path: str) -> int:
+    """GET on a new connection; the pid of the worker that answered."""
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         conn.request("GET", path)
-        conn.getresponse().read()
+        resp = conn.getresponse()
+        resp.read()
+        return int(resp.getheader("X-Pid") or 0)
     finally:
         conn.close()
 
@@ -268,6 +278,8 @@ def main() -> int:
     soak = Soak(args.minutes * 60, args.clients, args.seed)
     report = soak.run()
     print(report.text(args.minutes * 60))
+    print(f"  recycled by max_requests: {soak.log.count('; recycling')}, "
+          f"by memory: {soak.log.count('over max_worker_memory')}")
     if report.unexplained:
         print("  chaos timeline:", ", ".join(f"+{t:.2f} {a}" for t, a in report.timeline))
     if args.log:

@@ -43,7 +43,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return pieces()
     if path == "/leak":
         _leak.append(os.urandom(int(q.get("mb", "1")) << 20))
-        start_response("200 OK", [("Content-Length", "6")])
+        start_response("200 OK", [("Content-Length", "6"), _pid()])
         return [b"leaked"]
     if path == "/hang":
         _never.wait()

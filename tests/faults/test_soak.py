@@ -13,6 +13,8 @@ def test_chaos_soak_loses_nothing_it_may_not() -> None:
     soak = Soak(seconds=60, clients=6)
     report = soak.run()
     print("\n" + report.text(60))
+    print(f"  recycled by max_requests: {soak.log.count('; recycling')}, "
+          f"by memory: {soak.log.count('over max_worker_memory')}")
     assert report.verified > 10_000, "the load ran"
     assert sum(report.chaos.values()) >= 20, report.chaos
     for action in ("hup", "kill", "usr2", "hang"):
