@@ -13,6 +13,12 @@ number, %{Name}i a request header, %{Name}o a response header, %% a percent sign
 Text values are escaped (quotes, backslashes and control characters) so a client cannot
 forge a log line.
 
+gunicorn's syntax is accepted too, so a gunicorn access_log_format works unchanged:
+%(h)s %(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s (no "?") %(H)s %(s)s %(b)s %(B)s
+%(f)s referer, %(a)s user agent, %(T)s s, %(M)s ms, %(D)s µs, %(L)s s with decimals,
+%(p)s <pid>, %({name}i)s, %({name}o)s. An unknown atom in either syntax is refused at
+start-up.
+
 Built in each worker after fork; `AccessLog.write` is called by pool threads, each line
 with a single os.write() to a file opened O_APPEND (or to stdout), so lines from
 concurrent threads never interleave. With access_log off, no AccessLog exists and the
@@ -102,6 +108,43 @@ _SIMPLE: dict[str, Atom] = {
 }
 
 
+# gunicorn's atoms that differ from Apache's (or that Apache lacks).
+_GUNICORN: dict[str, Atom] = {
+    **_SIMPLE,
+    "q": lambda e: escape(e.target.split("?", 1)[1]) if "?" in e.target else "",
+    "f": lambda e: escape(e.request_header("Referer")) or "-",
+    "a": lambda e: escape(e.request_header("User-Agent")) or "-",
+    "M": lambda e: str(int(e.duration_s * 1000)),
+    "L": lambda e: f"{e.duration_s:.6f}",
+    "p": lambda e: f"<{os.getpid()}>",
+}
+_GUNICORN_ATOM = re.compile(r"%\(([^)]*)\)s")
+
+
+def _gunicorn_parts(fmt: str) -> list[str | Atom]:
+    parts: list[str | Atom] = []
+    pos = 0
+    for m in _GUNICORN_ATOM.finditer(fmt):
+        if m.start() > pos:
+            parts.append(fmt[pos:m.start()])
+        key = m.group(1)
+        header = re.fullmatch(r"\{([^}]+)\}([io])", key)
+        if header:
+            parts.append(_header_atom(header.group(1), request=header.group(2) == "i"))
+        elif key in _GUNICORN and key not in ("%", "P", "w"):
+            parts.append(_GUNICORN[key])
+        else:
+            raise ConfigError("access_log_format", fmt,
+                              f"unknown gunicorn atom {m.group()!r}; known: %(h)s %(l)s "
+                              "%(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(b)s %(B)s "
+                              "%(f)s %(a)s %(T)s %(M)s %(D)s %(L)s %(p)s %({header}i)s "
+                              "%({header}o)s")
+        pos = m.end()
+    if pos < len(fmt):
+        parts.append(fmt[pos:])
+    return parts
+
+
 def _header_atom(name: str, request: bool) -> Atom:
     def atom(e: Entry) -> str:
         return escape(e.request_header(name) if request else e.response_header(name)) or "-"
@@ -116,6 +159,9 @@ def compile_format(fmt: str) -> Callable[[Entry], str]:
     fmt = PRESETS.get(fmt, fmt)
     parts: list[str | Atom] = []
     pos = 0
+    if _GUNICORN_ATOM.search(fmt):
+        parts = _gunicorn_parts(fmt)
+        fmt = ""  # no Apache atoms to look for
     for m in _ATOM.finditer(fmt):
         if m.start() > pos:
             parts.append(fmt[pos:m.start()])
@@ -129,7 +175,7 @@ def compile_format(fmt: str) -> Callable[[Entry], str]:
                               f"unknown atom {m.group()!r}; use common, combined, json or "
                               "atoms such as %h %t %r %s %b %D %{Header}i")
         pos = m.end()
-    if pos < len(fmt):
+    if fmt and pos < len(fmt):
         parts.append(fmt[pos:])
 
     def render(entry: Entry) -> str:

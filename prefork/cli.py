@@ -16,8 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from prefork import __version__, config
-from prefork.errors import ConfigError
+from prefork import __version__, config, gunicorn
+from prefork.errors import AppLoadError, ConfigError
+from prefork.hooks import Hooks
 
 EXIT_USAGE = 2
 
@@ -30,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the environment. Precedence: command line > environment > file > defaults.",
     )
     parser.add_argument("-c", "--config", metavar="FILE",
-                        help="TOML config file (also PREFORK_CONFIG)")
+                        help="TOML config file, or a gunicorn-style Python config file "
+                        "(*.py); also PREFORK_CONFIG")
     parser.add_argument("--check-config", action="store_true",
+                        help="print the resolved settings, import the app, and exit (1 if "
+                        "the app cannot be imported)")
+    parser.add_argument("--print-config", action="store_true",
                         help="print the resolved settings and exit")
     parser.add_argument("--print-example-config", action="store_true",
                         help="print a config file with every setting and its default")
@@ -45,21 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
         if meta["positional"]:
             parser.add_argument(field.name, nargs="?", metavar="APP", **{
                 k: v for k, v in kwargs.items() if k != "dest"})
+            parser.add_argument(*meta["aliases"], metavar="APP", **kwargs)
             continue
-        flag = config.flag_name(field.name)
+        flags = [*meta["aliases"], config.flag_name(field.name)]
+        if meta["positional"]:
+            continue
         tp = config.type_text(field.name)
         if tp == "true or false":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         elif tp == "a list of strings":
-            parser.add_argument(flag, action="append", metavar="VALUE", **kwargs)
+            parser.add_argument(*flags, action="append", metavar="VALUE", **kwargs)
+        elif meta["const"] is not None:
+            parser.add_argument(*flags, nargs="?", const=meta["const"],
+                                metavar=field.name.upper(), **kwargs)
         else:
-            parser.add_argument(flag, metavar=field.name.upper(), **kwargs)
+            parser.add_argument(*flags, metavar=field.name.upper(), **kwargs)
     return parser
 
 
-def parse(argv: Sequence[str] | None = None,
-          environ: dict[str, str] | None = None) -> tuple[argparse.Namespace, config.Config]:
+def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None,
+          ) -> tuple[argparse.Namespace, config.Config, Hooks]:
+    """The command line and environment (and the config file they name) resolved."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    gunicorn.check_flags(argv)  # gunicorn flags prefork does not have: refused, or noted
     args = parser.parse_args(argv)
     env = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
@@ -70,7 +84,12 @@ def parse(argv: Sequence[str] | None = None,
                 raw = tuple(raw)
             values[field.name] = raw
     path = args.config or env.get(config.ENV_PREFIX + "CONFIG")
-    return args, config.resolve(values, env, path)
+    if path and path.endswith(".py"):
+        file_values, hook_fns, warnings = gunicorn.read_python_config(path, config.FIELDS)
+        for warning in warnings:
+            print(f"prefork-serve: warning: {warning}", file=sys.stderr)
+        return args, config.resolve(values, env, path, file_values), Hooks(hook_fns)
+    return args, config.resolve(values, env, path), Hooks()
 
 
 def status(argv: Sequence[str]) -> int:
@@ -80,7 +99,7 @@ def status(argv: Sequence[str]) -> int:
     import json
 
     try:
-        _, cfg = parse(list(argv))
+        _, cfg, _hooks = parse(list(argv))
     except ConfigError as exc:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -116,17 +135,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["status"]:
         return status(args_list[1:])
     try:
-        args, cfg = parse(argv)
+        args, cfg, hooks = parse(argv)
     except ConfigError as exc:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.print_example_config:
         sys.stdout.write(config.example_toml())
         return 0
-    if args.check_config:
+    if args.print_config or args.check_config:
         print(config.describe(cfg))
+        if args.check_config:
+            return check_app(cfg)
         return 0
     from prefork.master import serve
 
     argv_list = list(sys.argv if argv is None else ["prefork-serve", *argv])
-    return serve(cfg, reload_config=lambda: parse(argv_list[1:])[1], argv=argv_list)
+    return serve(cfg, reload_config=lambda: parse(argv_list[1:])[1], argv=argv_list,
+                 hooks=hooks)
+
+
+def check_app(cfg: config.Config) -> int:
+    """--check-config: import the app (and the hooks module) as a worker would, nothing
+    more; 0 if it loads, 1 with the error if not (a deploy gate, as in gunicorn)."""
+    from prefork import process
+    from prefork.hooks import from_module
+    from prefork.loader import load_app
+
+    try:
+        process.prepare(cfg)
+        if cfg.hooks:
+            from_module(cfg.hooks)
+        load_app(cfg.app, cfg.pythonpath)
+    except (AppLoadError, ConfigError) as exc:
+        print(f"prefork-serve: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"# app {cfg.app or 'prefork.demo:app (built-in demo)'} imported", file=sys.stderr)
+    return 0

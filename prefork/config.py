@@ -159,9 +159,15 @@ def setting(
     octal: bool = False,
     positional: bool = False,
     false_is_empty: bool = False,
+    aliases: tuple[str, ...] = (),
+    const: Any = None,
 ) -> Any:
-    """Declare one setting as a dataclass field (see the module docstring)."""
+    """Declare one setting as a dataclass field (see the module docstring). `aliases`:
+    more command-line flags for it (gunicorn's spellings); `const`: the value of the flag
+    given without one (gunicorn's --proxy-protocol)."""
     meta = {
+        "aliases": aliases,
+        "const": const,
         "doc": doc,
         "section": section,
         "min": min,
@@ -185,11 +191,11 @@ class Config:
     app: str | None = setting(
         None,
         "The WSGI app as MODULE:NAME or MODULE:FACTORY(); unset serves the built-in demo.",
-        section="app", check=check_app, positional=True,
+        section="app", check=check_app, positional=True, aliases=("--app",),
     )
     preload_app: bool = setting(
         False, "Import the app in the master before forking (shares memory, no reload of code).",
-        section="app",
+        section="app", aliases=("--preload",),
     )
     gc_freeze: bool = setting(
         False, "With preload_app: gc.freeze() after loading, so the app's objects stay "
@@ -197,6 +203,29 @@ class Config:
     )
     pythonpath: tuple[str, ...] = setting(
         (), "Directories put in front of sys.path before the app is imported.", section="app",
+    )
+    chdir: str = setting(
+        "", "Change to this directory before the app is imported (relative paths in the "
+        "config are then relative to it); empty: stay where started.", section="app",
+        check=lambda v: None if v == "" or os.path.isdir(v) else "the directory does not exist",
+    )
+    env: tuple[str, ...] = setting(
+        (), "Environment variables set before the app is imported: KEY=VALUE, repeatable.",
+        section="app", aliases=("-e",),
+        check=lambda v: None if all("=" in x and x.split("=", 1)[0] for x in v)
+        else "each entry is KEY=VALUE",
+    )
+    reload: bool = setting(
+        False, "Development only: restart the workers when a Python file of the app (or one "
+        "of reload_extra_files) changes.", section="app",
+    )
+    reload_extra_files: tuple[str, ...] = setting(
+        (), "With reload: more files to watch (templates, config files).", section="app",
+    )
+    hooks: str = setting(
+        "", "A module whose functions named like gunicorn's server hooks (on_starting, "
+        "post_fork, pre_request, worker_exit...) are called; a Python config file's own "
+        "functions are taken too.", section="app",
     )
     root_path: str = setting(
         "", "SCRIPT_NAME: the URL prefix the app is mounted under (for example /api).",
@@ -208,7 +237,7 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Addresses to listen on: HOST:PORT, [IPV6]:PORT or unix:/PATH; repeat for several.",
-        section="listen", check=check_bind,
+        section="listen", check=check_bind, aliases=("-b",),
     )
     backlog: int = setting(2048, "Listen queue length per socket.", section="listen",
                            min=1, max=65535)
@@ -249,6 +278,7 @@ class Config:
     proxy_protocol: str = setting(
         "off", "Expect a PROXY protocol header (HAProxy, AWS NLB...) naming the client: "
         "off, v1, v2 or auto.", section="listen", choices=("off", "v1", "v2", "auto"),
+        const="auto",
     )
     proxy_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"), "Peers allowed to send a PROXY header (addresses, CIDR "
@@ -259,7 +289,7 @@ class Config:
     workers: int = setting(
         doc="Worker processes. Default: the CPUs this process may use (affinity, cgroup quota).",
         section="workers", default_factory=available_cpus, default_doc="CPUs available",
-        min=1, max=1024,
+        min=1, max=1024, aliases=("-w",),
     )
     threads: int = setting(
         8, "Threads per worker that run the app (each serves one request at a time).",
@@ -270,7 +300,7 @@ class Config:
         "A worker silent for this long (no heartbeat) is killed and replaced; one whose "
         "every thread has made no progress for this long is retired and replaced. One long "
         "request among free threads is not cut short (see request_timeout).",
-        section="workers", unit="s", min=1, max=86400,
+        section="workers", unit="s", min=1, max=86400, aliases=("-t",),
     )
     request_timeout: float = setting(
         0, "A request running longer is given up (uWSGI's harakiri): its thread's stack is "
@@ -317,7 +347,7 @@ class Config:
     # [http]
     keepalive: float = setting(
         5 * SECONDS, "How long an idle keep-alive connection is kept open (0 disables keep-alive).",
-        section="http", unit="s", min=0, max=3600,
+        section="http", unit="s", min=0, max=3600, aliases=("--keep-alive",),
     )
     header_timeout: float = setting(
         10 * SECONDS, "Time a client has to send a complete request head once it has begun.",
@@ -358,20 +388,36 @@ class Config:
     )
     # [process]
     pidfile: str = setting("", "Write the master's pid to this file (empty: none).",
-                           section="process")
+                           section="process", aliases=("-p", "--pid"))
+    user: str = setting(
+        "", "Run the workers (and the master, once the sockets are bound) as this user: a "
+        "name or uid (empty: stay who started it).", section="process", aliases=("-u",),
+    )
+    group: str = setting(
+        "", "Run as this group: a name or gid (empty: the user's group).", section="process",
+        aliases=("-g",),
+    )
+    umask: str = setting(
+        "", "File mode creation mask, in octal (for example 027); empty: inherited.",
+        section="process",
+        check=lambda v: None if v == "" or re.fullmatch(r"0?o?[0-7]{1,4}", v)
+        else "an octal mask such as 022 or 0o027, or empty",
+    )
     # [logging]
-    loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS)
+    loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS,
+                            aliases=("--log-level",))
     access_log: str = setting(
         "", "Access log: - for stdout, a file path (reopened on SIGUSR1), or false for none.",
-        section="logging", false_is_empty=True,
+        section="logging", false_is_empty=True, aliases=("--access-logfile",),
     )
     access_log_format: str = setting(
         "combined", "common, combined, json, or Apache atoms such as "
-        "'%h %t \"%r\" %s %b %D %{User-Agent}i'.", section="logging", check=check_log_format,
+        "'%h %t \"%r\" %s %b %D %{User-Agent}i', or gunicorn's %(h)s atoms.",
+        section="logging", check=check_log_format, aliases=("--access-logformat",),
     )
     errorlog: str = setting(
         "-", "Where the error log goes: - for stderr, or a file path (reopened on SIGUSR1).",
-        section="logging",
+        section="logging", aliases=("--error-logfile", "--log-file"),
     )
 
     # [admin]
@@ -543,8 +589,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     def put(key: str, value: Any, where: str) -> None:
         if key not in FIELDS:
-            raise ConfigError(key, value, f"unknown setting in {where}; known settings: "
-                              + ", ".join(FIELDS), source)
+            raise ConfigError(key, value, unknown_text(key, where), source)
         if key in flat:
             raise ConfigError(key, value, "the setting is given twice in the file", source)
         flat[key] = value
@@ -561,6 +606,15 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return flat
 
 
+def unknown_text(name: str, where: str) -> str:
+    """'unknown setting' with a way forward: gunicorn's name mapped, or a close match."""
+    from prefork.gunicorn import suggest
+
+    hint = suggest(name, FIELDS)
+    return f"unknown setting in {where}" + (f"; {hint}" if hint else
+                                            "; see prefork-serve --print-example-config")
+
+
 def read_env(environ: Mapping[str, str]) -> dict[str, str]:
     """PREFORK_* variables as {setting: text}; an unknown PREFORK_* name is an error."""
     found: dict[str, str] = {}
@@ -569,7 +623,7 @@ def read_env(environ: Mapping[str, str]) -> dict[str, str]:
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in FIELDS:
-            raise ConfigError(name, value, f"unknown environment variable {key}")
+            raise ConfigError(name, value, unknown_text(name, f"environment variable {key}"))
         found[name] = value
     return found
 
@@ -578,12 +632,15 @@ def resolve(
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     path: str | os.PathLike[str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the Config: defaults < file < environment < command line."""
+    """Build the Config: defaults < file < environment < command line. `file_values`
+    stand for a file already read (a Python config file), `path` names it."""
     values: dict[str, Any] = {}
-    if path is not None:
-        for name, raw in read_file(path).items():
-            values[name] = coerce(name, raw, str(path))
+    if file_values is None and path is not None:
+        file_values = read_file(path)
+    for name, raw in (file_values or {}).items():
+        values[name] = coerce(name, raw, str(path))
     for name, raw in read_env(environ or {}).items():
         values[name] = coerce(name, raw, "environment " + env_name(name))
     for name, raw in (cli or {}).items():

@@ -100,11 +100,23 @@ class ServerContext:
     proxy_mode: str = "off"  # PROXY protocol: off, v1, v2 or auto
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
+    # Server hooks around each request (None when unset: one comparison per request).
+    pre_request: Callable[..., Any] | None = None
+    post_request: Callable[..., Any] | None = None
+    hook_worker: Any = None  # what those hooks get as `worker`
     stopping: bool = False  # set by the worker's main thread on a graceful stop
     timed: bool = False  # requests are timed (access log or metrics): set after init
 
     def __post_init__(self) -> None:
         self.timed = self.access_log is not None or self.metrics is not None
+
+
+def call_hook(fn: Callable[..., Any], name: str, *args: Any) -> None:
+    """A per-request server hook: what it raises is logged, never the client's problem."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("[%d] server hook %s raised; going on", os.getpid(), name)
 
 
 def _wait(fd: int, events: int, timeout_s: float) -> bool:
@@ -361,7 +373,10 @@ class Connection:
         started = time.monotonic() if timed else 0.0
         status = 0  # set when the server, not the app, chose the status
         mount = ctx.static.match(req.target) if ctx.static is not None else None
+        environ: dict[str, Any] | None = None
         try:
+            if ctx.pre_request is not None:
+                call_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
             if mount is not None:
                 self.serve_static(req, mount, exchange)
             else:
@@ -395,6 +410,9 @@ class Connection:
             ctx.end_request()
             if timed:
                 self.account(req, exchange, status, started)
+            if ctx.post_request is not None:
+                call_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ,
+                          exchange)
         if not exchange.keep_alive:
             return False
         if not req.body.complete:

@@ -28,6 +28,7 @@ import gc
 import json
 import logging
 import multiprocessing
+import multiprocessing.popen_fork
 import os
 import random
 import selectors
@@ -43,10 +44,11 @@ from typing import Any
 
 import psutil
 
-from prefork import __version__, admin, metrics, systemd
+from prefork import __version__, admin, metrics, process, systemd
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
+from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.sockets import BindError, Listener, bind_all, bind_tcp, set_defer_accept
 from prefork.worker import APP_LOAD_ERROR, set_title, worker_main
 from prefork.wsgi import WSGIApp
@@ -154,6 +156,7 @@ class Master:
     next_memory_check: float = 0.0
     upgrade: subprocess.Popen[bytes] | None = None
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
+    hooks: Hooks = field(default_factory=Hooks)
     notifier: systemd.Notifier = field(init=False)
     admin_sock: socket.socket | None = None
     admin_conns: dict[int, admin.AdminConn] = field(default_factory=dict)
@@ -190,6 +193,7 @@ class Master:
         set_defer_accept(self.listeners, self.config.defer_accept)
         for listener in self.listeners:
             log.info("listening at %s", listener.url())
+        process.drop_privileges(self.config)
         if "*" in self.config.forwarded_allow_ips:
             log.warning("forwarded_allow_ips = *: any client can set its own address and "
                         "scheme with X-Forwarded-* headers; list your proxies instead")
@@ -215,8 +219,13 @@ class Master:
             self._loop()
         finally:
             self._cleanup()
+            self.hooks.call("on_exit", self.view())
         log.info("master exiting with status %d", self.exit_code)
         return self.exit_code
+
+    def view(self) -> ServerView:
+        """What a server hook is given as `server`."""
+        return ServerView(os.getpid(), self.config, self.target)
 
     def _enqueue(self, signum: int, frame: object) -> None:
         # Runs between bytecodes of the main thread: only append; the loop does the work.
@@ -297,6 +306,8 @@ class Master:
             self._on_ready(worker)
         elif msg == b"serving":
             worker.serving = True
+        elif msg == b"reload" and self.config.reload:
+            self.handle_hup()  # --reload: a worker saw a file of the app change
         elif msg.startswith(b"retire "):
             self._retire(worker, msg[7:].decode("utf-8", "replace"), signal_it=False)
 
@@ -320,6 +331,7 @@ class Master:
             if len(current) >= self.target and all(h.ready for h in current):
                 self.announced_ready = True
                 self.notifier.ready(f"{len(current)} workers ready")
+                self.hooks.call("when_ready", self.view())
                 self._notify_upgraded_from()
 
     # -- workers ---------------------------------------------------------------------------
@@ -343,9 +355,11 @@ class Master:
         if self.admin_sock is not None:
             close_fds.append(self.admin_sock.fileno())
         close_fds += list(self.admin_conns)
+        self.hooks.call("pre_fork", self.view(), WorkerView(number, 0))
         process = self.ctx.Process(
             target=worker_main,
-            args=(number, self.config, self.listeners, child_end, close_fds, self.app),
+            args=(number, self.config, self.listeners, child_end, close_fds, self.app,
+                  self.hooks),
             name=f"prefork-worker-{number}",
         )
         # Signals are blocked across the fork: until the child has set its own handlers,
@@ -384,6 +398,7 @@ class Master:
                 self.gone_metrics = [metrics.merge_snapshots([*self.gone_metrics,
                                                               handle.metrics])]
             self._after_exit(handle, code)
+            self.hooks.call("child_exit", self.view(), WorkerView(handle.number, handle.pid))
 
     def _after_exit(self, handle: WorkerHandle, code: int | None) -> None:
         age = time.monotonic() - handle.started
@@ -616,6 +631,9 @@ class Master:
             log.warning("SIGHUP: bind changed; new addresses take effect on a restart or "
                         "SIGUSR2 upgrade")
             new = _replace(new, bind=self.config.bind)
+        self.hooks.call("on_reload", self.view())
+        if new.workers != self.target:
+            self.hooks.call("nworkers_changed", self.view(), new.workers, self.target)
         log.info("SIGHUP: reloading (%d new worker(s)%s)", new.workers,
                  "; the app is preloaded, so its code is not re-imported"
                  if self.app is not None else "")
@@ -710,12 +728,14 @@ class Master:
     def handle_ttin(self) -> None:
         self.target += 1
         log.info("SIGTTIN: workers %d -> %d", self.target - 1, self.target)
+        self.hooks.call("nworkers_changed", self.view(), self.target, self.target - 1)
 
     def handle_ttou(self) -> None:
         if self.target <= 1:
             return
         self.target -= 1
         log.info("SIGTTOU: workers %d -> %d", self.target + 1, self.target)
+        self.hooks.call("nworkers_changed", self.view(), self.target, self.target + 1)
         current = self._current()
         if len(current) > self.target:
             self._retire(max(current, key=lambda h: h.number), "SIGTTOU")
@@ -770,7 +790,7 @@ def _replace(config: Config, **changes: object) -> Config:
 
 
 def serve(config: Config, reload_config: Callable[[], Config] | None = None,
-          argv: list[str] | None = None) -> int:
+          argv: list[str] | None = None, hooks: Hooks | None = None) -> int:
     """Run a master until it stops; returns the process exit status."""
     try:
         logsetup.setup(config.loglevel, config.errorlog)
@@ -778,6 +798,23 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
         print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
               file=sys.stderr)
         return 2
+    process.prepare(config)  # chdir, env, umask: before anything is imported
+    hooks = hooks or Hooks()
+    try:
+        if config.hooks:
+            from prefork.hooks import from_module
+
+            hooks = Hooks({**hooks.fns, **from_module(config.hooks)})
+        hooks.call("on_starting", ServerView(os.getpid(), config, config.workers))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    except Exception:
+        log.exception("server hook on_starting raised; not starting")
+        return 2
+    if config.reload:
+        log.warning("reload is on: workers restart when the app's files change. This is a "
+                    "development feature; do not use it in production")
     app = None
     if config.preload_app:
         from prefork.loader import load_app
@@ -791,7 +828,10 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
             gc.collect()
             gc.freeze()  # keep the app's objects out of collections: pages stay shared
     try:
-        return Master(config, app, reload_config, argv or []).run()
+        return Master(config, app, reload_config, argv or [], hooks=hooks).run()
     except BindError as exc:
         log.error("%s", exc)
         return EXIT_BIND
+    except ConfigError as exc:  # user or group cannot be taken
+        log.error("%s", exc)
+        return 2

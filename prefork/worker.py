@@ -54,6 +54,7 @@ from prefork.connection import (
     ServerContext,
 )
 from prefork.errors import AppLoadError, ClientGone
+from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.metrics import WorkerMetrics
@@ -114,8 +115,11 @@ class Worker:
         listeners: list[Listener],
         channel: socket.socket,
         app: WSGIApp | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.number = number
+        self.hooks = hooks or Hooks()
+        self.view = WorkerView(number, os.getpid())
         self.config = config
         self.listeners = listeners
         self.channel = channel
@@ -178,12 +182,16 @@ class Worker:
         logsetup.set_role(f"worker {self.number}")
         set_title(f"prefork: worker {self.number}")
         self._install_signals()
+        self.hooks.call("post_fork", ServerView(self.master_pid, self.config,
+                                                self.config.workers), self.view)
         if self.app is None:
             try:
                 self.app = load_app(self.config.app, self.config.pythonpath)
             except AppLoadError as exc:
                 log.error("%s", exc)
                 return APP_LOAD_ERROR
+        self.hooks.call("post_worker_init", self.view)
+        self.watched = watched_files(self.config) if self.config.reload else {}
         self.ctx = self.context()
         multiprocess = self.config.workers > 1
         # Keyed by the listener itself, not its fd: a drain closes the socket (its fd
@@ -235,6 +243,9 @@ class Worker:
                         self.config.forwarded_trusted_hops),
             proxy_mode=self.config.proxy_protocol,
             proxy_trust=Trust(self.config.proxy_allow_ips, self.config.unix_socket_trusted),
+            pre_request=self.hooks.pre_request,
+            post_request=self.hooks.post_request,
+            hook_worker=self.view,
         )
 
     # -- the main thread -------------------------------------------------------------------
@@ -257,6 +268,7 @@ class Worker:
                     log.warning("master is gone; exiting")
                     return 0
             if self.stop_signal == "quick":
+                self.hooks.call("worker_int", self.view)
                 return 0
             if self.reopen_logs:
                 self.reopen_logs = False
@@ -277,6 +289,11 @@ class Worker:
                     log.warning("master is gone; exiting")
                     return 0
                 self._heartbeat()
+                if self.watched and not self.stopping:
+                    changed = changed_file(self.watched)
+                    if changed:
+                        log.info("reload: %s changed; restarting the workers", changed)
+                        self._tell_master(b"reload")
             if self.stopping:
                 stuck = sum(1 for ident in self.stuck if ident in self.inflight)
                 if len(conns) <= stuck and self.busy <= stuck:
@@ -461,6 +478,7 @@ class Worker:
             log.error("every thread (%d) has made no progress for over %.0f s (timeout); "
                       "retiring this worker. Their stacks:\n%s", len(stalled), timeout,
                       "\n".join(self._describe(ident) for ident in stalled))
+            self.hooks.call("worker_abort", self.view)
             self._tell_master(b"retire every thread stuck")
             self._begin_stop()
 
@@ -482,6 +500,7 @@ class Worker:
                   self._describe(ident))
         if self.ctx.metrics is not None and answered:
             self.ctx.metrics.reject(504)
+        self.hooks.call("worker_abort", self.view)
         if not self.stopping:
             self._tell_master(b"retire request_timeout")
             self._begin_stop()
@@ -598,6 +617,34 @@ class Worker:
             os.write(self.wake_w, b"!")
 
 
+def watched_files(config: Config) -> dict[str, float]:
+    """reload: the Python files of the modules loaded now (the app's and what it imports,
+    outside the standard library and site-packages) and reload_extra_files, with mtimes."""
+    import sysconfig
+
+    skip = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",
+                                                      "platlib")})
+    paths = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+    files = [p for p in paths if p and p.endswith(".py") and not p.startswith(skip)]
+    files += list(config.reload_extra_files)
+    out = {}
+    for path in files:
+        with contextlib.suppress(OSError):
+            out[path] = os.stat(path).st_mtime
+    return out
+
+
+def changed_file(watched: dict[str, float]) -> str | None:
+    """The first watched file whose mtime changed (or that vanished), if any."""
+    for path, mtime in watched.items():
+        try:
+            if os.stat(path).st_mtime != mtime:
+                return path
+        except OSError:
+            return path
+    return None
+
+
 def worker_main(
     number: int,
     config: Config,
@@ -605,6 +652,7 @@ def worker_main(
     channel: socket.socket,
     close_fds: list[int],
     app: WSGIApp | None,
+    hooks: Hooks | None = None,
 ) -> None:
     """Entry point in the forked child (multiprocessing target)."""
     # The master forked us with its signals blocked: give them a worker's meaning before
@@ -621,11 +669,16 @@ def worker_main(
         with contextlib.suppress(OSError):
             os.close(fd)
     code = 1
+    worker = None
     try:
-        code = Worker(number, config, listeners, channel, app).run()
+        worker = Worker(number, config, listeners, channel, app, hooks)
+        code = worker.run()
     except Exception:
         log.exception("worker crashed")
     finally:
+        if worker is not None:
+            worker.hooks.call("worker_exit", ServerView(worker.master_pid, config,
+                                                         config.workers), worker.view)
         sys.stdout.flush()
         sys.stderr.flush()
     sys.exit(code)

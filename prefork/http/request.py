@@ -166,3 +166,16 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"
+
+    # What server hooks written for gunicorn read of its request object.
+    @property
+    def uri(self) -> str:
+        return self.target.decode("latin-1")
+
+    @property
+    def path(self) -> str:
+        return self.uri.split("?", 1)[0]
+
+    @property
+    def query(self) -> str:
+        return self.uri.partition("?")[2]

@@ -92,7 +92,7 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 
 def test_cli_flags_are_generated_from_settings() -> None:
-    _args, cfg = parse(["myapp:application", "--bind", "127.0.0.1:1", "--bind", "[::1]:2",
+    _args, cfg, _hooks = parse(["myapp:application", "--bind", "127.0.0.1:1", "--bind", "[::1]:2",
                        "--graceful-timeout", "7", "--no-preload-app", "--workers", "4"],
                       environ={})
     assert cfg.app == "myapp:application"

@@ -1,0 +1,255 @@
+"""A gunicorn user's habits, through a real prefork-serve: their command line, their
+gunicorn.conf.py with server hooks, their access-log format, --check-config as a deploy
+gate, --reload, privileges, and typos."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.server import ROOT, Server, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+GUNICORN_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s'
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFORK_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "prefork", *args], capture_output=True,
+                          text=True, timeout=30, env=env, cwd=str(cwd),
+                          stdin=subprocess.DEVNULL)
+
+
+def test_a_gunicorn_command_line_starts_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    with Server("-b", "127.0.0.1:0", "-w", "2", "--threads", "3", "-t", "30",
+                "--graceful-timeout", "10", "--keep-alive", "5", "--log-level", "debug",
+                "--access-logfile", "-", "--access-logformat", GUNICORN_FORMAT,
+                "--max-requests", "1000", "--max-requests-jitter", "50", "--preload",
+                "--chdir", str(tmp_path / "proj"), "-e", "FROM_CLI=yes",
+                "--forwarded-allow-ips", "127.0.0.1", "--limit-request-line", "4094",
+                "--limit-request-fields", "50", "--limit-request-field-size", "4000",
+                "-p", str(tmp_path / "g.pid"), "-k", "gthread", "--app", "tests.apps.basic:app",
+                bind=None, workers=2) as srv:
+        status, _, _body = srv.get("/environ", headers={"User-Agent": "curl/8",
+                                                        "Referer": "http://r/"})
+        assert status == 200
+        assert int((tmp_path / "g.pid").read_text()) == srv.pid
+        line = wait_for(lambda: re.search(r'127\.0\.0\.1 - - \[[^]]+\] "GET /environ HTTP/1\.1" '
+                                          r'200 \d+ "http://r/" "curl/8" \d+\.\d{6}', srv.log()),
+                        timeout=5, what="a gunicorn-format access line")
+        assert line
+        assert "-k gthread: prefork's workers are processes" in srv.log()
+
+
+def test_env_and_chdir_reach_the_app(tmp_path: Path) -> None:
+    app_dir = tmp_path / "proj"
+    app_dir.mkdir()
+    (app_dir / "where.py").write_text(
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    body = (os.getcwd() + '|' + os.environ.get('GREETING', '-')).encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n")
+    with Server("where:application", "--chdir", str(app_dir), "-e", "GREETING=hi",
+                workers=1) as srv:
+        assert srv.get("/")[2] == f"{app_dir}|hi".encode()
+
+
+def test_gunicorn_conf_py_with_hooks(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"""
+import os
+MARKS = {str(marks)!r}
+
+def mark(text):
+    with open(MARKS, "a") as fh:
+        fh.write(text + "\\n")
+
+wsgi_app = "tests.apps.basic:app"
+workers = 2
+threads = 2
+accesslog = "-"
+access_log_format = {GUNICORN_FORMAT!r}
+worker_class = "gthread"
+keepalive = 3
+raw_env = ["HOOKED=1"]
+
+def on_starting(server):
+    mark("on_starting %d" % server.pid)
+
+def when_ready(server):
+    mark("when_ready")
+
+def pre_fork(server, worker):
+    mark("pre_fork %d" % worker.number)
+
+def post_fork(server, worker):
+    mark("post_fork %d" % worker.pid)
+
+def post_worker_init(worker):
+    mark("post_worker_init %d" % worker.pid)
+
+def pre_request(worker, req):
+    mark("pre_request %s %s" % (req.method, req.path))
+
+def post_request(worker, req, environ, resp):
+    mark("post_request %s %s" % (req.path, resp.status))
+
+def nworkers_changed(server, new_value, old_value):
+    mark("nworkers_changed %d %d" % (old_value, new_value))
+
+def on_reload(server):
+    mark("on_reload")
+
+def child_exit(server, worker):
+    mark("child_exit %d" % worker.pid)
+
+def worker_exit(server, worker):
+    mark("worker_exit %d" % worker.pid)
+
+def on_exit(server):
+    mark("on_exit")
+""")
+
+    def marked(prefix: str) -> list[str]:
+        lines = marks.read_text().splitlines() if marks.exists() else []
+        return [line for line in lines if line.startswith(prefix)]
+
+    with Server("-c", str(conf), bind="127.0.0.1:0", workers=2, threads=2) as srv:
+        assert srv.get("/hello?x=1")[0] == 200
+        wait_for(lambda: marked("post_request /hello 200 OK"), timeout=5, what="post_request")
+        assert marked("pre_request GET /hello")
+        assert marked("on_starting") and marked("when_ready")
+        assert len(marked("pre_fork")) == 2 and len(marked("post_fork")) == 2
+        assert len(marked("post_worker_init")) == 2
+        srv.signal(signal.SIGTTIN)
+        wait_for(lambda: marked("nworkers_changed 2 3"), timeout=5, what="nworkers_changed")
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: marked("on_reload"), timeout=5, what="on_reload")
+        wait_for(lambda: marked("child_exit"), timeout=20, what="old workers' child_exit")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        assert marked("worker_exit") and marked("on_exit")
+        assert re.search(r'"GET /hello\?x=1 HTTP/1\.1" 200 ', srv.log()), "gunicorn log format"
+
+
+def test_a_hook_that_raises_is_logged_and_the_server_goes_on(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.py"
+    conf.write_text("def pre_request(worker, req):\n    raise RuntimeError('hook boom')\n"
+                    "def post_fork(server, worker):\n    raise RuntimeError('fork boom')\n")
+    with Server("tests.apps.basic:app", "-c", str(conf), workers=1) as srv:
+        assert srv.get("/hello")[0] == 200
+        log = wait_for(lambda: "server hook pre_request raised" in srv.log() and srv.log(),
+                       timeout=5, what="the hook's error in the log")
+        assert "hook boom" in log and "server hook post_fork raised" in log
+
+
+def test_on_starting_that_raises_aborts_start_up(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.py"
+    conf.write_text("def on_starting(server):\n    raise RuntimeError('not today')\n")
+    result = run_cli("tests.apps.basic:app", "-c", str(conf), "-b", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "on_starting raised" in result.stderr and "not today" in result.stderr
+
+
+def test_hooks_module_setting(tmp_path: Path) -> None:
+    (tmp_path / "myhooks.py").write_text(
+        "import os\n"
+        "def post_worker_init(worker):\n"
+        "    open(os.environ['HOOK_MARK'], 'w').write(str(worker.pid))\n")
+    mark = tmp_path / "mark"
+    with Server("tests.apps.basic:app", "--hooks", "myhooks", "--pythonpath", str(tmp_path),
+                workers=1, env={"HOOK_MARK": str(mark)}) as srv:
+        wait_for(mark.exists, timeout=5, what="the hooks module's post_worker_init")
+        assert int(mark.read_text()) in srv.worker_pids()
+
+
+def test_check_config_imports_the_app() -> None:
+    bad = run_cli("--check-config", "nosuchmod:app")
+    assert bad.returncode == 1, bad
+    assert "cannot import module 'nosuchmod'" in bad.stderr
+    good = run_cli("--check-config", "tests.apps.basic:app")
+    assert good.returncode == 0, good.stderr
+    assert 'app = "tests.apps.basic:app"' in good.stdout
+    printed = run_cli("--print-config", "nosuchmod:app")  # prints only; imports nothing
+    assert printed.returncode == 0 and 'access_log = ""' in printed.stdout
+
+
+@pytest.mark.parametrize(("flag", "advice"), [
+    (["-k", "gevent"], "one worker type"),
+    (["--worker-class=eventlet"], "one worker type"),
+    (["--certfile", "c.pem"], "TLS at the reverse proxy"),
+    (["-D"], "systemd"),
+    (["--statsd-host", "x:1"], "/metrics"),
+])
+def test_gunicorn_flags_prefork_lacks_are_refused_with_advice(flag: list[str],
+                                                              advice: str) -> None:
+    result = run_cli(*flag, "tests.apps.basic:app", "--check-config")
+    assert result.returncode == 2, result
+    assert "is not supported" in result.stderr and advice in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("toml", "hint"), [
+    ("worker = 3", "did you mean 'workers'?"),
+    ('accesslog = "-"', "gunicorn calls it 'accesslog'; prefork calls it 'access_log'"),
+    ('certfile = "c.pem"', "TLS at the reverse proxy"),
+    ("gracefull_timeout = 3", "did you mean 'graceful_timeout'?"),
+])
+def test_typos_get_a_suggestion(tmp_path: Path, toml: str, hint: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml + "\n")
+    result = run_cli("-c", str(cfg), "--print-config")
+    assert result.returncode == 2
+    assert hint in result.stderr
+    assert "known settings" not in result.stderr and len(result.stderr) < 400
+
+
+def test_reload_restarts_workers_when_the_app_changes(tmp_path: Path) -> None:
+    app = tmp_path / "reloadme.py"
+    app.write_text("def application(e, sr):\n    sr('200 OK', [('Content-Length', '2')])\n"
+                   "    return [b'v1']\n")
+    with Server("reloadme:application", "--reload", "--pythonpath", str(tmp_path),
+                workers=1) as srv:
+        assert srv.get("/")[2] == b"v1"
+        assert "development feature" in srv.log()
+        time.sleep(0.01)  # a distinct mtime on coarse-grained file systems
+        app.write_text("def application(e, sr):\n    sr('200 OK', [('Content-Length', '2')])\n"
+                       "    return [b'v2']\n")
+        wait_for(lambda: srv.get("/")[2] == b"v2", timeout=15, interval=0.2,
+                 what="the new code to be served")
+        assert "reload: " in srv.log() and "reloadme.py changed" in srv.log()
+
+
+def others_can_read(path: Path) -> bool:
+    """Can a user other than the owner reach and read `path` (the app's code)?"""
+    import stat
+
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents) and \
+        bool(path.stat().st_mode & stat.S_IROTH)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_and_group_are_dropped_after_bind() -> None:
+    if not others_can_read(ROOT / "tests" / "apps" / "basic.py"):
+        pytest.skip(f"user nobody cannot read the checkout at {ROOT}")
+    nobody = pwd.getpwnam("nobody")
+    with Server("tests.apps.basic:app", "--user", "nobody", "--group", str(nobody.pw_gid),
+                "--umask", "027", workers=1) as srv:
+        assert srv.get("/hello")[0] == 200
+        import psutil
+
+        for pid in (srv.pid, *srv.worker_pids()):
+            uids = psutil.Process(pid).uids()
+            assert uids.real == uids.effective == nobody.pw_uid
