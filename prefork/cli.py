@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prefork-serve",
         description="Serve a WSGI app with a prefork master, worker processes and thread pools.",
         epilog="Every setting can also be given in the config file and as PREFORK_<NAME> in "
-        "the environment. Precedence: command line > environment > file > defaults.",
+        "the environment. Precedence: command line > environment > file > defaults. "
+        "`prefork-serve status [-c FILE | --admin-bind HOST:PORT]` prints the running "
+        "server's worker table.",
     )
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="TOML config file, or a gunicorn-style Python config file "
@@ -133,7 +135,11 @@ def status(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["status"]:
-        return status(args_list[1:])
+        try:
+            return status(args_list[1:])
+        except BrokenPipeError:  # `prefork-serve status | head -1`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     try:
         args, cfg, hooks = parse(argv)
     except ConfigError as exc:

@@ -221,6 +221,7 @@ class Config:
     )
     reload_extra_files: tuple[str, ...] = setting(
         (), "With reload: more files to watch (templates, config files).", section="app",
+        aliases=("--reload-extra-file",),
     )
     hooks: str = setting(
         "", "A module whose functions named like gunicorn's server hooks (on_starting, "
@@ -283,7 +284,7 @@ class Config:
     proxy_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"), "Peers allowed to send a PROXY header (addresses, CIDR "
         "ranges or *); with proxy_protocol on, any other peer is disconnected.",
-        section="listen", check=check_allow_ips,
+        section="listen", check=check_allow_ips, aliases=("--proxy-allow-from",),
     )
     # [workers]
     workers: int = setting(
@@ -375,6 +376,7 @@ class Config:
     limit_request_field_size: int = setting(
         8190, "Longest header field (name and value) in bytes; longer gets 431.",
         section="http", unit="bytes", min=64, max=1 << 20,
+        aliases=("--limit-request-field_size",),
     )
     limit_request_body: int = setting(
         100 * 1024 * 1024,
@@ -399,7 +401,7 @@ class Config:
     )
     umask: str = setting(
         "", "File mode creation mask, in octal (for example 027); empty: inherited.",
-        section="process",
+        section="process", aliases=("-m",),
         check=lambda v: None if v == "" or re.fullmatch(r"0?o?[0-7]{1,4}", v)
         else "an octal mask such as 022 or 0o027, or empty",
     )
@@ -555,7 +557,8 @@ def coerce(name: str, raw: Any, source: str) -> Any:
         else:
             raise bad()
     else:  # str
-        if raw is False and meta["false_is_empty"]:
+        if meta["false_is_empty"] and (raw is False or (
+                from_text and raw.strip().lower() in ("false", "off", "none"))):
             raw = ""
         if not isinstance(raw, str):
             raise bad()
@@ -659,6 +662,8 @@ def describe(config: Config) -> str:
 def format_value(name: str, value: Any) -> str:
     if value is None:
         return '""  # unset'
+    if value == "" and FIELDS[name].metadata["false_is_empty"]:
+        return "false"
     if FIELDS[name].metadata["octal"]:
         return f"0o{value:o}"
     if isinstance(value, bool):

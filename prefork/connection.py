@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from prefork.accesslog import AccessLog, Entry
+from prefork.accesslog import AccessLog, Entry, escape
 from prefork.config import StaticMount
 from prefork.errors import (
     BadRequest,
@@ -43,7 +43,7 @@ from prefork.errors import (
 from prefork.http import proxyproto
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
-from prefork.http.response import CONTINUE, error_response
+from prefork.http.response import CONTINUE, error_body, error_response
 from prefork.metrics import WorkerMetrics
 from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
@@ -390,19 +390,21 @@ class Connection:
             status = exchange.code or 499  # nginx's "client closed request"
             return False
         except HTTPError as exc:  # raised by the body reader: the client's fault
-            log.info("request %s %r refused: %s %s", req.method, req.target, exc.status,
+            log.info("request %s %s refused: %s %s", req.method, escape(req.uri), exc.status,
                      exc.detail)
             if not exchange.head_sent:
                 self.send_quietly(error_response(exc))
                 status = exc.status
+                exchange.sent = len(error_body(exc))
             if ctx.metrics is not None:
                 ctx.metrics.reject(exc.status)
             return False
         except Exception:
-            log.exception("error in app handling %s %r", req.method, req.target)
+            log.exception("error in app handling %s %s", req.method, escape(req.uri))
             if not exchange.head_sent:
                 self.send_quietly(error_response(InternalServerError()))
                 status = 500
+                exchange.sent = len(error_body(InternalServerError()))
             return False
         finally:
             body.fill = None

@@ -88,6 +88,7 @@ class WorkerHandle:
     inflight: int = 0
     metrics: dict[str, Any] | None = None  # the counters of its last heartbeat
     over_memory: int = 0
+    killed: bool = False  # sent SIGKILL for overstaying: said once in the log
 
 
 @dataclass(slots=True)
@@ -466,9 +467,10 @@ class Master:
                 # A retiree gets graceful_timeout; on a stop, the stop's deadline.
                 overdue = (now >= self.stop_deadline if self.stopping else
                            now - handle.retiring_since > self.config.graceful_timeout)
-                if overdue and handle.process.is_alive():
+                if overdue and not handle.killed and handle.process.is_alive():
                     log.warning("worker %d (pid %d) did not finish in time; killing it",
                                 handle.number, handle.pid)
+                    handle.killed = True
                     self._kill(handle, signal.SIGKILL)
                 continue
             limit = self.config.timeout if handle.ready else max(self.config.timeout,

@@ -75,6 +75,7 @@ class Soak:
         self.stop = threading.Event()
         self.pidfile = Path(self._tmpdir()) / "soak.pid"
         self.target = 2
+        self.hangs: list[threading.Thread] = []  # hung requests still waiting for their 504
 
     def _tmpdir(self) -> str:
         import tempfile
@@ -214,7 +215,9 @@ class Soak:
                 if workers <= leaked:
                     break
         elif action == "hang":
-            threading.Thread(target=self.hang, daemon=True).start()
+            t = threading.Thread(target=self.hang, daemon=True)
+            t.start()
+            self.hangs.append(t)
 
     def hang(self) -> None:
         """A request that hangs in the app: request_timeout must answer it with 504."""
@@ -250,7 +253,7 @@ class Soak:
                 t.start()
             self.stop.wait(self.seconds)
             self.stop.set()
-            for t in threads:
+            for t in threads + self.hangs:  # a late hang gets its request_timeout too
                 t.join(60)
             self.log = srv.log()
         return self.report

@@ -115,9 +115,15 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+def error_body(err: HTTPError) -> bytes:
+    """The plain-text page of an error response: the status, and the detail if it adds one."""
+    text = f"{err.status} {err.reason}" + (f": {err.detail}" if err.detail != err.reason else "")
+    return (text + "\n").encode("latin-1", "replace")
+
+
 def error_response(err: HTTPError, *, keep_alive: bool = False) -> bytes:
     """A complete plain-text response for a request we refuse, closing unless told not to."""
-    body = f"{err.status} {err.reason}: {err.detail}\n".encode("latin-1", "replace")
+    body = error_body(err)
     return b"".join((
         b"HTTP/1.1 %d %s\r\n" % (err.status, err.reason.encode("latin-1")),
         b"Server: " + SERVER + b"\r\n",

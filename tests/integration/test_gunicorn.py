@@ -183,7 +183,7 @@ def test_check_config_imports_the_app() -> None:
     assert good.returncode == 0, good.stderr
     assert 'app = "tests.apps.basic:app"' in good.stdout
     printed = run_cli("--print-config", "nosuchmod:app")  # prints only; imports nothing
-    assert printed.returncode == 0 and 'access_log = ""' in printed.stdout
+    assert printed.returncode == 0 and "access_log = false" in printed.stdout
 
 
 @pytest.mark.parametrize(("flag", "advice"), [
@@ -253,3 +253,35 @@ def test_user_and_group_are_dropped_after_bind() -> None:
         for pid in (srv.pid, *srv.worker_pids()):
             uids = psutil.Process(pid).uids()
             assert uids.real == uids.effective == nobody.pw_uid
+
+
+def test_small_things_a_switcher_notices(tmp_path: Path) -> None:
+    with Server("tests.apps.basic:app", "--access-logfile", "-", "--access-logformat",
+                "%(r)s %(s)s %(b)s", "--admin-bind", "127.0.0.1:0", workers=1) as srv:
+        status, _, body = srv.get("/raise")
+        assert status == 500 and body == b"500 Internal Server Error\n"
+        log = wait_for(lambda: "GET /raise HTTP/1.1 500" in srv.log() and srv.log(),
+                       timeout=5, what="the access line")
+        assert f"GET /raise HTTP/1.1 500 {len(body)}" in log, "%b counts the error page"
+        assert "error in app handling GET /raise" in log, "the path is text, not bytes"
+        admin = re.search(r"admin listener at http://(\S+) ", log)
+        assert admin
+        piped = subprocess.run(
+            f"{sys.executable} -m prefork status --admin-bind {admin.group(1)} | head -1",
+            shell=True, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT))
+        assert piped.stdout.startswith("prefork ") and "Traceback" not in piped.stderr
+    printed = run_cli("--print-config", "--access-logfile", "false")
+    assert "access_log = false" in printed.stdout
+    assert "prefork-serve status" in run_cli("--help").stdout
+
+
+def test_a_worker_killed_after_graceful_timeout_is_reported_once(tmp_path: Path) -> None:
+    with Server("tests.apps.faults:app", "--graceful-timeout", "1", workers=1) as srv:
+        sock = __import__("socket").create_connection((srv.host, srv.port), timeout=10)
+        sock.sendall(b"GET /hang?mark=%s/h HTTP/1.1\r\nHost: x\r\n\r\n" % str(tmp_path).encode())
+        wait_for(lambda: (tmp_path / "h").exists(), timeout=5, what="the hang to run")
+        srv.signal(signal.SIGTERM)
+        srv.wait_exit(15)
+        sock.close()
+        assert srv.log().count("did not finish in time; killing it") == 1
