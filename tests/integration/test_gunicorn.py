@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -224,9 +223,10 @@ def test_reload_restarts_workers_when_the_app_changes(tmp_path: Path) -> None:
                 workers=1) as srv:
         assert srv.get("/")[2] == b"v1"
         assert "development feature" in srv.log()
-        time.sleep(0.01)  # a distinct mtime on coarse-grained file systems
+        before = app.stat().st_mtime
         app.write_text("def application(e, sr):\n    sr('200 OK', [('Content-Length', '2')])\n"
                        "    return [b'v2']\n")
+        os.utime(app, (before + 2, before + 2))  # a distinct mtime on coarse file systems
         wait_for(lambda: srv.get("/")[2] == b"v2", timeout=15, interval=0.2,
                  what="the new code to be served")
         assert "reload: " in srv.log() and "reloadme.py changed" in srv.log()
