@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         flags = [*meta["aliases"], config.flag_name(field.name)]
         if meta["positional"]:
             continue
-        tp = config.type_text(field.name)
-        if tp == "true or false":
+        kind = config.flag_kind(field.name)  # from the declared type, not the help text
+        if kind == "switch":
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
-        elif tp == "a list of strings":
+        elif kind == "repeated":
             parser.add_argument(*flags, action="append", metavar="VALUE", **kwargs)
         elif meta["const"] is not None:
             parser.add_argument(*flags, nargs="?", const=meta["const"],

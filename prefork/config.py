@@ -459,6 +459,20 @@ def iter_settings() -> Iterator[dataclasses.Field[Any]]:
     return iter(dataclasses.fields(Config))
 
 
+FlagKind = typing.Literal["switch", "repeated", "value"]
+
+
+def flag_kind(name: str) -> FlagKind:
+    """How a setting's command-line flag takes its value, from its declared type: a
+    switch (--x / --no-x), a repeatable flag (lists), or one value."""
+    tp = _TYPES[name]
+    if tp is bool:
+        return "switch"
+    if tp == tuple[str, ...] or name == "static":
+        return "repeated"
+    return "value"
+
+
 def type_text(name: str) -> str:
     """Human description of a setting's type, used in errors and docs."""
     meta = FIELDS[name].metadata

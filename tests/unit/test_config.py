@@ -143,3 +143,12 @@ def test_help_lists_every_setting() -> None:
     for field in config.iter_settings():
         if not field.metadata["positional"]:
             assert config.flag_name(field.name) in proc.stdout, field.name
+
+
+def test_flag_kinds_come_from_declared_types_not_help_text() -> None:
+    from prefork.config import flag_kind
+
+    assert flag_kind("preload_app") == "switch"
+    assert flag_kind("bind") == "repeated" and flag_kind("static") == "repeated"
+    assert flag_kind("env") == "repeated"
+    assert flag_kind("workers") == "value" and flag_kind("proxy_protocol") == "value"
