@@ -40,6 +40,7 @@ from prefork.errors import (
     InternalServerError,
     RequestTimeout,
 )
+from prefork.hooks import run_hook
 from prefork.http import proxyproto
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
@@ -109,14 +110,6 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.timed = self.access_log is not None or self.metrics is not None
-
-
-def call_hook(fn: Callable[..., Any], name: str, *args: Any) -> None:
-    """A per-request server hook: what it raises is logged, never the client's problem."""
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("[%d] server hook %s raised; going on", os.getpid(), name)
 
 
 def _wait(fd: int, events: int, timeout_s: float) -> bool:
@@ -376,7 +369,7 @@ class Connection:
         environ: dict[str, Any] | None = None
         try:
             if ctx.pre_request is not None:
-                call_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
+                run_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
             if mount is not None:
                 self.serve_static(req, mount, exchange)
             else:
@@ -413,8 +406,8 @@ class Connection:
             if timed:
                 self.account(req, exchange, status, started)
             if ctx.post_request is not None:
-                call_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ,
-                          exchange)
+                run_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ,
+                         exchange)
         if not exchange.keep_alive:
             return False
         if not req.body.complete:

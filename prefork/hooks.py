@@ -60,16 +60,24 @@ class Hooks:
         return bool(self.fns)
 
     def call(self, name: str, *args: Any) -> None:
-        """Run hook `name` if set; log (with the pid) and swallow what it raises."""
+        """Run hook `name` if set; what it raises is logged and swallowed, except from
+        on_starting, which aborts start-up."""
         fn = self.fns.get(name)
         if fn is None:
             return
-        try:
+        if name == "on_starting":
             fn(*args)
-        except Exception:
-            if name == "on_starting":
-                raise
-            log.exception("[%d] server hook %s raised; going on", os.getpid(), name)
+        else:
+            run_hook(fn, name, *args)
+
+
+def run_hook(fn: Hook, name: str, *args: Any) -> None:
+    """Call a hook; log (with the pid) and swallow what it raises. Pool threads call the
+    per-request hooks through this directly (no lookup by name per request)."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("[%d] server hook %s raised; going on", os.getpid(), name)
 
 
 def from_module(spec: str) -> dict[str, Hook]:

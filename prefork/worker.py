@@ -487,7 +487,7 @@ class Worker:
         run = self.inflight.get(ident)
         frame = sys._current_frames().get(ident)
         stack = "".join(traceback.format_stack(frame)) if frame else "  (thread gone)\n"
-        what = f"{run[2].method} {run[2].target.decode('latin-1')}" if run else "(done)"
+        what = f"{run[2].method} {run[2].uri}" if run else "(done)"
         return f"request {what}, thread {ident}:\n{stack.rstrip()}"
 
     def _give_up(self, ident: int, run: Running, age: float) -> None:

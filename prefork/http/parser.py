@@ -214,9 +214,11 @@ class RequestParser:
             # follows is not ours to parse. The request itself says keep_alive = False.
             self.stopped = True
             return
-        except httptools.HttpParserInvalidMethodError as exc:
+        except httptools.HttpParserInvalidMethodError:
+            # Refused when llhttp knows no method of these first letters; whether that is
+            # 501 or 400 depends on where the method ends: read on until that shows.
             if req is None and self._req is not None and not self.ready:
-                self._lead = bytes(data[:_LEAD_BYTES])  # the request began in this piece
+                self._lead = b""  # the request began in this piece: `data` holds it
             elif not self._lead:
                 # A pipelined request after one completed in this same piece: its first
                 # bytes follow the end of the last head here (if that request had no
@@ -224,9 +226,8 @@ class RequestParser:
                 tail = bytes(data).rsplit(b"\r\n\r\n", 1)[-1][:_LEAD_BYTES]
                 self._fail(method_error(tail) or BadRequest("malformed request line"))
                 return
-            else:
-                self._lead += data[:_LEAD_BYTES]
-            self._fail(exc)
+            self._sniffing = True
+            self._sniff_method(bytes(data))
             return
         except httptools.HttpParserError as exc:
             self._fail(exc)
@@ -257,11 +258,6 @@ class RequestParser:
             err: HTTPError = cause
         elif isinstance(exc, HTTPError):
             err = exc
-        elif isinstance(exc, httptools.HttpParserInvalidMethodError):
-            self.stopped = False
-            self._sniffing = True
-            self._sniff_method(b"")
-            return
         elif self._req is None and self.ready and not self.ready[-1].keep_alive:
             # llhttp refuses bytes after a `Connection: close` request: that request is
             # answered and the connection closed, so the extra bytes are simply dropped.
@@ -276,8 +272,7 @@ class RequestParser:
 
     def _sniff_method(self, data: bytes) -> None:
         """llhttp refused the method; read on until its end shows, then refuse it."""
-        if data:
-            self._lead += data[:_LEAD_BYTES]
+        self._lead += data[:_LEAD_BYTES]
         err = method_error(self._lead)
         if err is not None:
             self._sniffing = False
@@ -347,7 +342,7 @@ class RequestParser:
         version = parser.get_http_version()
         if version == "1.1" or version == "1.0":
             req.version = version
-        elif version[0] == "1" and version != "1.0":
+        elif version[0] == "1":
             # RFC 9110 §6.2: a higher minor version of HTTP/1 is served as the highest
             # minor version we support.
             req.version = "1.1"
