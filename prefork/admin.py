@@ -8,21 +8,29 @@ Figures come from the workers' once-a-second heartbeats (their counters, see met
 plus what the master sees itself (worker processes through psutil, restarts by cause, the
 listen backlog through TCP_INFO).
 
+`AdminServer` owns the listener, its connections and the once-a-second samples of the
+status page's chart; the master registers it in its selector and hands it its events.
 Touched only by the master's main thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import selectors
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, TypedDict
 
 from prefork import __version__
-from prefork.metrics import BUCKETS
+from prefork.metrics import BUCKETS, Totals
+from prefork.sockets import bind_tcp
+
+log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 8192
 DEADLINE_S = 5.0
@@ -91,12 +99,153 @@ refresh(); setInterval(refresh, 1000);
 """
 
 
+WorkerStateName = Literal["booting", "ready", "retiring"]
+
+
+class WorkerState(TypedDict):
+    """One worker as the status page and /metrics show it."""
+
+    number: int
+    pid: int
+    state: WorkerStateName
+    age_s: float
+    requests: int
+    busy_threads: int
+    in_flight: int
+    connections: int
+    rss: int
+    cpu: float
+    generation: int
+    last_restart_cause: str
+
+
+class ServerState(TypedDict):
+    """The master's view of the server (Master.admin_state), what every endpoint reports."""
+
+    pid: int
+    version: str
+    target: int
+    threads: int
+    workers: list[WorkerState]
+    worker_states: dict[str, int]
+    ready_workers: int
+    draining: bool
+    totals: Totals
+    in_flight: int
+    connections: int
+    restarts: dict[str, int]
+    history: list[tuple[float, float, float]]
+    backlog: list[tuple[str, int]]
+
+
 @dataclass(slots=True)
 class AdminConn:
     sock: socket.socket
     deadline: float
     inbuf: bytearray = field(default_factory=bytearray)
     out: bytes = b""
+
+
+class AdminServer:
+    """The admin listener and its connections, in the master's selector: non-blocking,
+    one GET each, closed at DEADLINE_S. `state` is called for each request."""
+
+    def __init__(self, address: str, sel: selectors.BaseSelector,
+                 state: Callable[[], ServerState]) -> None:
+        self.sock = bind_tcp(address, 64)
+        self.sock.setblocking(False)
+        self.sel = sel
+        self.state = state
+        self.conns: dict[int, AdminConn] = {}
+        # One sample a second for the status page: (time, requests total, duration sum).
+        self.samples: list[tuple[float, int, float]] = []
+        self.next_sample = 0.0
+        sel.register(self.sock, selectors.EVENT_READ, self)
+        host, port = self.sock.getsockname()[:2]
+        log.info("admin listener at http://%s:%d (/metrics /healthz /readyz /status)",
+                 f"[{host}]" if ":" in host else host, port)
+
+    def fds(self) -> list[int]:
+        """What a forked worker must close."""
+        return [self.sock.fileno(), *self.conns]
+
+    def on_event(self, data: AdminServer | AdminConn, mask: int) -> None:
+        if data is self:
+            self._accept()
+        elif isinstance(data, AdminConn):
+            self._io(data, mask)
+
+    def _accept(self) -> None:
+        for _ in range(16):
+            try:
+                sock, _ = self.sock.accept()
+            except OSError:
+                return
+            sock.setblocking(False)
+            conn = AdminConn(sock, time.monotonic() + DEADLINE_S)
+            self.conns[sock.fileno()] = conn
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _io(self, conn: AdminConn, mask: int) -> None:
+        try:
+            if mask & selectors.EVENT_READ and not conn.out:
+                data = conn.sock.recv(4096)
+                if not data:
+                    self._close(conn)
+                    return
+                conn.inbuf += data
+                end = conn.inbuf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(conn.inbuf) > HEAD_LIMIT:
+                        self._close(conn)
+                    return
+                method, path, headers = parse_request(bytes(conn.inbuf[:end]))
+                conn.out = handle(method, path, headers, self.state)
+                if method == "HEAD":
+                    conn.out = conn.out.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            sent = conn.sock.send(conn.out)
+            conn.out = conn.out[sent:]
+            if conn.out:
+                self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            else:
+                self._close(conn)
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(conn)
+
+    def _close(self, conn: AdminConn) -> None:
+        self.conns.pop(conn.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        conn.sock.close()
+
+    def tick(self, now: float, totals: Callable[[], Totals]) -> None:
+        """Once per master loop: close connections past their deadline; once a second,
+        record the request count and time for the status page's chart."""
+        for conn in [c for c in self.conns.values() if c.deadline < now]:
+            self._close(conn)
+        if now >= self.next_sample:
+            self.next_sample = now + 1.0
+            total = totals()
+            self.samples.append((time.time(), total["count"], total["sum"]))
+            del self.samples[: -HISTORY_S - 1]
+
+    def history(self) -> list[tuple[float, float, float]]:
+        """(time, requests/s, mean latency ms) per second, from consecutive samples."""
+        out = []
+        for (t0, n0, s0), (t1, n1, s1) in zip(self.samples, self.samples[1:], strict=False):
+            n = max(0, n1 - n0)
+            out.append((round(t1, 1), n / max(t1 - t0, 1e-6),
+                        (s1 - s0) / n * 1000 if n else 0.0))
+        return out
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(self.sock)
+        self.sock.close()
 
 
 def response(status: str, body: bytes, ctype: str) -> bytes:
@@ -129,11 +278,11 @@ def backlog(sock: socket.socket) -> tuple[int, int] | None:
     return waiting, size
 
 
-def prometheus(state: dict[str, Any]) -> bytes:
+def prometheus(state: ServerState) -> bytes:
     """Render the master's view (see Master.admin_state) in Prometheus text format."""
     out: list[str] = []
 
-    def metric(name: str, kind: str, doc: str, samples: list[tuple[str, float]]) -> None:
+    def metric(name: str, kind: str, doc: str, samples: Sequence[tuple[str, float]]) -> None:
         out.append(f"# HELP prefork_{name} {doc}")
         out.append(f"# TYPE prefork_{name} {kind}")
         for labels, value in samples:
@@ -184,7 +333,7 @@ def prometheus(state: dict[str, Any]) -> bytes:
 
 
 def handle(method: str, path: str, headers: dict[str, str],
-           state: Callable[[], dict[str, Any]]) -> bytes:
+           state: Callable[[], ServerState]) -> bytes:
     if method not in ("GET", "HEAD"):
         return response("405 Method Not Allowed", b"GET only\n", "text/plain")
     if path == "/healthz":
@@ -206,9 +355,9 @@ def handle(method: str, path: str, headers: dict[str, str],
         return response("200 OK", PAGE.encode(), "text/html; charset=utf-8")
     if path == "/status":
         s = state()
-        body = {k: s[k] for k in ("pid", "version", "target", "threads", "draining",
-                                  "workers", "restarts", "in_flight", "connections",
-                                  "history")}
+        body: dict[str, object] = {k: s[k] for k in (
+            "pid", "version", "target", "threads", "draining", "workers", "restarts",
+            "in_flight", "connections", "history")}
         body["requests_total"] = s["totals"]["count"]
         body["time"] = time.time()
         return response("200 OK", json.dumps(body, indent=1).encode(), "application/json")

@@ -19,8 +19,7 @@ from typing import Any
 from prefork import __version__, config, gunicorn
 from prefork.errors import AppLoadError, ConfigError
 from prefork.hooks import Hooks
-
-EXIT_USAGE = 2
+from prefork.messages import ExitStatus
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,11 +103,11 @@ def status(argv: Sequence[str]) -> int:
         _, cfg, _hooks = parse(list(argv))
     except ConfigError as exc:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     if not cfg.admin_bind:
         print("prefork-serve status: no admin listener configured (set admin_bind, or pass "
               "--admin-bind HOST:PORT)", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     host, _, port = cfg.admin_bind.rpartition(":")
     try:
         conn = http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=5)
@@ -116,7 +115,7 @@ def status(argv: Sequence[str]) -> int:
         info = json.loads(conn.getresponse().read())
     except (OSError, ValueError) as exc:
         print(f"prefork-serve status: cannot reach {cfg.admin_bind}: {exc}", file=sys.stderr)
-        return 1
+        return ExitStatus.ERROR
     print(f"prefork {info['version']}, master pid {info['pid']}: {info['target']} worker(s) x "
           f"{info['threads']} thread(s); {info['requests_total']} requests; "
           f"{info['in_flight']} in flight, {info['connections']} connections"
@@ -129,7 +128,7 @@ def status(argv: Sequence[str]) -> int:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
-    return 0
+    return ExitStatus.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,20 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status(args_list[1:])
         except BrokenPipeError:  # `prefork-serve status | head -1`: the reader left
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+            return ExitStatus.OK
     try:
         args, cfg, hooks = parse(argv)
     except ConfigError as exc:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     if args.print_example_config:
         sys.stdout.write(config.example_toml())
-        return 0
+        return ExitStatus.OK
     if args.print_config or args.check_config:
         print(config.describe(cfg))
         if args.check_config:
             return check_app(cfg)
-        return 0
+        return ExitStatus.OK
     from prefork.master import serve
 
     argv_list = list(sys.argv if argv is None else ["prefork-serve", *argv])
@@ -174,6 +173,6 @@ def check_app(cfg: config.Config) -> int:
         load_app(cfg.app, cfg.pythonpath)
     except (AppLoadError, ConfigError) as exc:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
-        return 1
+        return ExitStatus.ERROR
     print(f"# app {cfg.app or 'prefork.demo:app (built-in demo)'} imported", file=sys.stderr)
-    return 0
+    return ExitStatus.OK

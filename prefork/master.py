@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import multiprocessing
 import multiprocessing.popen_fork
@@ -34,30 +33,26 @@ import random
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 import psutil
 
-from prefork import __version__, admin, metrics, process, systemd
+from prefork import __version__, admin, messages, metrics, process, systemd, upgrade
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
 from prefork.hooks import Hooks, ServerView, WorkerView
-from prefork.sockets import BindError, Listener, bind_all, bind_tcp, set_defer_accept
-from prefork.worker import APP_LOAD_ERROR, set_title, worker_main
+from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving
+from prefork.sockets import BindError, Listener, bind_all, set_defer_accept
+from prefork.worker import set_title, worker_main
 from prefork.wsgi import WSGIApp
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_APP_LOAD = APP_LOAD_ERROR
-EXIT_BIND = 3
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 YOUNG_S = 5.0  # a ready worker that never served and dies younger counts towards back-off
@@ -65,8 +60,8 @@ CRASH_REPORT_S = 10.0  # crashes after serving: at most one log line per this pe
 BOOT_TIMEOUT_S = 30.0  # a worker gets at least this long to import the app
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 SIGNAL_NAMES = {getattr(signal, "SIG" + name): name for name in SIGNALS}
-INHERIT_ENV = "PREFORK_INHERIT_FDS"
-UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
+
+NO_BEAT = Heartbeat(0, 0, 0, 0)
 
 
 @dataclass(slots=True, eq=False)
@@ -82,11 +77,7 @@ class WorkerHandle:
     ready: bool = False
     serving: bool = False  # it has begun serving requests: its death is no boot loop
     retiring_since: float | None = None
-    busy: int = 0
-    served: int = 0
-    conns: int = 0
-    inflight: int = 0
-    metrics: dict[str, Any] | None = None  # the counters of its last heartbeat
+    beat: Heartbeat = NO_BEAT  # its last heartbeat
     over_memory: int = 0
     killed: bool = False  # sent SIGKILL for overstaying: said once in the log
 
@@ -128,7 +119,7 @@ def describe_exit(code: int | None, killed_by_us: bool) -> str:
         if sig == signal.SIGKILL and not killed_by_us:
             cause += " (likely the kernel's out-of-memory killer)"
         return cause
-    if code == APP_LOAD_ERROR:
+    if code == ExitStatus.APP_LOAD:
         return "could not load the app"
     return f"exited with status {code}"
 
@@ -147,7 +138,7 @@ class Master:
     stopping: str | None = None  # None, "graceful" or "quick"
     stop_deadline: float = 0.0
     drain_at: float | None = None  # shutdown_delay: when the graceful drain begins
-    exit_code: int = EXIT_OK
+    exit_code: ExitStatus = ExitStatus.OK
     ever_ready: bool = False
     announced_ready: bool = False  # the first full set of workers has been reported
     failures: int = 0  # consecutive deaths of workers that never served: a boot loop
@@ -155,18 +146,15 @@ class Master:
     crashes: CrashReport = field(default_factory=lambda: CrashReport())
     target: int = 0
     next_memory_check: float = 0.0
-    upgrade: subprocess.Popen[bytes] | None = None
+    upgrading: upgrade.Upgrade = field(init=False)  # a new master started by USR2
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
+    pidfile: upgrade.Pidfile = field(init=False)
     hooks: Hooks = field(default_factory=Hooks)
     notifier: systemd.Notifier = field(init=False)
-    admin_sock: socket.socket | None = None
-    admin_conns: dict[int, admin.AdminConn] = field(default_factory=dict)
-    gone_metrics: list[dict[str, Any]] = field(default_factory=list)  # of exited workers
+    admin_listener: admin.AdminServer | None = None
+    gone_metrics: list[metrics.Snapshot] = field(default_factory=list)  # of exited workers
     restarts: dict[str, int] = field(default_factory=dict)  # worker ends, by cause
     last_exit: dict[int, str] = field(default_factory=dict)  # worker number -> cause
-    # One sample a second for the status page: (time, requests total, duration sum).
-    samples: list[tuple[float, int, float]] = field(default_factory=list)
-    next_sample: float = 0.0
     wake_r: socket.socket = field(init=False)
     wake_w: socket.socket = field(init=False)
     sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
@@ -177,9 +165,9 @@ class Master:
     def run(self) -> int:
         set_title("prefork: master")
         self.target = self.config.workers
-        inherited = os.environ.pop(INHERIT_ENV, "")
-        self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
-        fds = [int(fd) for fd in inherited.split(",") if fd]
+        fds, self.upgrade_from = upgrade.take_inherited(os.environ)
+        self.pidfile = upgrade.Pidfile(self.config.pidfile)
+        self.upgrading = upgrade.Upgrade(self.pidfile)
         activated = systemd.listen_fds(os.environ)
         self.notifier = systemd.Notifier(os.environ)
         if activated and not fds:  # systemd socket activation: its sockets, not `bind`
@@ -206,13 +194,9 @@ class Master:
             signal.signal(getattr(signal, "SIG" + name), self._enqueue)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         if self.config.admin_bind:
-            self.admin_sock = bind_tcp(self.config.admin_bind, 64)
-            self.admin_sock.setblocking(False)
-            self.sel.register(self.admin_sock, selectors.EVENT_READ, "admin")
-            host, port = self.admin_sock.getsockname()[:2]
-            log.info("admin listener at http://%s:%d (/metrics /healthz /readyz /status)",
-                     f"[{host}]" if ":" in host else host, port)
-        self._write_pidfile()
+            self.admin_listener = admin.AdminServer(self.config.admin_bind, self.sel,
+                                                    self.admin_state)
+        self.pidfile.write()
         log.info("prefork master started (pid %d): %d worker(s) x %d thread(s), app %s",
                  os.getpid(), self.target, self.config.threads,
                  self.config.app or "prefork.demo:app (built-in demo)")
@@ -244,12 +228,10 @@ class Master:
                         self.wake_r.recv(4096)
                 elif isinstance(data, WorkerHandle):
                     self._on_event(data, key.fileobj)
-                elif data == "admin":
-                    self._admin_accept()
-                else:
-                    self._admin_io(data, mask)
-            self._admin_expire()
-            self._sample()
+                elif self.admin_listener is not None:
+                    self.admin_listener.on_event(data, mask)
+            if self.admin_listener is not None:
+                self.admin_listener.tick(time.monotonic(), self.totals)
             self.notifier.tick(time.monotonic())
             while self.signals:
                 signum = self.signals.pop(0)
@@ -259,7 +241,7 @@ class Master:
                     handler()
             self._reap()
             self._watchdog()
-            self._check_upgrade()
+            self.upgrading.check()
             if self.drain_at is not None and time.monotonic() >= self.drain_at:
                 self.drain_at = None
                 self._stop("graceful")
@@ -286,31 +268,25 @@ class Master:
     def _on_event(self, worker: WorkerHandle, fileobj: object) -> None:
         if fileobj is not worker.channel:
             return  # the process sentinel: _reap() collects it
-        try:
-            msg = worker.channel.recv(65536)  # SEQPACKET truncates what does not fit
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            msg = b""
-        if not msg:  # the worker closed its end: it is exiting
+        msg = messages.receive(worker.channel)
+        if msg is messages.CLOSED:  # the worker closed its end: it is exiting
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(worker.channel)
             return
+        if msg is None:
+            return
         worker.last_seen = time.monotonic()
-        if msg.startswith(b"hb "):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                beat = json.loads(msg[3:])
-                worker.busy, worker.served = int(beat["busy"]), int(beat["served"])
-                worker.conns, worker.inflight = int(beat["conns"]), int(beat["inflight"])
-                worker.metrics = beat.get("m")
-        elif msg == b"ready":
-            self._on_ready(worker)
-        elif msg == b"serving":
-            worker.serving = True
-        elif msg == b"reload" and self.config.reload:
-            self.handle_hup()  # --reload: a worker saw a file of the app change
-        elif msg.startswith(b"retire "):
-            self._retire(worker, msg[7:].decode("utf-8", "replace"), signal_it=False)
+        match msg:
+            case Heartbeat():
+                worker.beat = msg
+            case Ready():
+                self._on_ready(worker)
+            case Serving():
+                worker.serving = True
+            case Reload() if self.config.reload:
+                self.handle_hup()  # --reload: a worker saw a file of the app change
+            case Retire(reason):
+                self._retire(worker, reason, signal_it=False)
 
     def _on_ready(self, worker: WorkerHandle) -> None:
         worker.ready = True
@@ -326,14 +302,14 @@ class Master:
                     self._retire(handle, "reload")
                 self.reload_from = None
                 self.notifier.ready(f"reloaded: {len(current)} workers ready")
-                self._notify_upgraded_from()
+                self._retire_old_master()
         elif not self.announced_ready:
             current = self._current()
             if len(current) >= self.target and all(h.ready for h in current):
                 self.announced_ready = True
                 self.notifier.ready(f"{len(current)} workers ready")
                 self.hooks.call("when_ready", self.view())
-                self._notify_upgraded_from()
+                self._retire_old_master()
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn_missing(self) -> None:
@@ -353,9 +329,8 @@ class Master:
         close_fds += [parent_end.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
         if isinstance(self.sel, selectors.EpollSelector):
             close_fds.append(self.sel.fileno())
-        if self.admin_sock is not None:
-            close_fds.append(self.admin_sock.fileno())
-        close_fds += list(self.admin_conns)
+        if self.admin_listener is not None:
+            close_fds += self.admin_listener.fds()
         self.hooks.call("pre_fork", self.view(), WorkerView(number, 0))
         process = self.ctx.Process(
             target=worker_main,
@@ -395,9 +370,9 @@ class Master:
                     self.sel.unregister(obj)
             handle.channel.close()
             handle.process.close()
-            if handle.metrics:  # keep its counts: totals never go backwards
+            if handle.beat.metrics:  # keep its counts: totals never go backwards
                 self.gone_metrics = [metrics.merge_snapshots([*self.gone_metrics,
-                                                              handle.metrics])]
+                                                              handle.beat.metrics])]
             self._after_exit(handle, code)
             self.hooks.call("child_exit", self.view(), WorkerView(handle.number, handle.pid))
 
@@ -405,7 +380,7 @@ class Master:
         age = time.monotonic() - handle.started
         cause = describe_exit(code, killed_by_us=handle.retiring_since is not None)
         label = ("retired" if handle.retiring_since is not None else
-                 "app_load" if code == APP_LOAD_ERROR else
+                 "app_load" if code == ExitStatus.APP_LOAD else
                  f"signal_{signal.Signals(-code).name}" if code is not None and code < 0 else
                  f"exit_{code}")
         self.restarts[label] = self.restarts.get(label, 0) + 1
@@ -419,10 +394,10 @@ class Master:
         if self.reload_from is not None and not handle.ready:
             self._abandon_reload(f"new worker {handle.number} {cause}")
             return
-        if code == APP_LOAD_ERROR and not self.ever_ready:
+        if code == ExitStatus.APP_LOAD and not self.ever_ready:
             log.error("worker %d could not load the app; stopping (see the error above)",
                       handle.number)
-            self.exit_code = EXIT_APP_LOAD
+            self.exit_code = ExitStatus.APP_LOAD
             self._stop("quick")
             return
         if handle.serving or (handle.ready and age >= YOUNG_S):
@@ -506,116 +481,50 @@ class Master:
         with contextlib.suppress(ProcessLookupError, TypeError):
             os.kill(handle.pid, sig)
 
-    # -- admin listener ----------------------------------------------------------------------
-    def _admin_accept(self) -> None:
-        assert self.admin_sock is not None
-        for _ in range(16):
-            try:
-                sock, _ = self.admin_sock.accept()
-            except OSError:
-                return
-            sock.setblocking(False)
-            conn = admin.AdminConn(sock, time.monotonic() + admin.DEADLINE_S)
-            self.admin_conns[sock.fileno()] = conn
-            self.sel.register(sock, selectors.EVENT_READ, conn)
+    # -- what the admin listener reports ----------------------------------------------------
+    def totals(self) -> metrics.Totals:
+        """Every request counted so far: the live workers' and those that have gone."""
+        live = [h.beat.metrics for h in self.workers.values() if h.beat.metrics]
+        return metrics.merge([*self.gone_metrics, *live])
 
-    def _admin_io(self, conn: admin.AdminConn, mask: int) -> None:
-        try:
-            if mask & selectors.EVENT_READ and not conn.out:
-                data = conn.sock.recv(4096)
-                if not data:
-                    return self._admin_close(conn)
-                conn.inbuf += data
-                end = conn.inbuf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(conn.inbuf) > admin.HEAD_LIMIT:
-                        self._admin_close(conn)
-                    return None
-                method, path, headers = admin.parse_request(bytes(conn.inbuf[:end]))
-                conn.out = admin.handle(method, path, headers, self.admin_state)
-                if method == "HEAD":
-                    conn.out = conn.out.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-            sent = conn.sock.send(conn.out)
-            conn.out = conn.out[sent:]
-            if conn.out:
-                self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
-            else:
-                self._admin_close(conn)
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._admin_close(conn)
-        return None
-
-    def _admin_close(self, conn: admin.AdminConn) -> None:
-        self.admin_conns.pop(conn.sock.fileno(), None)
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(conn.sock)
-        conn.sock.close()
-
-    def _admin_expire(self) -> None:
-        if self.admin_conns:
-            now = time.monotonic()
-            for conn in list(self.admin_conns.values()):
-                if conn.deadline < now:
-                    self._admin_close(conn)
-
-    def _sample(self) -> None:
-        """Record the request count and time once a second, for the status page's chart."""
-        now = time.monotonic()
-        if self.admin_sock is None or now < self.next_sample:
-            return
-        self.next_sample = now + 1.0
-        live = [h.metrics for h in self.workers.values() if h.metrics]
-        total = metrics.merge([*self.gone_metrics, *live])
-        self.samples.append((time.time(), total["count"], total["sum"]))
-        del self.samples[: -admin.HISTORY_S - 1]
-
-    def history(self) -> list[tuple[float, float, float]]:
-        """(time, requests/s, mean latency ms) per second, from consecutive samples."""
-        out = []
-        for (t0, n0, s0), (t1, n1, s1) in zip(self.samples, self.samples[1:], strict=False):
-            n = max(0, n1 - n0)
-            out.append((round(t1, 1), n / max(t1 - t0, 1e-6),
-                        (s1 - s0) / n * 1000 if n else 0.0))
-        return out
-
-    def admin_state(self) -> dict[str, Any]:
+    def admin_state(self) -> admin.ServerState:
         """What the admin endpoints report: the master's view of the server."""
-        now = time.monotonic()
-        workers = []
+        workers = [self._worker_state(h)
+                   for h in sorted(self.workers.values(), key=lambda h: h.number)]
         states: dict[str, int] = {}
-        for h in sorted(self.workers.values(), key=lambda h: h.number):
-            state = ("retiring" if h.retiring_since is not None else
-                     "ready" if h.ready else "booting")
-            states[state] = states.get(state, 0) + 1
-            rss, cpu = 0, 0.0
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(h.pid)
-                rss = proc.memory_info().rss
-                times = proc.cpu_times()
-                cpu = times.user + times.system
-            workers.append({"number": h.number, "pid": h.pid, "state": state,
-                            "age_s": round(now - h.started, 1), "requests": h.served,
-                            "busy_threads": h.busy, "in_flight": h.inflight,
-                            "connections": h.conns, "rss": rss, "cpu": round(cpu, 3),
-                            "generation": h.generation,
-                            "last_restart_cause": self.last_exit.get(h.number, "")})
-        live = [h.metrics for h in self.workers.values() if h.metrics]
+        for w in workers:
+            states[w["state"]] = states.get(w["state"], 0) + 1
+        beats = [h.beat for h in self.workers.values()]
         return {
             "pid": os.getpid(), "version": __version__, "target": self.target,
             "threads": self.config.threads, "workers": workers, "worker_states": states,
             "ready_workers": sum(1 for h in self.workers.values()
                                  if h.ready and h.retiring_since is None),
             "draining": bool(self.stopping) or self.drain_at is not None,
-            "totals": metrics.merge([*self.gone_metrics, *live]),
-            "in_flight": sum(h.inflight for h in self.workers.values()),
-            "connections": sum(h.conns for h in self.workers.values()),
+            "totals": self.totals(),
+            "in_flight": sum(b.inflight for b in beats),
+            "connections": sum(b.conns for b in beats),
             "restarts": dict(self.restarts),
-            "history": self.history(),
+            "history": self.admin_listener.history() if self.admin_listener else [],
             "backlog": [(lst.address, b[0]) for lst in self.listeners
                         if (b := admin.backlog(lst.sock)) is not None],
         }
+
+    def _worker_state(self, h: WorkerHandle) -> admin.WorkerState:
+        state: admin.WorkerStateName = ("retiring" if h.retiring_since is not None else
+                                        "ready" if h.ready else "booting")
+        rss, cpu = 0, 0.0
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(h.pid)
+            rss = proc.memory_info().rss
+            times = proc.cpu_times()
+            cpu = times.user + times.system
+        return {"number": h.number, "pid": h.pid, "state": state,
+                "age_s": round(time.monotonic() - h.started, 1), "requests": h.beat.served,
+                "busy_threads": h.beat.busy, "in_flight": h.beat.inflight,
+                "connections": h.beat.conns, "rss": rss, "cpu": round(cpu, 3),
+                "generation": h.generation,
+                "last_restart_cause": self.last_exit.get(h.number, "")}
 
     # -- reload ----------------------------------------------------------------------------
     def handle_hup(self) -> None:
@@ -662,31 +571,15 @@ class Master:
 
     # -- upgrade (USR2) --------------------------------------------------------------------
     def handle_usr2(self) -> None:
-        if self.stopping or self.upgrade is not None or not self.argv:
+        if self.stopping or self.upgrading.under_way or not self.argv:
             log.warning("SIGUSR2: cannot upgrade now (stopping, an upgrade under way, or "
                         "no command line to start again)")
             return
-        fds = [listener.sock.fileno() for listener in self.listeners]
-        env = {**os.environ, INHERIT_ENV: ",".join(map(str, fds)),
-               UPGRADE_ENV: str(os.getpid())}
-        argv = [sys.executable, "-m", "prefork", *self.argv[1:]]
-        log.info("SIGUSR2: starting a new master with the same listeners")
-        self._rename_pidfile(to_old=True)
-        self.upgrade = subprocess.Popen(argv, env=env, pass_fds=fds)
+        self.upgrading.start(self.argv, self.listeners)
 
-    def _check_upgrade(self) -> None:
-        if self.upgrade is not None and self.upgrade.poll() is not None:
-            log.error("the new master (pid %d) exited with status %s before taking over; "
-                      "this one keeps serving", self.upgrade.pid, self.upgrade.returncode)
-            self.upgrade = None
-            self._rename_pidfile(to_old=False)
-
-    def _notify_upgraded_from(self) -> None:
+    def _retire_old_master(self) -> None:
         if self.upgrade_from:
-            log.info("new master ready; asking the old master (pid %d) to stop",
-                     self.upgrade_from)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.upgrade_from, signal.SIGTERM)
+            upgrade.retire_old_master(self.upgrade_from)
             self.upgrade_from = 0
 
     # -- stopping and other signals --------------------------------------------------------
@@ -748,41 +641,22 @@ class Master:
         for handle in self.workers.values():
             self._kill(handle, signal.SIGUSR1)
 
-    # -- pidfile and clean-up --------------------------------------------------------------
-    def _write_pidfile(self) -> None:
-        if self.config.pidfile:
-            with open(self.config.pidfile, "w") as fh:
-                fh.write(f"{os.getpid()}\n")
-
-    def _rename_pidfile(self, to_old: bool) -> None:
-        path = self.config.pidfile
-        if path:
-            src, dst = (path, path + ".oldbin") if to_old else (path + ".oldbin", path)
-            with contextlib.suppress(OSError):
-                os.replace(src, dst)
-
+    # -- clean-up ------------------------------------------------------------------------
     def _cleanup(self) -> None:
-        if self.admin_sock is not None:
-            for conn in list(self.admin_conns.values()):
-                self._admin_close(conn)
-            self.admin_sock.close()
+        if self.admin_listener is not None:
+            self.admin_listener.close()
         for handle in self.workers.values():
             self._kill(handle, signal.SIGKILL)
         for handle in self.workers.values():
             handle.process.join(5)
-        handed_over = self.upgrade is not None and self.upgrade.poll() is None
+        handed_over = self.upgrading.handed_over()
         for listener in self.listeners:
             with contextlib.suppress(OSError):
                 if handed_over:
                     listener.sock.close()  # the new master serves this socket file now
                 else:
                     listener.close()
-        if self.config.pidfile and not handed_over:
-            with contextlib.suppress(OSError):
-                os.unlink(self.config.pidfile)
-        if handed_over and self.config.pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(self.config.pidfile + ".oldbin")
+        self.pidfile.remove(handed_over=handed_over)
 
 
 def _replace(config: Config, **changes: object) -> Config:
@@ -799,7 +673,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
     except OSError as exc:
         print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
               file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     process.prepare(config)  # chdir, env, umask: before anything is imported
     hooks = hooks or Hooks()
     try:
@@ -810,10 +684,10 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
         hooks.call("on_starting", ServerView(os.getpid(), config, config.workers))
     except ConfigError as exc:
         log.error("%s", exc)
-        return 2
+        return ExitStatus.USAGE
     except Exception:
         log.exception("server hook on_starting raised; not starting")
-        return 2
+        return ExitStatus.USAGE
     if config.reload:
         log.warning("reload is on: workers restart when the app's files change. This is a "
                     "development feature; do not use it in production")
@@ -825,7 +699,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
             app = load_app(config.app, config.pythonpath)
         except AppLoadError as exc:
             log.error("%s", exc)
-            return EXIT_APP_LOAD
+            return ExitStatus.APP_LOAD
         if config.gc_freeze:
             gc.collect()
             gc.freeze()  # keep the app's objects out of collections: pages stay shared
@@ -833,7 +707,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
         return Master(config, app, reload_config, argv or [], hooks=hooks).run()
     except BindError as exc:
         log.error("%s", exc)
-        return EXIT_BIND
+        return ExitStatus.BIND
     except ConfigError as exc:  # user or group cannot be taken
         log.error("%s", exc)
-        return 2
+        return ExitStatus.USAGE

@@ -11,13 +11,37 @@ keeps the latest snapshot of each worker and sums them for /metrics.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import TypedDict
 
 # Request-duration histogram buckets, in seconds (Prometheus' defaults, plus 25 ms steps
 # at the low end where a fast app lives).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 REJECT_REASONS = ("bad_request", "limit", "timeout")
+
+
+class Snapshot(TypedDict):
+    """One worker's counters as it sends them to the master (JSON-friendly)."""
+
+    requests: list[tuple[str, str, int]]  # (method, status class, count)
+    buckets: list[int]  # duration histogram, one count per BUCKETS bound and +Inf
+    sum: float  # seconds
+    count: int
+    rejected: dict[str, int]  # by REJECT_REASONS
+    bytes_in: int
+    bytes_out: int
+
+
+class Totals(TypedDict):
+    """Snapshots summed (what /metrics reports); requests keyed by (method, class)."""
+
+    requests: dict[tuple[str, str], int]
+    buckets: list[int]
+    sum: float
+    count: int
+    rejected: dict[str, int]
+    bytes_in: int
+    bytes_out: int
 
 
 class WorkerMetrics:
@@ -49,9 +73,9 @@ class WorkerMetrics:
                                                   else "bad_request")
         self.rejected[reason] += 1
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         return {
-            "requests": [[m, STATUS_CLASSES[min(max(c, 1), 5) - 1], n]
+            "requests": [(m, STATUS_CLASSES[min(max(c, 1), 5) - 1], n)
                          for (m, c), n in list(self.requests.items())],
             "buckets": list(self.duration_buckets),
             "sum": self.duration_sum,
@@ -62,17 +86,18 @@ class WorkerMetrics:
         }
 
 
-def merge_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
     """Sum snapshots into one snapshot (the same shape a worker sends)."""
     total = merge(snapshots)
-    return {**total, "requests": [[m, c, n] for (m, c), n in total["requests"].items()]}
+    return {**total, "requests": [(m, c, n) for (m, c), n in total["requests"].items()]}
 
 
-def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum worker snapshots (and those of workers that have gone, kept by the master)."""
-    total: dict[str, Any] = {"requests": {}, "buckets": [0] * (len(BUCKETS) + 1),
-                             "sum": 0.0, "count": 0, "rejected": dict.fromkeys(REJECT_REASONS, 0),
-                             "bytes_in": 0, "bytes_out": 0}
+def merge(snapshots: list[Snapshot]) -> Totals:
+    """Sum worker snapshots (and those of workers that have gone, kept by the master).
+    A snapshot comes from another process: a missing field counts as zero."""
+    total: Totals = {"requests": {}, "buckets": [0] * (len(BUCKETS) + 1), "sum": 0.0,
+                     "count": 0, "rejected": dict.fromkeys(REJECT_REASONS, 0),
+                     "bytes_in": 0, "bytes_out": 0}
     for snap in snapshots:
         for method, cls, n in snap.get("requests", []):
             total["requests"][(method, cls)] = total["requests"].get((method, cls), 0) + n

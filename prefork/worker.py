@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import json
 import logging
 import os
 import select
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefork import log as logsetup
+from prefork import messages
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
 from prefork.connection import (
@@ -57,6 +57,7 @@ from prefork.errors import AppLoadError, ClientGone
 from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.request import Request
 from prefork.loader import load_app
+from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving
 from prefork.metrics import WorkerMetrics
 from prefork.proxy import Trust
 from prefork.sockets import Listener
@@ -65,7 +66,6 @@ from prefork.wsgi import Exchange, WSGIApp, base_environ
 
 log = logging.getLogger(__name__)
 
-APP_LOAD_ERROR = 4  # exit status: the app cannot be imported; respawning would not help
 HEARTBEAT_S = 1.0
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 # How many pool threads wait on the epoll at once; the others rest on a condition and one
@@ -189,7 +189,7 @@ class Worker:
                 self.app = load_app(self.config.app, self.config.pythonpath)
             except AppLoadError as exc:
                 log.error("%s", exc)
-                return APP_LOAD_ERROR
+                return ExitStatus.APP_LOAD
         self.hooks.call("post_worker_init", self.view)
         self.watched = watched_files(self.config) if self.config.reload else {}
         self.ctx = self.context()
@@ -207,7 +207,7 @@ class Worker:
         self._resume_accepting()
         for i in range(self.config.threads):
             threading.Thread(target=self._follow, name=f"pool-{i}", daemon=True).start()
-        self._tell_master(b"ready")
+        self._tell_master(Ready())
         return self._loop()
 
     def context(self) -> ServerContext:
@@ -277,7 +277,7 @@ class Worker:
                     self.ctx.access_log.reopen()
             if (self.stop_signal or self.recycle) and not self.stopping:
                 if self.recycle and not self.stop_signal:
-                    self._tell_master(b"retire served %d requests" % self.info.served)
+                    self._tell_master(Retire(f"served {self.info.served} requests"))
                 self._begin_stop()
             now = time.monotonic()
             if now >= next_sweep:
@@ -293,7 +293,7 @@ class Worker:
                     changed = changed_file(self.watched)
                     if changed:
                         log.info("reload: %s changed; restarting the workers", changed)
-                        self._tell_master(b"reload")
+                        self._tell_master(Reload())
             if self.stopping:
                 stuck = sum(1 for ident in self.stuck if ident in self.inflight)
                 if len(conns) <= stuck and self.busy <= stuck:
@@ -479,7 +479,7 @@ class Worker:
                       "retiring this worker. Their stacks:\n%s", len(stalled), timeout,
                       "\n".join(self._describe(ident) for ident in stalled))
             self.hooks.call("worker_abort", self.view)
-            self._tell_master(b"retire every thread stuck")
+            self._tell_master(Retire("every thread stuck"))
             self._begin_stop()
 
     def _describe(self, ident: int) -> str:
@@ -502,7 +502,7 @@ class Worker:
             self.ctx.metrics.reject(504)
         self.hooks.call("worker_abort", self.view)
         if not self.stopping:
-            self._tell_master(b"retire request_timeout")
+            self._tell_master(Retire("request_timeout"))
             self._begin_stop()
 
     def _pause_accepting(self) -> None:
@@ -553,24 +553,17 @@ class Worker:
         # "Connection: close"; an idle one is closed at its keepalive deadline.
 
     def _heartbeat(self) -> None:
-        beat: dict[str, object] = {"busy": self.busy, "served": self.info.served,
-                                   "conns": len(self.conns), "inflight": len(self.inflight)}
-        if self.ctx.metrics is not None:
-            beat["m"] = self.ctx.metrics.snapshot()
-        self._tell_master(b"hb " + json.dumps(beat, separators=(",", ":")).encode())
+        metrics = self.ctx.metrics
+        self._tell_master(Heartbeat(self.busy, self.info.served, len(self.conns),
+                                    len(self.inflight),
+                                    metrics.snapshot() if metrics is not None else None))
 
     def _on_master(self) -> bool:
-        try:
-            data = self.channel.recv(64)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return bool(data)
+        """The master wrote to us (it never does) or closed its end: False once gone."""
+        return messages.receive(self.channel) is not messages.CLOSED
 
-    def _tell_master(self, message: bytes) -> None:
-        with contextlib.suppress(OSError):  # a full channel (master busy) drops a heartbeat
-            self.channel.send(message, socket.MSG_DONTWAIT)
+    def _tell_master(self, message: messages.Message) -> None:
+        messages.send(self.channel, message)
 
     # -- called from pool threads ----------------------------------------------------------
     def _park(self, conn: Connection) -> None:
@@ -597,7 +590,7 @@ class Worker:
         served = next(self._served)
         self.info.served = served
         if served == 1:
-            self._tell_master(b"serving")  # a crash from now on is no boot loop
+            self._tell_master(Serving())  # a crash from now on is no boot loop
         if self.max_requests and served >= self.max_requests and not self.recycle:
             self.recycle = True
             log.info("served %d requests; recycling", served)
