@@ -61,7 +61,7 @@ def make(kind: str) -> tuple[Worker, Connection, socket.socket]:
 def loop(kind: str, n: int) -> float:
     worker, conn, client = make(kind)
     request = REQUESTS[kind]
-    on_ready = worker._on_ready
+    on_ready = worker._serve
     lock = worker.lock
     client.sendall(request)
     conn.claimed = True

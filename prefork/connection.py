@@ -1,18 +1,30 @@
-"""One client connection: receive → parse → app → write → park or close.
+"""One client connection: its states, and everything that happens to it between the
+moment the worker accepts it and the moment it is closed.
 
-A connection is owned by exactly one thread at a time: the pool thread the worker's epoll
-woke for it (EPOLLONESHOT), or the worker's main thread when it expires it. That thread
+The worker hands a connection events and gets back what to do next (`Next`): arm it in
+the epoll for reading, arm it for writing, or close it. The worker keeps only the claim
+(which thread owns the connection now), its lock and the epoll calls; every state, every
+deadline and every transition is decided here:
 
-  receive():  reads whatever arrived (never blocks) and feeds the parser; an incomplete
-              head is re-armed and waits in the epoll, holding no thread;
-  serve():    answers every complete request in order (pipelining), reading the body on
-              demand for the app;
-  flush():    when the client does not take a response as fast as the app makes it, the
-              rest waits in this connection's output queue and is written as the socket
-              drains (EPOLLOUT), without holding a thread.
+    on_ready()       the event it waits for has come (a new connection: its first bytes)
+    on_deadline(t)   the worker's sweep found it due (due(t) said so)
 
-Then settle() parks the connection for its next request, lingers (after a refusal, so
-that closing does not reset the connection under the client's feet) or closes it.
+    state      waits for                  on_ready()                   on_deadline()
+    PARKED     bytes (head or next one)   read, parse; serve what is   408 if a head was
+                                          complete (ACTIVE)            begun; close
+    WRITING    the socket to drain        write the queue; then serve  close: the client
+                                          what waits, or settle        stopped reading
+    LINGER     the client's EOF           drop what it sends           close
+    ACTIVE     (not armed: a pool thread is serving it)
+    CLOSED     (gone from the worker's table)
+
+A connection is owned by one thread at a time: the pool thread the epoll woke for it
+(EPOLLONESHOT), or the worker's main thread when it expires it. Serving reads the body
+on demand for the app; output the client does not take at once waits in this
+connection's queue and is written as the socket drains (EPOLLOUT), holding no thread.
+After the last response, settle() parks it for the next request, lingers (after a
+refusal, so that closing does not reset the connection under the client's feet) or
+closes it.
 
 Sockets are non-blocking; waits use poll() with their own deadlines (body_timeout,
 send_timeout), so no settimeout() system call is needed per request.
@@ -21,6 +33,7 @@ send_timeout), so no settimeout() system call is needed per request.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import select
@@ -29,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from prefork.accesslog import AccessLog, Entry, escape
 from prefork.config import StaticMount
@@ -42,7 +55,7 @@ from prefork.errors import (
 )
 from prefork.hooks import run_hook
 from prefork.http import proxyproto
-from prefork.http.parser import RequestParser
+from prefork.http.parser import DEFAULT_LIMITS, ParserLimits, RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_body, error_response
 from prefork.metrics import WorkerMetrics
@@ -60,15 +73,48 @@ LINGER_S = 2.0  # after an error reply, read and drop the client's bytes this lo
 # streamed response holds one thread until send_timeout, not unbounded memory).
 OUTPUT_QUEUE_BYTES = 1 << 20
 
-# Connection states: PARKED, WRITING, LINGER: armed in the epoll, waiting for an event;
-# ACTIVE: being served by the pool thread that claimed it.
-PARKED, ACTIVE, WRITING, LINGER, CLOSED = range(5)
-# What receive() asks of the thread that called it.
-WAIT, DISPATCH, CLOSE = range(3)
-# PROXY protocol: no header due, one expected, or the peer may not send one.
-PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = range(3)
-# How the connection ends once its output is written.
-KEEP, END_CLEAN, END_LINGER = range(3)
+
+class State(enum.Enum):
+    PARKED = "armed for reading: a head is arriving, or it is idle between requests"
+    ACTIVE = "a pool thread is serving it"
+    WRITING = "armed for writing: its output queue drains as the client reads"
+    LINGER = "after a refusal: write side shut, the client's bytes dropped until EOF"
+    CLOSED = "closed and gone from the worker's table"
+
+
+class Next(enum.Enum):
+    """What the worker does with a connection handed back to it."""
+
+    READ = "arm it in the epoll for reading"
+    WRITE = "arm it in the epoll for writing"
+    CLOSE = "take it out of the table and close it"
+
+
+class Ending(enum.Enum):
+    """How the connection ends once its output is written."""
+
+    KEEP = "park it for the next request"
+    CLEAN = "close it: every byte the client sent was read"
+    LINGER = "shut our side, drop what the client still sends, then close"
+
+
+class ProxyHeader(enum.Enum):
+    """PROXY protocol on this connection."""
+
+    NONE = "no header due"
+    EXPECTED = "its first bytes are a PROXY header"
+    REFUSED = "the peer may not send one (not in proxy_allow_ips)"
+
+
+# Module-level names: a global lookup and an identity test on the hot path, as cheap as
+# the plain ints they replace, and mypy tells one family from another.
+PARKED, ACTIVE, WRITING, LINGER, CLOSED = (State.PARKED, State.ACTIVE, State.WRITING,
+                                           State.LINGER, State.CLOSED)
+READ, WRITE, CLOSE = Next.READ, Next.WRITE, Next.CLOSE
+KEEP, END_CLEAN, END_LINGER = Ending.KEEP, Ending.CLEAN, Ending.LINGER
+PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = (ProxyHeader.NONE, ProxyHeader.EXPECTED,
+                                             ProxyHeader.REFUSED)
+ProxyMode = Literal["off", "v1", "v2", "auto"]
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
@@ -76,29 +122,27 @@ _POLLOUT = select.POLLOUT
 
 @dataclass(slots=True)
 class ServerContext:
-    """What a connection needs from its worker: settings and hand-off callbacks.
+    """What a connection needs from its worker: settings, and the watchdogs' clocks.
 
     Built once per worker; read by every pool thread (the callbacks are thread-safe).
     """
 
     app: WSGIApp
-    keepalive_s: float
-    header_timeout_s: float
-    body_timeout_s: float
-    send_timeout_s: float
-    max_keepalive_requests: int
-    request_timeout_s: float
-    parser_limits: dict[str, int]
-    park: Callable[[Connection], None]  # re-arm in the epoll (for reading or writing)
-    discard: Callable[[Connection], None]
-    begin_request: Callable[[Request, Exchange], None]  # the watchdogs start their clocks
-    end_request: Callable[[], None]
-    progress: Callable[[], None]  # slow I/O moved on: the request is not stuck
+    keepalive_s: float = 2.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    send_timeout_s: float = 30.0
+    max_keepalive_requests: int = 0
+    request_timeout_s: float = 0.0
+    parser_limits: ParserLimits = DEFAULT_LIMITS
+    begin_request: Callable[[Request, Exchange], None] = lambda req, exchange: None
+    end_request: Callable[[], None] = lambda: None
+    progress: Callable[[], None] = lambda: None  # slow I/O moved on: the request is not stuck
     access_log: AccessLog | None = None
     metrics: WorkerMetrics | None = None
     static: StaticFiles | None = None
     trust: Trust | None = None  # forwarded headers: who is a trusted proxy
-    proxy_mode: str = "off"  # PROXY protocol: off, v1, v2 or auto
+    proxy_mode: ProxyMode = "off"  # PROXY protocol
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
     # Server hooks around each request (None when unset: one comparison per request).
@@ -157,14 +201,16 @@ class Connection:
         remote: tuple[str, str],
         base: dict[str, Any],
         ctx: ServerContext,
+        now: float | None = None,
     ) -> None:
+        """A connection just accepted: PARKED, its head due within header_timeout."""
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_addr, self.remote_port = remote
         self.base = base
         self.ctx = ctx
-        self.parser = RequestParser(**ctx.parser_limits)
+        self.parser = RequestParser(ctx.parser_limits)
         # Decided once per connection, not per header (a proxy does not change mid-way).
         is_unix = sock.family == socket.AF_UNIX
         self.trusted = ctx.trust is not None and ctx.trust.peer(self.remote_addr, is_unix)
@@ -175,51 +221,82 @@ class Connection:
             self.proxy_state = PROXY_EXPECTED if allowed else PROXY_REFUSED
         self.pre = b""
         self.state = PARKED
-        self.deadline = 0.0
+        self.deadline = (time.monotonic() if now is None else now) + ctx.header_timeout_s
         self.served = 0
         self.request: Request | None = None
         self.continue_sent = False
         self.end = KEEP
-        self.claimed = False  # a thread owns it now (worker.lock guards the flag)
-        self.registered = False  # in the worker's epoll (from its first park on)
+        # The worker's, under its lock: a thread owns the connection now; it is in the
+        # worker's epoll (from its first park on).
+        self.claimed = False
+        self.registered = False
         self.out: deque[memoryview | _FileTail] = deque()
         self.out_bytes = 0
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} {self.remote_addr}:{self.remote_port}>"
 
-    # -- woken by the epoll ----------------------------------------------------------------
-    def receive(self) -> int:
-        """Read what has arrived without blocking; say whether a pool thread is needed."""
+    # -- events, from the worker -------------------------------------------------------------
+    def on_ready(self) -> Next:
+        """The event this connection was armed for has come (or it was just accepted)."""
+        state = self.state
+        if state is PARKED:
+            return self._read()
+        if state is WRITING:
+            return self._write()
+        if state is LINGER:
+            return READ if self._linger_read() else CLOSE
+        return CLOSE if state is CLOSED else READ  # ACTIVE is never armed
+
+    def due(self, now: float) -> bool:
+        """Armed and past its deadline (read without the claim: the sweep's first look)."""
+        return self.deadline <= now and self.state is not ACTIVE and self.state is not CLOSED
+
+    def on_deadline(self, now: float) -> Next:
+        """The sweep claimed it as due: expire it, unless it moved on meanwhile."""
+        state = self.state
+        if self.deadline > now or state is ACTIVE:  # served and re-armed since the look
+            return WRITE if state is WRITING else READ
+        if state is PARKED and not self.parser.idle:
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.reject(408)
+            with contextlib.suppress(OSError):
+                self.sock.send(error_response(RequestTimeout("request head not received in time")))
+        return CLOSE  # an idle keep-alive, a slow head, lingering, or a client not reading
+
+    # -- PARKED: bytes have arrived ------------------------------------------------------------
+    def _read(self) -> Next:
+        """Read what has arrived without blocking; serve what is complete."""
         try:
             data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:
-            return WAIT
+            return READ
         except OSError:
             return CLOSE
         if not data:
             return CLOSE
-        if self.proxy_state:
+        if self.proxy_state is not PROXY_NONE:
             try:
-                data = self.take_proxy_header(data)
+                data = self._take_proxy_header(data)
             except BadRequest as exc:
                 log.info("closing %r: %s", self, exc.detail)
                 return CLOSE
             if not data:
-                return WAIT
+                return READ
         parser = self.parser
         was_idle = parser.idle
         parser.feed(data)
-        if self.has_work():
-            return DISPATCH
+        if parser.ready or parser.error is not None or parser.stopped:
+            self.state = ACTIVE
+            return self.serve()
         if was_idle:  # a new head has begun: it must complete within header_timeout
             self.deadline = time.monotonic() + self.ctx.header_timeout_s
-        return WAIT
+        return READ
 
-    def take_proxy_header(self, data: bytes) -> bytes:
+    def _take_proxy_header(self, data: bytes) -> bytes:
         """Remove the PROXY protocol header from the first bytes; b"" while incomplete.
         Raises BadRequest (the connection is closed) if it is malformed or not allowed."""
-        if self.proxy_state == PROXY_REFUSED:
+        if self.proxy_state is PROXY_REFUSED:
             raise BadRequest("peer not in proxy_allow_ips")
         self.pre += data
         result = proxyproto.parse(self.pre, self.ctx.proxy_mode)
@@ -231,21 +308,23 @@ class Connection:
         rest, self.pre, self.proxy_state = self.pre[consumed:], b"", PROXY_NONE
         return rest
 
-    def has_work(self) -> bool:
-        """True when serve() has something to do besides parking."""
+    # -- WRITING and LINGER ------------------------------------------------------------------
+    def _write(self) -> Next:
+        """The socket drained: write more of the queue; then serve what waited behind it."""
+        try:
+            done = self.flush()
+        except ClientGone:
+            return CLOSE
+        if not done:
+            self.deadline = time.monotonic() + self.ctx.send_timeout_s
+            return WRITE
         parser = self.parser
-        return bool(parser.ready) or parser.error is not None or parser.stopped
+        if self.end is KEEP and (parser.ready or parser.error is not None or parser.stopped):
+            self.state = ACTIVE  # pipelined requests were waiting behind the output
+            return self.serve()
+        return self.settle()
 
-    def expire(self) -> None:
-        """Its deadline passed while parked: 408 if a head was under way, then close."""
-        if self.state == PARKED and not self.parser.idle:
-            if self.ctx.metrics is not None:
-                self.ctx.metrics.reject(408)
-            with contextlib.suppress(OSError):
-                self.sock.send(error_response(RequestTimeout("request head not received in time")))
-        self.close()
-
-    def linger_read(self) -> bool:
+    def _linger_read(self) -> bool:
         """Drop bytes a refused client still sends; False once it has closed."""
         try:
             data = self.sock.recv(RECV_BYTES)
@@ -284,12 +363,11 @@ class Connection:
             raise ClientGone(str(exc)) from None
         return True
 
-    # -- pool thread ---------------------------------------------------------------------
-    def serve(self) -> None:
+    # -- ACTIVE: serving -----------------------------------------------------------------------
+    def serve(self) -> Next:
         """Answer every complete request; leave unsent output to EPOLLOUT; then settle."""
         parser = self.parser
-        ctx = self.ctx
-        while self.end == KEEP:
+        while self.end is KEEP:
             if parser.ready:
                 req = parser.ready.popleft()
                 if not self.serve_one(req):
@@ -297,14 +375,7 @@ class Connection:
                              and req.body.complete)
                     self.end = END_CLEAN if clean else END_LINGER
             elif parser.error is not None:
-                self.send_quietly(error_response(parser.error))
-                self.end = END_LINGER
-                if ctx.metrics is not None:
-                    ctx.metrics.reject(parser.error.status)
-                if ctx.access_log is not None:
-                    ctx.access_log.write(Entry(
-                        self.remote_addr, "-", "-", "-", parser.error.status, 0, 0.0, [], [],
-                        ctx.worker_number))
+                self._refuse(parser.error)
             elif parser.stopped:
                 self.end = END_CLEAN if parser.idle else END_LINGER
             else:
@@ -314,39 +385,73 @@ class Connection:
                 break
             if self.out:
                 # The client is slow to read: whichever pool thread EPOLLOUT wakes writes
-                # the rest and comes
-                # back here if more requests are waiting. This thread is free now.
+                # the rest and comes back here if more requests are waiting. This thread
+                # is free now.
                 self.state = WRITING
-                self.deadline = time.monotonic() + ctx.send_timeout_s
-                ctx.park(self)
-                return
-        self.settle()
+                self.deadline = time.monotonic() + self.ctx.send_timeout_s
+                return WRITE
+        return self.settle()
 
-    def settle(self) -> None:
+    def _refuse(self, error: HTTPError) -> None:
+        """The parser found the request malformed: its 4xx, then linger and close."""
+        ctx = self.ctx
+        self.send_quietly(error_response(error))
+        self.end = END_LINGER
+        if ctx.metrics is not None:
+            ctx.metrics.reject(error.status)
+        if ctx.access_log is not None:
+            ctx.access_log.write(Entry(self.remote_addr, "-", "-", "-", error.status, 0, 0.0,
+                                       [], [], ctx.worker_number))
+
+    def settle(self) -> Next:
         """All output is written: park for the next request, linger, or close."""
         end = self.end
-        if end == END_CLEAN:
-            self.close()
-        elif end == END_LINGER:
+        if end is END_CLEAN:
+            return CLOSE
+        if end is END_LINGER:
             try:
                 self.sock.shutdown(socket.SHUT_WR)
             except OSError:
-                self.close()
-                return
+                return CLOSE
             self.state = LINGER
             self.deadline = time.monotonic() + LINGER_S
-            self.ctx.park(self)
-        else:
-            now = time.monotonic()
-            if self.parser.idle:
-                self.deadline = now + self.ctx.keepalive_s
-            elif self.deadline <= now:  # part of the next head is here already
-                self.deadline = now + self.ctx.header_timeout_s
-            self.state = PARKED
-            self.ctx.park(self)
+            return READ
+        now = time.monotonic()
+        if self.parser.idle:
+            self.deadline = now + self.ctx.keepalive_s
+        elif self.deadline <= now:  # part of the next head is here already
+            self.deadline = now + self.ctx.header_timeout_s
+        self.state = PARKED
+        return READ
 
     def serve_one(self, req: Request) -> bool:
         """Run the app for one request; True if the connection may carry another."""
+        ctx = self.ctx
+        exchange = self._begin(req)
+        timed = ctx.timed
+        started = time.monotonic() if timed else 0.0
+        environ: dict[str, Any] | None = None
+        status = 0  # set when the server, not the app, chose the status
+        try:
+            if ctx.pre_request is not None:
+                run_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
+            mount = ctx.static.match(req.target) if ctx.static is not None else None
+            if mount is not None:
+                self.serve_static(req, mount, exchange)
+            else:
+                environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
+                if ctx.trust is not None:
+                    apply_forwarded(environ, ctx.trust, self.trusted)
+                exchange.run(ctx.app, environ)
+        except Exception as exc:
+            status = self._failed(req, exchange, exc)
+            return False
+        finally:
+            self._finish(req, exchange, environ, status, started)
+        return exchange.keep_alive and self._ready_for_next(req)
+
+    def _begin(self, req: Request) -> Exchange:
+        """Count the request, decide whether it may keep the connection, start the clocks."""
         ctx = self.ctx
         self.served += 1
         keep_alive = (
@@ -357,73 +462,63 @@ class Connection:
         )
         self.request = req
         self.continue_sent = False
-        body = req.body
-        if not body.complete:
-            body.fill = self.fill  # the app may read what has not arrived yet
+        if not req.body.complete:
+            req.body.fill = self.fill  # the app may read what has not arrived yet
         exchange = Exchange(self, req, keep_alive, ctx.request_timeout_s > 0)
         ctx.begin_request(req, exchange)
-        timed = ctx.timed
-        started = time.monotonic() if timed else 0.0
-        status = 0  # set when the server, not the app, chose the status
-        mount = ctx.static.match(req.target) if ctx.static is not None else None
-        environ: dict[str, Any] | None = None
-        try:
-            if ctx.pre_request is not None:
-                run_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
-            if mount is not None:
-                self.serve_static(req, mount, exchange)
-            else:
-                environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
-                if ctx.trust is not None:
-                    apply_forwarded(environ, ctx.trust, self.trusted)
-                exchange.run(ctx.app, environ)
-        except ClientGone:
+        return exchange
+
+    def _failed(self, req: Request, exchange: Exchange, exc: Exception) -> int:
+        """A request ended by an exception: answer it if no head went out yet; returns the
+        status the server chose (0: the app's stands)."""
+        if isinstance(exc, ClientGone):
             self.out.clear()
             self.end = END_CLEAN
-            status = exchange.code or 499  # nginx's "client closed request"
-            return False
-        except HTTPError as exc:  # raised by the body reader: the client's fault
+            return exchange.code or 499  # nginx's "client closed request"
+        if isinstance(exc, HTTPError):  # raised by the body reader: the client's fault
             log.info("request %s %s refused: %s %s", req.method, escape(req.uri), exc.status,
                      exc.detail)
-            if not exchange.head_sent:
-                self.send_quietly(error_response(exc))
-                status = exc.status
-                exchange.sent = len(error_body(exc))
-            if ctx.metrics is not None:
-                ctx.metrics.reject(exc.status)
-            return False
-        except Exception:
-            log.exception("error in app handling %s %s", req.method, escape(req.uri))
-            if not exchange.head_sent:
-                self.send_quietly(error_response(InternalServerError()))
-                status = 500
-                exchange.sent = len(error_body(InternalServerError()))
+            error: HTTPError = exc
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.reject(exc.status)
+        else:
+            log.error("error in app handling %s %s", req.method, escape(req.uri),
+                      exc_info=exc)
+            error = InternalServerError()
+        if exchange.head_sent:
+            return 0
+        self.send_quietly(error_response(error))
+        exchange.sent = len(error_body(error))
+        return error.status
+
+    def _finish(self, req: Request, exchange: Exchange, environ: dict[str, Any] | None,
+                status: int, started: float) -> None:
+        """After every request, whatever happened: stop the clocks, log, post_request."""
+        ctx = self.ctx
+        req.body.fill = None
+        self.request = None
+        ctx.end_request()
+        if ctx.timed:
+            self.account(req, exchange, status, started)
+        if ctx.post_request is not None:
+            run_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ, exchange)
+
+    def _ready_for_next(self, req: Request) -> bool:
+        """The response kept the connection: read past what the app left of the body
+        (up to MAX_DRAIN_BYTES), so that the next request starts where it should."""
+        if req.body.complete:
+            return True
+        if req.expect_continue and not self.continue_sent:
+            return False  # the client is still waiting for 100 before sending its body
+        req.body.fill = self.fill
+        self.request = req
+        try:
+            return req.body.drain(MAX_DRAIN_BYTES)
+        except (HTTPError, ClientGone):
             return False
         finally:
-            body.fill = None
+            req.body.fill = None
             self.request = None
-            ctx.end_request()
-            if timed:
-                self.account(req, exchange, status, started)
-            if ctx.post_request is not None:
-                run_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ,
-                         exchange)
-        if not exchange.keep_alive:
-            return False
-        if not req.body.complete:
-            if req.expect_continue and not self.continue_sent:
-                return False  # the client is still waiting for 100 before sending its body
-            req.body.fill = self.fill
-            self.request = req
-            try:
-                if not req.body.drain(MAX_DRAIN_BYTES):
-                    return False
-            except (HTTPError, ClientGone):
-                return False
-            finally:
-                req.body.fill = None
-                self.request = None
-        return True
 
     def account(self, req: Request, exchange: Exchange, status: int, started: float) -> None:
         """The access-log line and the metrics of one finished request."""
@@ -560,10 +655,11 @@ class Connection:
             self.out.clear()
 
     def close(self) -> None:
-        if self.state == CLOSED:
+        """Release everything; the worker has taken it out of its table first (a closed
+        descriptor's number may be reused at once by the next accept)."""
+        if self.state is CLOSED:
             return
         self.state = CLOSED
-        self.ctx.discard(self)
         for item in self.out:
             if isinstance(item, _FileTail):
                 os.close(item.fd)

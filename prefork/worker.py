@@ -35,26 +35,16 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prefork import log as logsetup
 from prefork import messages
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
-from prefork.connection import (
-    ACTIVE,
-    CLOSED,
-    DISPATCH,
-    KEEP,
-    LINGER,
-    PARKED,
-    WAIT,
-    WRITING,
-    Connection,
-    ServerContext,
-)
-from prefork.errors import AppLoadError, ClientGone
+from prefork.connection import CLOSE, CLOSED, WRITE, Connection, Next, ProxyMode, ServerContext
+from prefork.errors import AppLoadError
 from prefork.hooks import Hooks, ServerView, WorkerView
+from prefork.http.parser import ParserLimits
 from prefork.http.request import Request
 from prefork.loader import load_app
 from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving
@@ -221,16 +211,14 @@ class Worker:
             send_timeout_s=self.config.send_timeout,
             max_keepalive_requests=self.config.max_keepalive_requests,
             request_timeout_s=self.config.request_timeout,
-            parser_limits={
-                "limit_request_line": self.config.limit_request_line,
-                "limit_request_fields": self.config.limit_request_fields,
-                "limit_request_field_size": self.config.limit_request_field_size,
-                "head_limit": self.config.head_limit_bytes,
-                "max_body": self.config.limit_request_body,
-                "framing_limit": self.config.limit_chunk_framing,
-            },
-            park=self._park,
-            discard=self._discard,
+            parser_limits=ParserLimits(
+                limit_request_line=self.config.limit_request_line,
+                limit_request_fields=self.config.limit_request_fields,
+                limit_request_field_size=self.config.limit_request_field_size,
+                head_limit=self.config.head_limit_bytes,
+                max_body=self.config.limit_request_body,
+                framing_limit=self.config.limit_chunk_framing,
+            ),
             begin_request=self._begin_request,
             end_request=self._end_request,
             progress=self._progress,
@@ -241,7 +229,7 @@ class Worker:
             static=StaticFiles(self.config.static) if self.config.static else None,
             trust=Trust(self.config.forwarded_allow_ips, self.config.unix_socket_trusted,
                         self.config.forwarded_trusted_hops),
-            proxy_mode=self.config.proxy_protocol,
+            proxy_mode=cast(ProxyMode, self.config.proxy_protocol),
             proxy_trust=Trust(self.config.proxy_allow_ips, self.config.unix_socket_trusted),
             pre_request=self.hooks.pre_request,
             post_request=self.hooks.post_request,
@@ -331,19 +319,19 @@ class Worker:
                 self.busy += 1
                 conn = conns.get(fd)
                 if conn is not None:
-                    if conn.claimed or conn.state == CLOSED:
+                    if conn.claimed or conn.state is CLOSED:
                         conn = None
                     else:
                         conn.claimed = True
             try:
                 if conn is not None:
-                    self._on_ready(conn)
+                    self._serve(conn)
                 elif fd in listeners:
                     self._accept(listeners[fd])
             except BaseException:
                 log.exception("unexpected error in a pool thread")
                 if conn is not None:
-                    conn.close()
+                    self._close(conn)
             conn = None  # do not keep the last connection alive while waiting
             with lock:
                 self.busy -= 1
@@ -360,37 +348,15 @@ class Worker:
     def _claim(self, conn: Connection) -> bool:
         """Take ownership of a connection the sweep found due."""
         with self.lock:
-            if conn.claimed or conn.state == CLOSED:
+            if conn.claimed or conn.state is CLOSED:
                 return False
             conn.claimed = True
             return True
 
-    def _on_ready(self, conn: Connection) -> None:
-        """Serve a connection the epoll woke us for; the caller has claimed it."""
-        state = conn.state
-        if state == PARKED:
-            self._receive(conn)
-        elif state == WRITING:
-            try:
-                done = conn.flush()
-            except ClientGone:
-                conn.close()
-                return
-            if not done:
-                conn.deadline = time.monotonic() + self.config.send_timeout
-                self._park(conn)
-            elif conn.end == KEEP and conn.has_work():
-                conn.state = ACTIVE  # pipelined requests were waiting behind the output
-                conn.serve()
-            else:
-                conn.settle()
-        elif state == LINGER:
-            if conn.linger_read():
-                self._park(conn)
-            else:
-                conn.close()
-        else:  # ACTIVE cannot be armed; be safe
-            self._park(conn)
+    def _serve(self, conn: Connection) -> None:
+        """Serve a connection the epoll woke us for (the caller has claimed it): it says
+        what comes next, and we arm it in the epoll or close it."""
+        self._arm(conn, conn.on_ready())
 
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for the same
@@ -414,7 +380,7 @@ class Worker:
                 return  # ECONNABORTED, or a listener closed by a stop: nothing to do
             conn = self._adopt(sock, addr, self.bases[id(listener)], time.monotonic())
         # Its first request often arrives with the connection: serve it at once.
-        self._receive(conn)
+        self._serve(conn)
 
     def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any],
                now: float) -> Connection:
@@ -422,23 +388,10 @@ class Worker:
         one served and closed at once (Connection: close) never costs an epoll call."""
         # AF_UNIX peers have no address.
         remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
-        conn = Connection(sock, remote, base, self.ctx)
+        conn = Connection(sock, remote, base, self.ctx, now)
         conn.claimed = True
         self.conns[conn.fd] = conn
-        conn.deadline = now + self.config.header_timeout
         return conn
-
-    def _receive(self, conn: Connection) -> None:
-        """Read what a claimed connection has sent: serve a complete request here and now,
-        re-arm it for the rest of a head, or close it."""
-        action = conn.receive()
-        if action == DISPATCH:
-            conn.state = ACTIVE
-            conn.serve()
-        elif action == WAIT:
-            self._park(conn)
-        else:
-            conn.close()
 
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
@@ -447,14 +400,8 @@ class Worker:
         keeps a closed connection alive."""
         self._watch_requests(now)
         for conn in list(self.conns.values()):
-            if conn.deadline <= now and conn.state in (PARKED, LINGER, WRITING) \
-                    and self._claim(conn):
-                if conn.deadline > now or conn.state == ACTIVE:  # moved on meanwhile
-                    self._park(conn)
-                elif conn.state == PARKED:
-                    conn.expire()
-                else:  # LINGER, or WRITING to a client that stopped reading
-                    conn.close()
+            if conn.due(now) and self._claim(conn):
+                self._arm(conn, conn.on_deadline(now))
 
     def _watch_requests(self, now: float) -> None:
         """The two request watchdogs (README, "Watchdogs").
@@ -543,7 +490,8 @@ class Worker:
                         sock, addr = listener.sock.accept()
                     except OSError:
                         break
-                    self._park(self._adopt(sock, addr, base, now))  # a pool thread serves it
+                    # A pool thread serves it when its bytes come.
+                    self._arm(self._adopt(sock, addr, base, now), Next.READ)
                 with contextlib.suppress(OSError):
                     self.ep.unregister(listener.sock.fileno())
                 listener.sock.close()
@@ -566,23 +514,29 @@ class Worker:
         messages.send(self.channel, message)
 
     # -- called from pool threads ----------------------------------------------------------
-    def _park(self, conn: Connection) -> None:
-        """Give `conn` back to the epoll: release our claim, then re-arm it."""
-        mask = _ARMED_OUT if conn.state == WRITING else _ARMED
+    def _arm(self, conn: Connection, then: Next) -> None:
+        """What a claimed connection asked for: give it back to the epoll (our claim is
+        released first: once armed, another thread may take it), or close it."""
+        if then is CLOSE:
+            self._close(conn)
+            return
         conn.claimed = False
+        mask = _ARMED_OUT if then is WRITE else _ARMED
         try:
             if conn.registered:
                 self.ep.modify(conn.fd, mask)
             else:
-                conn.registered = True  # before: once armed, another thread may park it
+                conn.registered = True  # before: once armed, another thread may arm it
                 self.ep.register(conn.fd, mask)
         except OSError:
-            conn.close()
+            self._close(conn)
 
-    def _discard(self, conn: Connection) -> None:
-        """Forget a connection about to be closed (closing its socket, never duplicated,
-        takes it out of the epoll: no epoll call needed)."""
+    def _close(self, conn: Connection) -> None:
+        """Forget a connection, then close it (in that order: its descriptor's number may
+        be reused by the next accept). Closing its socket, never duplicated, takes it out
+        of the epoll: no epoll call needed."""
         self.conns.pop(conn.fd, None)
+        conn.close()
 
     def _begin_request(self, req: Request, exchange: Exchange) -> None:
         now = time.monotonic()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass
 
 import httptools
 
@@ -110,6 +111,21 @@ def method_error(lead: bytes) -> HTTPError | None:
     return BadRequest("the method is not a token (RFC 9110 §9.1)")
 
 
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    """What one connection's parser accepts (from the settings of the same names)."""
+
+    limit_request_line: int = 8190  # bytes in the request line (414 past it)
+    limit_request_fields: int = 100  # header fields in a head (431 past it)
+    limit_request_field_size: int = 8190  # bytes in one field line (431 past it)
+    head_limit: int = 1 << 20  # bytes in a whole head
+    max_body: int = 0  # bytes in a body; 0: no limit
+    framing_limit: int = 8192  # chunk framing bytes (sizes, extensions) per feed slice
+
+
+DEFAULT_LIMITS = ParserLimits()
+
+
 class RequestParser:
     __slots__ = (
         "_chunks",
@@ -136,22 +152,13 @@ class RequestParser:
         "stopped",
     )
 
-    def __init__(
-        self,
-        *,
-        limit_request_line: int = 8190,
-        limit_request_fields: int = 100,
-        limit_request_field_size: int = 8190,
-        head_limit: int = 1 << 20,
-        max_body: int = 0,
-        framing_limit: int = 8192,
-    ) -> None:
-        self._line_limit = limit_request_line
-        self._max_fields = limit_request_fields
-        self._field_size = limit_request_field_size
-        self._head_limit = head_limit
-        self._max_body = max_body
-        self._framing_limit = framing_limit
+    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self._line_limit = limits.limit_request_line
+        self._max_fields = limits.limit_request_fields
+        self._field_size = limits.limit_request_field_size
+        self._head_limit = limits.head_limit
+        self._max_body = limits.max_body
+        self._framing_limit = limits.framing_limit
         self.ready: deque[Request] = deque()
         self.error: HTTPError | None = None
         self.stopped = False  # no more bytes will be parsed (error, upgrade, close)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import h11
 
 from prefork.errors import HTTPError
-from prefork.http.parser import RequestParser
+from prefork.http.parser import ParserLimits, RequestParser
 from prefork.wsgi import base_environ, build_environ
 
 LIMITS = {"limit_request_line": 8190, "limit_request_fields": 100,
@@ -57,7 +57,7 @@ class Difference:
 
 
 def prefork(data: bytes) -> Outcome:
-    parser = RequestParser(**LIMITS)
+    parser = RequestParser(ParserLimits(**LIMITS))
     parser.feed(data)
     out = Outcome()
     for req in parser.ready:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from prefork.errors import HTTPError
-from prefork.http.parser import RequestParser
+from prefork.http.parser import ParserLimits, RequestParser
 from prefork.wsgi import base_environ, build_environ
 from tests.server import Server
 
@@ -65,7 +65,7 @@ def environ_of(req: Any) -> dict[str, Any]:
 
 
 def replay(data: bytes, mode: str, seed: int = 0) -> RequestParser:
-    parser = RequestParser(**LIMITS)
+    parser = RequestParser(ParserLimits(**LIMITS))
     for piece in chunks(data, mode, seed):
         parser.feed(piece)
     return parser

@@ -28,7 +28,7 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports():
-    from prefork.http.parser import RequestParser
+    from prefork.http.parser import ParserLimits, RequestParser
 
 LIMITS = {"limit_request_line": 512, "limit_request_fields": 20,
           "limit_request_field_size": 512, "head_limit": 4096,
@@ -68,11 +68,11 @@ def test_one_input(data: bytes) -> None:
     sizes = fdp.ConsumeIntListInRange(4, 1, 64)
     raw = fdp.ConsumeBytes(fdp.remaining_bytes())
 
-    whole = RequestParser(**LIMITS)
+    whole = RequestParser(ParserLimits(**LIMITS))
     whole.feed(raw)
     check(whole)
 
-    pieces = RequestParser(**LIMITS)
+    pieces = RequestParser(ParserLimits(**LIMITS))
     start = 0
     for cut in [c for c in cuts if c < len(raw)] + [len(raw)]:
         pieces.feed(raw[start:cut])
@@ -86,7 +86,7 @@ def test_one_input(data: bytes) -> None:
         assert a[0][:-1] == b[0][:-1] or not a[0] or not b[0], (a, b)
 
     # The body reader: read(n) pieces and readline agree with read().
-    again = RequestParser(**LIMITS)
+    again = RequestParser(ParserLimits(**LIMITS))
     again.feed(raw)
     for r in again.ready:
         if not r.body.complete:

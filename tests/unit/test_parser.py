@@ -8,13 +8,13 @@ import random
 import pytest
 
 from prefork.errors import HTTPError
-from prefork.http.parser import RequestParser
+from prefork.http.parser import ParserLimits, RequestParser
 from prefork.http.request import Request
 
 
 def feed_all(data: bytes, mode: str, seed: int = 0) -> RequestParser:
-    parser = RequestParser(limit_request_line=100, limit_request_fields=10,
-                           limit_request_field_size=200, head_limit=2000)
+    parser = RequestParser(ParserLimits(limit_request_line=100, limit_request_fields=10,
+                           limit_request_field_size=200, head_limit=2000))
     if mode == "whole":
         parser.feed(data)
     elif mode == "bytes":
@@ -114,7 +114,7 @@ def test_requests_before_an_error_are_kept() -> None:
 
 
 def test_head_limit_caps_unterminated_head() -> None:
-    p = RequestParser(head_limit=1000)
+    p = RequestParser(ParserLimits(head_limit=1000))
     p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n")
     for _ in range(20):
         p.feed(b"X-Long: " + b"a" * 90 + b"\r\n")
@@ -142,13 +142,13 @@ def test_expect_continue_and_connection_tokens() -> None:
 
 
 def test_body_limit_gives_413() -> None:
-    p = RequestParser(max_body=4)
+    p = RequestParser(ParserLimits(max_body=4))
     p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
     assert p.error is not None and p.error.status == 413
 
 
 def test_many_tiny_chunks_are_fine() -> None:
-    p = RequestParser(framing_limit=8192)
+    p = RequestParser(ParserLimits(framing_limit=8192))
     p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     for _ in range(5000):
         p.feed(b"1;e=v\r\nx\r\n")
@@ -157,7 +157,7 @@ def test_many_tiny_chunks_are_fine() -> None:
 
 
 def test_endless_chunk_extension_is_refused() -> None:
-    p = RequestParser(framing_limit=8192)
+    p = RequestParser(ParserLimits(framing_limit=8192))
     p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=")
     for _ in range(100):
         p.feed(b"a" * 1000)

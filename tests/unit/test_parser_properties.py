@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefork.http.parser import RequestParser
+from prefork.http.parser import ParserLimits, RequestParser
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,9 +121,9 @@ def reference(data: bytes) -> tuple[list[tuple[bytes, bytes, bytes]], bool]:
 
 
 def ours(data: bytes, pieces: list[int]) -> tuple[list[tuple[bytes, bytes, bytes]], bool]:
-    parser = RequestParser(limit_request_line=8190, limit_request_fields=100,
+    parser = RequestParser(ParserLimits(limit_request_line=8190, limit_request_fields=100,
                            limit_request_field_size=8190, head_limit=1 << 20,
-                           framing_limit=1 << 20)
+                           framing_limit=1 << 20))
     start = 0
     for cut in [*sorted(pieces), len(data)]:
         parser.feed(data[start:max(start, min(cut, len(data)))])
