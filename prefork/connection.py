@@ -36,13 +36,11 @@ import contextlib
 import enum
 import logging
 import os
-import select
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from prefork.accesslog import AccessLog, Entry, escape
 from prefork.config import StaticMount
@@ -59,6 +57,7 @@ from prefork.http.parser import DEFAULT_LIMITS, ParserLimits, RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_body, error_response
 from prefork.metrics import WorkerMetrics
+from prefork.output import POLLIN, Output, wait_for
 from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
 from prefork.wsgi import Exchange, WSGIApp, build_environ
@@ -68,10 +67,6 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1 << 20  # unread body we discard to keep a connection; more: close
 LINGER_S = 2.0  # after an error reply, read and drop the client's bytes this long (no RST)
-# A response the client does not take at once is queued and written as the socket drains;
-# past this many queued bytes the app's thread waits (so a stalled client of a huge
-# streamed response holds one thread until send_timeout, not unbounded memory).
-OUTPUT_QUEUE_BYTES = 1 << 20
 
 
 class State(enum.Enum):
@@ -116,8 +111,6 @@ PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = (ProxyHeader.NONE, ProxyHeader.EXPEC
                                              ProxyHeader.REFUSED)
 ProxyMode = Literal["off", "v1", "v2", "auto"]
 
-_POLLIN = select.POLLIN | select.POLLPRI
-_POLLOUT = select.POLLOUT
 
 
 @dataclass(slots=True)
@@ -156,21 +149,6 @@ class ServerContext:
         self.timed = self.access_log is not None or self.metrics is not None
 
 
-def _wait(fd: int, events: int, timeout_s: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, events)
-    return bool(poller.poll(max(0.0, timeout_s) * 1000))
-
-
-class _FileTail:
-    """The unsent part of a file response, waiting in the output queue."""
-
-    __slots__ = ("count", "fd", "offset")
-
-    def __init__(self, fd: int, offset: int, count: int) -> None:
-        self.fd, self.offset, self.count = fd, offset, count
-
-
 class Connection:
     __slots__ = (
         "base",
@@ -181,7 +159,6 @@ class Connection:
         "end",
         "fd",
         "out",
-        "out_bytes",
         "parser",
         "pre",
         "proxy_state",
@@ -230,8 +207,7 @@ class Connection:
         # worker's epoll (from its first park on).
         self.claimed = False
         self.registered = False
-        self.out: deque[memoryview | _FileTail] = deque()
-        self.out_bytes = 0
+        self.out = Output(sock, ctx.send_timeout_s, ctx.progress)
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} {self.remote_addr}:{self.remote_port}>"
@@ -312,7 +288,7 @@ class Connection:
     def _write(self) -> Next:
         """The socket drained: write more of the queue; then serve what waited behind it."""
         try:
-            done = self.flush()
+            done = self.out.flush()
         except ClientGone:
             return CLOSE
         if not done:
@@ -334,35 +310,6 @@ class Connection:
             return False
         return bool(data)
 
-    def flush(self) -> bool:
-        """Write queued output without blocking; True once all of it is out.
-        Raises ClientGone if the client is gone."""
-        out = self.out
-        sock = self.sock
-        try:
-            while out:
-                item = out[0]
-                if isinstance(item, memoryview):
-                    sent = sock.send(item)
-                    self.out_bytes -= sent
-                    if sent < len(item):
-                        out[0] = item[sent:]
-                        return False
-                    out.popleft()
-                else:
-                    sent = os.sendfile(self.fd, item.fd, item.offset, item.count)
-                    item.offset += sent
-                    item.count -= sent
-                    if item.count and sent:
-                        continue
-                    os.close(item.fd)
-                    out.popleft()
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            raise ClientGone(str(exc)) from None
-        return True
-
     # -- ACTIVE: serving -----------------------------------------------------------------------
     def serve(self) -> Next:
         """Answer every complete request; leave unsent output to EPOLLOUT; then settle."""
@@ -383,7 +330,7 @@ class Connection:
                 # response promised keep-alive, so closing now could lose a request the
                 # client is sending. The next one is answered with "Connection: close".
                 break
-            if self.out:
+            if self.out.queue:
                 # The client is slow to read: whichever pool thread EPOLLOUT wakes writes
                 # the rest and comes back here if more requests are waiting. This thread
                 # is free now.
@@ -395,7 +342,7 @@ class Connection:
     def _refuse(self, error: HTTPError) -> None:
         """The parser found the request malformed: its 4xx, then linger and close."""
         ctx = self.ctx
-        self.send_quietly(error_response(error))
+        self.out.send_quietly(error_response(error))
         self.end = END_LINGER
         if ctx.metrics is not None:
             ctx.metrics.reject(error.status)
@@ -464,7 +411,7 @@ class Connection:
         self.continue_sent = False
         if not req.body.complete:
             req.body.fill = self.fill  # the app may read what has not arrived yet
-        exchange = Exchange(self, req, keep_alive, ctx.request_timeout_s > 0)
+        exchange = Exchange(self.out, req, keep_alive, ctx.request_timeout_s > 0)
         ctx.begin_request(req, exchange)
         return exchange
 
@@ -472,7 +419,7 @@ class Connection:
         """A request ended by an exception: answer it if no head went out yet; returns the
         status the server chose (0: the app's stands)."""
         if isinstance(exc, ClientGone):
-            self.out.clear()
+            self.out.discard()
             self.end = END_CLEAN
             return exchange.code or 499  # nginx's "client closed request"
         if isinstance(exc, HTTPError):  # raised by the body reader: the client's fault
@@ -487,7 +434,7 @@ class Connection:
             error = InternalServerError()
         if exchange.head_sent:
             return 0
-        self.send_quietly(error_response(error))
+        self.out.send_quietly(error_response(error))
         exchange.sent = len(error_body(error))
         return error.status
 
@@ -548,8 +495,8 @@ class Connection:
             raise ClientGone("no more bytes will be parsed on this connection")
         if req.expect_continue and not self.continue_sent:
             self.continue_sent = True  # RFC 9110 §10.1.1: only once the app wants the body
-            self.send(CONTINUE)
-            self.wait_flushed()
+            self.out.send(CONTINUE)
+            self.out.wait_flushed()
         data = self.recv_wait(self.ctx.body_timeout_s)
         if not data:
             raise ClientGone("client closed the connection during the request body")
@@ -566,7 +513,7 @@ class Connection:
             pass
         except OSError as exc:
             raise ClientGone(str(exc)) from None
-        if not _wait(self.fd, _POLLIN, timeout_s):
+        if not wait_for(self.fd, POLLIN, timeout_s):
             raise RequestTimeout("request body not received in time")
         try:
             return sock.recv(RECV_BYTES)
@@ -575,84 +522,17 @@ class Connection:
         except OSError as exc:
             raise ClientGone(str(exc)) from None
 
-    # Output, for wsgi.Exchange
-    def send(self, data: bytes) -> None:
-        """Send now what the socket takes; queue the rest (written on EPOLLOUT)."""
-        sent = 0
-        if not self.out:
-            try:
-                sent = self.sock.send(data)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise ClientGone(str(exc)) from None
-            if sent == len(data):
-                return
-        view = memoryview(data)[sent:]
-        self.out.append(view)
-        self.out_bytes += len(view)
-        if self.out_bytes > OUTPUT_QUEUE_BYTES:
-            self.wait_flushed()
-
     def serve_static(self, req: Request, mount: StaticMount, exchange: Exchange) -> None:
         """A file from a static mount, instead of the app."""
         assert self.ctx.static is not None
         reply = self.ctx.static.respond(req, mount, close=not exchange.keep_alive)
         exchange.code, exchange.head_sent = reply.status, True
-        self.send(reply.head)
+        self.out.send(reply.head)
         if reply.fd >= 0:
             try:
-                exchange.sent = self.sendfile_fd(reply.fd, reply.offset, reply.count)
+                exchange.sent = self.out.sendfile_fd(reply.fd, reply.offset, reply.count)
             finally:
                 os.close(reply.fd)
-
-    def sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
-        return self.sendfile_fd(file.fileno(), offset, count)
-
-    def sendfile_fd(self, in_fd: int, offset: int, count: int) -> int:
-        """Send a file with os.sendfile; what the socket does not take now is queued
-        (on a duplicate descriptor, as the caller may close its file at once)."""
-        sent = 0
-        if not self.out:
-            try:
-                while sent < count:
-                    n = os.sendfile(self.fd, in_fd, offset + sent, count - sent)
-                    if n == 0:
-                        return sent  # the file is shorter than it was
-                    sent += n
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise ClientGone(str(exc)) from None
-        if sent < count:
-            self.out.append(_FileTail(os.dup(in_fd), offset + sent, count - sent))
-        return count
-
-    def wait_flushed(self) -> None:
-        """Write the output queue out from this thread, waiting up to send_timeout for
-        each bit of progress."""
-        deadline = time.monotonic() + self.ctx.send_timeout_s
-        while not self.flush():
-            before = self.out_bytes
-            if not _wait(self.fd, _POLLOUT, deadline - time.monotonic()):
-                raise ClientGone("client did not accept the response in time")
-            if self.out_bytes != before:
-                deadline = time.monotonic() + self.ctx.send_timeout_s
-                self.ctx.progress()
-
-    def abort(self, data: bytes) -> None:
-        """From the worker's main thread, for a request given up while its app still runs:
-        send `data` (a complete response) and end our side; the pool thread then finds
-        the client gone (ClientGone) whenever the app next writes."""
-        with contextlib.suppress(OSError):
-            self.sock.send(data)
-            self.sock.shutdown(socket.SHUT_WR)
-
-    def send_quietly(self, data: bytes) -> None:
-        try:
-            self.send(data)
-        except ClientGone:
-            self.out.clear()
 
     def close(self) -> None:
         """Release everything; the worker has taken it out of its table first (a closed
@@ -660,9 +540,6 @@ class Connection:
         if self.state is CLOSED:
             return
         self.state = CLOSED
-        for item in self.out:
-            if isinstance(item, _FileTail):
-                os.close(item.fd)
-        self.out.clear()
+        self.out.discard()
         self.parser.close()
         self.sock.close()

@@ -143,7 +143,7 @@ def test_a_client_that_does_not_read_leaves_the_rest_queued_for_epollout(
     size = 800_000  # more than the socket takes, less than OUTPUT_QUEUE_BYTES
     client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Size: %d\r\n\r\n" % size)
     assert conn.on_ready() is WRITE
-    assert conn.state is WRITING and conn.out
+    assert conn.state is WRITING and conn.out.queue
     assert conn.deadline > time.monotonic() + 3  # send_timeout
     got = b""
     deadline = time.monotonic() + 10
@@ -151,7 +151,7 @@ def test_a_client_that_does_not_read_leaves_the_rest_queued_for_epollout(
     while then is WRITE and time.monotonic() < deadline:
         got += client.recv(1 << 20)
         then = conn.on_ready()
-    assert then is READ and conn.state is PARKED and not conn.out
+    assert then is READ and conn.state is PARKED and not conn.out.queue
     while len(got) < size:
         got += client.recv(1 << 20)
     assert got.endswith(b"h" * 100) and got.count(b"h") >= size
