@@ -46,7 +46,7 @@ from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
 from prefork.hooks import Hooks, ServerView, WorkerView
-from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving
+from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving, Stop
 from prefork.sockets import BindError, Listener, bind_all, set_defer_accept
 from prefork.worker import set_title, worker_main
 from prefork.wsgi import WSGIApp
@@ -135,7 +135,7 @@ class Master:
     generation: int = 1
     reload_from: Config | None = None  # the config a reload in progress replaces
     signals: list[int] = field(default_factory=list)
-    stopping: str | None = None  # None, "graceful" or "quick"
+    stopping: Stop | None = None
     stop_deadline: float = 0.0
     drain_at: float | None = None  # shutdown_delay: when the graceful drain begins
     exit_code: ExitStatus = ExitStatus.OK
@@ -244,7 +244,7 @@ class Master:
             self.upgrading.check()
             if self.drain_at is not None and time.monotonic() >= self.drain_at:
                 self.drain_at = None
-                self._stop("graceful")
+                self._stop(Stop.GRACEFUL)
             if self.stopping and not self.workers:
                 return
 
@@ -398,7 +398,7 @@ class Master:
             log.error("worker %d could not load the app; stopping (see the error above)",
                       handle.number)
             self.exit_code = ExitStatus.APP_LOAD
-            self._stop("quick")
+            self._stop(Stop.QUICK)
             return
         if handle.serving or (handle.ready and age >= YOUNG_S):
             # It served: its death says nothing about the next worker (a route that
@@ -583,17 +583,17 @@ class Master:
             self.upgrade_from = 0
 
     # -- stopping and other signals --------------------------------------------------------
-    def _stop(self, how: str) -> None:
-        if self.stopping == "quick" or self.stopping == how:
+    def _stop(self, how: Stop) -> None:
+        if self.stopping is Stop.QUICK or self.stopping is how:
             return
         self.stopping = how
         self.notifier.stopping()
         now = time.monotonic()
-        grace = self.config.graceful_timeout if how == "graceful" else 1.0
+        grace = self.config.graceful_timeout if how is Stop.GRACEFUL else 1.0
         self.stop_deadline = now + grace
-        sig = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
+        sig = signal.SIGTERM if how is Stop.GRACEFUL else signal.SIGQUIT
         for handle in self.workers.values():
-            if handle.retiring_since is None or how == "quick":
+            if handle.retiring_since is None or how is Stop.QUICK:
                 handle.retiring_since = handle.retiring_since or now
                 self._kill(handle, sig)
         # Our copy of the listeners must go too, so that once the workers have drained
@@ -610,15 +610,15 @@ class Master:
             return
         log.info("SIGTERM: graceful stop (in-flight requests get %.0f s)",
                  self.config.graceful_timeout)
-        self._stop("graceful")
+        self._stop(Stop.GRACEFUL)
 
     def handle_int(self) -> None:
         log.info("SIGINT: quick stop")
-        self._stop("quick")
+        self._stop(Stop.QUICK)
 
     def handle_quit(self) -> None:
         log.info("SIGQUIT: quick stop")
-        self._stop("quick")
+        self._stop(Stop.QUICK)
 
     def handle_ttin(self) -> None:
         self.target += 1

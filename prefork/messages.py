@@ -12,6 +12,10 @@ ended through its exit status (`ExitStatus`).
     Reload       --reload: a file of the app changed
     Retire       the worker asks to be replaced (max_requests, a stuck request)
 
+The master speaks to a worker through signals only: TERM is a graceful stop (finish
+what was accepted; `Stop.GRACEFUL`), INT and QUIT a quick one (`Stop.QUICK`), USR1
+reopens the logs.
+
 Imported by worker.py (its main thread and pool threads send) and master.py (its main
 thread receives). Sending never blocks: a full channel (a master busy for seconds) drops
 a heartbeat rather than stall a worker.
@@ -36,6 +40,13 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad command line or config, or a hook refused to start
     BIND = 3  # an address cannot be bound
     APP_LOAD = 4  # the app cannot be imported: respawning would not help
+
+
+class Stop(enum.Enum):
+    """How a master or worker stops."""
+
+    GRACEFUL = "finish the requests accepted, within graceful_timeout"
+    QUICK = "exit now"
 
 
 @dataclass(frozen=True, slots=True)

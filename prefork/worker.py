@@ -33,7 +33,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -47,11 +46,13 @@ from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.parser import ParserLimits
 from prefork.http.request import Request
 from prefork.loader import load_app
-from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving
+from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving, Stop
 from prefork.metrics import WorkerMetrics
 from prefork.proxy import Trust
+from prefork.reloader import FileWatch
 from prefork.sockets import Listener
 from prefork.static import StaticFiles
+from prefork.watchdog import RequestWatch
 from prefork.wsgi import Exchange, WSGIApp, base_environ
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,6 @@ WATCHERS = 2
 _IN = select.EPOLLIN
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
-
-
-# One request a pool thread is running, as the main thread's watchdogs see it: when it
-# began (for request_timeout), its last sign of progress (reading the body, writing: for
-# `timeout`), the request and its exchange. A plain tuple: built once per request, where
-# a class instance would cost a frame; replaced whole on progress.
-Running = tuple[float, float, Request, Exchange]
 
 
 @dataclass(slots=True)
@@ -128,12 +122,10 @@ class Worker:
         self.watchers = min(config.threads, WATCHERS)
         self.accepting = False
         self.stopping = False
-        self.stop_signal: str | None = None  # "graceful" or "quick", set by signal handlers
+        self.stop_signal: Stop | None = None  # set by the signal handlers
         self.recycle = False
         self.reopen_logs = False
-        # thread ident -> the request it is running (its clock for the watchdogs)
-        self.inflight: dict[int, Running] = {}
-        self.stuck: set[int] = set()  # threads whose request was given up (request_timeout)
+        self.requests = RequestWatch(config.threads, config.timeout, config.request_timeout)
         self.max_requests = config.max_requests
         if config.max_requests and config.max_requests_jitter:
             import random
@@ -150,10 +142,10 @@ class Worker:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
         def graceful(signum: int, frame: object) -> None:
-            self.stop_signal = self.stop_signal or "graceful"
+            self.stop_signal = self.stop_signal or Stop.GRACEFUL
 
         def quick(signum: int, frame: object) -> None:
-            self.stop_signal = "quick"
+            self.stop_signal = Stop.QUICK
 
         def reopen(signum: int, frame: object) -> None:
             self.reopen_logs = True
@@ -181,7 +173,7 @@ class Worker:
                 log.error("%s", exc)
                 return ExitStatus.APP_LOAD
         self.hooks.call("post_worker_init", self.view)
-        self.watched = watched_files(self.config) if self.config.reload else {}
+        self.watch = FileWatch(self.config.reload_extra_files) if self.config.reload else None
         self.ctx = self.context()
         multiprocess = self.config.workers > 1
         # Keyed by the listener itself, not its fd: a drain closes the socket (its fd
@@ -220,8 +212,8 @@ class Worker:
                 framing_limit=self.config.limit_chunk_framing,
             ),
             begin_request=self._begin_request,
-            end_request=self._end_request,
-            progress=self._progress,
+            end_request=self.requests.end,
+            progress=self.requests.progress,
             access_log=None if is_off(self.config.access_log) else
             AccessLog(self.config.access_log, self.config.access_log_format),
             worker_number=self.number,
@@ -243,30 +235,15 @@ class Worker:
         Requests are not its business: pool threads wait on the worker's epoll themselves
         (leader/follower) and serve the connection they are woken for.
         """
-        conns = self.conns
-        channel_fd = self.channel.fileno()
         next_beat = next_sweep = time.monotonic()
         while True:
-            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
-            for fd, _mask in self.main_ep.poll(timeout):
-                if fd == self.wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self.wake_r, 4096)
-                elif fd == channel_fd and not self._on_master():
-                    log.warning("master is gone; exiting")
-                    return 0
-            if self.stop_signal == "quick":
+            if not self._wait_events(min(next_beat, next_sweep) - time.monotonic()):
+                log.warning("master is gone; exiting")
+                return ExitStatus.OK
+            if self.stop_signal is Stop.QUICK:
                 self.hooks.call("worker_int", self.view)
-                return 0
-            if self.reopen_logs:
-                self.reopen_logs = False
-                logsetup.reopen()
-                if self.ctx.access_log is not None:
-                    self.ctx.access_log.reopen()
-            if (self.stop_signal or self.recycle) and not self.stopping:
-                if self.recycle and not self.stop_signal:
-                    self._tell_master(Retire(f"served {self.info.served} requests"))
-                self._begin_stop()
+                return ExitStatus.OK
+            self._on_flags()
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + SWEEP_S
@@ -275,21 +252,53 @@ class Worker:
                 next_beat = now + HEARTBEAT_S
                 if os.getppid() != self.master_pid:
                     log.warning("master is gone; exiting")
-                    return 0
+                    return ExitStatus.OK
                 self._heartbeat()
-                if self.watched and not self.stopping:
-                    changed = changed_file(self.watched)
-                    if changed:
-                        log.info("reload: %s changed; restarting the workers", changed)
-                        self._tell_master(Reload())
+                self._look_for_changes()
             if self.stopping:
-                stuck = sum(1 for ident in self.stuck if ident in self.inflight)
-                if len(conns) <= stuck and self.busy <= stuck:
-                    if stuck:
-                        log.warning("exiting with %d stuck request(s) abandoned", stuck)
-                    return 0
-            elif not self.accepting and len(conns) < self.config.worker_connections:
+                if self._drained():
+                    return ExitStatus.OK
+            elif not self.accepting and len(self.conns) < self.config.worker_connections:
                 self._resume_accepting()
+
+    def _wait_events(self, timeout: float) -> bool:
+        """Wait for a signal or the master, at most `timeout`; False if the master is gone."""
+        for fd, _mask in self.main_ep.poll(max(0.0, timeout)):
+            if fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+            elif fd == self.channel.fileno() and not self._on_master():
+                return False
+        return True
+
+    def _on_flags(self) -> None:
+        """What signal handlers and pool threads asked for: reopen logs, stop, recycle."""
+        if self.reopen_logs:
+            self.reopen_logs = False
+            logsetup.reopen()
+            if self.ctx.access_log is not None:
+                self.ctx.access_log.reopen()
+        if (self.stop_signal or self.recycle) and not self.stopping:
+            if self.recycle and not self.stop_signal:
+                self._tell_master(Retire(f"served {self.info.served} requests"))
+            self._begin_stop()
+
+    def _look_for_changes(self) -> None:
+        """--reload: a file of the app changed; the master restarts every worker."""
+        if self.watch is not None and not self.stopping:
+            changed = self.watch.changed()
+            if changed:
+                log.info("reload: %s changed; restarting the workers", changed)
+                self._tell_master(Reload())
+
+    def _drained(self) -> bool:
+        """Stopping: every connection is closed but those of requests given up."""
+        stuck = self.requests.abandoned()
+        if len(self.conns) <= stuck and self.busy <= stuck:
+            if stuck:
+                log.warning("exiting with %d stuck request(s) abandoned", stuck)
+            return True
+        return False
 
     def _follow(self) -> None:
         """A pool thread: wait on the worker's epoll, serve what it is woken for, repeat.
@@ -404,53 +413,19 @@ class Worker:
                 self._arm(conn, conn.on_deadline(now))
 
     def _watch_requests(self, now: float) -> None:
-        """The two request watchdogs (README, "Watchdogs").
-
-        request_timeout (harakiri): a request running longer is given up: its stack is
-        logged, its client gets 504 if no response has begun, and the worker retires to
-        win its thread back. timeout: one long request among free threads is no fault,
-        but when every thread has made no progress for that long the worker can serve
-        nobody: it retires (a replacement starts now; it is killed after
+        """The request watchdogs (watchdog.py): a worker that gave a request up, or whose
+        every thread is stuck, retires (a replacement starts now; it is killed after
         graceful_timeout if its requests still do not finish)."""
-        request_timeout = self.config.request_timeout
-        timeout = self.config.timeout
-        stalled = []
-        for ident, run in list(self.inflight.items()):
-            began, active, _req, _exchange = run
-            if request_timeout and ident not in self.stuck and now - began > request_timeout:
-                self._give_up(ident, run, now - began)
-            if now - active > timeout:
-                stalled.append(ident)
-        if len(stalled) >= self.config.threads and not self.stopping:
-            log.error("every thread (%d) has made no progress for over %.0f s (timeout); "
-                      "retiring this worker. Their stacks:\n%s", len(stalled), timeout,
-                      "\n".join(self._describe(ident) for ident in stalled))
+        answered = self.requests.answered_504
+        verdict = self.requests.check(now)
+        if self.ctx.metrics is not None:
+            for _ in range(self.requests.answered_504 - answered):
+                self.ctx.metrics.reject(504)
+        if verdict is not None:
             self.hooks.call("worker_abort", self.view)
-            self._tell_master(Retire("every thread stuck"))
-            self._begin_stop()
-
-    def _describe(self, ident: int) -> str:
-        """A running request and the Python stack of its thread, for the error log."""
-        run = self.inflight.get(ident)
-        frame = sys._current_frames().get(ident)
-        stack = "".join(traceback.format_stack(frame)) if frame else "  (thread gone)\n"
-        what = f"{run[2].method} {run[2].uri}" if run else "(done)"
-        return f"request {what}, thread {ident}:\n{stack.rstrip()}"
-
-    def _give_up(self, ident: int, run: Running, age: float) -> None:
-        """request_timeout passed: 504 (when no response has begun), retire the worker."""
-        self.stuck.add(ident)
-        answered = run[3].time_out()
-        log.error("request ran %.1f s, past request_timeout (%.0f s)%s; %s", age,
-                  self.config.request_timeout,
-                  "; answered 504" if answered else "; its response had begun",
-                  self._describe(ident))
-        if self.ctx.metrics is not None and answered:
-            self.ctx.metrics.reject(504)
-        self.hooks.call("worker_abort", self.view)
-        if not self.stopping:
-            self._tell_master(Retire("request_timeout"))
-            self._begin_stop()
+            if not self.stopping:
+                self._tell_master(Retire(verdict))
+                self._begin_stop()
 
     def _pause_accepting(self) -> None:
         with self.lock:
@@ -503,7 +478,7 @@ class Worker:
     def _heartbeat(self) -> None:
         metrics = self.ctx.metrics
         self._tell_master(Heartbeat(self.busy, self.info.served, len(self.conns),
-                                    len(self.inflight),
+                                    len(self.requests.inflight),
                                     metrics.snapshot() if metrics is not None else None))
 
     def _on_master(self) -> bool:
@@ -539,8 +514,8 @@ class Worker:
         conn.close()
 
     def _begin_request(self, req: Request, exchange: Exchange) -> None:
-        now = time.monotonic()
-        self.inflight[threading.get_ident()] = (now, now, req, exchange)
+        """A pool thread begins a request: the watchdogs' clock starts; it is counted."""
+        self.requests.begin(req, exchange)
         served = next(self._served)
         self.info.served = served
         if served == 1:
@@ -550,46 +525,9 @@ class Worker:
             log.info("served %d requests; recycling", served)
             self._wake()
 
-    def _end_request(self) -> None:
-        self.inflight.pop(threading.get_ident(), None)
-
-    def _progress(self) -> None:
-        ident = threading.get_ident()
-        run = self.inflight.get(ident)
-        if run is not None:
-            self.inflight[ident] = (run[0], time.monotonic(), run[2], run[3])
-
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"!")
-
-
-def watched_files(config: Config) -> dict[str, float]:
-    """reload: the Python files of the modules loaded now (the app's and what it imports,
-    outside the standard library and site-packages) and reload_extra_files, with mtimes."""
-    import sysconfig
-
-    skip = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",
-                                                      "platlib")})
-    paths = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
-    files = [p for p in paths if p and p.endswith(".py") and not p.startswith(skip)]
-    files += list(config.reload_extra_files)
-    out = {}
-    for path in files:
-        with contextlib.suppress(OSError):
-            out[path] = os.stat(path).st_mtime
-    return out
-
-
-def changed_file(watched: dict[str, float]) -> str | None:
-    """The first watched file whose mtime changed (or that vanished), if any."""
-    for path, mtime in watched.items():
-        try:
-            if os.stat(path).st_mtime != mtime:
-                return path
-        except OSError:
-            return path
-    return None
 
 
 def worker_main(
