@@ -18,98 +18,27 @@ Touched by the master (and read-only by workers, which inherit the frozen object
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from prefork.cpus import available_cpus
 from prefork.errors import ConfigError
 from prefork.proxy import check_allow_ips
+from prefork.values import Kind, Refused, StaticMount, convert, describe_type
 
 ENV_PREFIX = "PREFORK_"
 # Variables with the prefix that are not settings: the config file, and what a master
 # hands to the master that replaces it on SIGUSR2.
 ENV_INTERNAL = frozenset({"PREFORK_CONFIG", "PREFORK_INHERIT_FDS", "PREFORK_UPGRADE_FROM"})
 SECONDS = 1.0
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def available_cpus() -> int:
-    """CPUs this process may really use: its affinity mask, capped by a cgroup v2/v1 CPU quota."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cpus = min(cpus, max(1, math.ceil(quota)))
-    return max(1, cpus)
-
-
-def _cgroup_cpu_quota() -> float | None:
-    try:  # cgroup v2: "max 100000" or "150000 100000"
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return None if q <= 0 or p <= 0 else q / p
-    except (OSError, ValueError):
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class StaticMount:
-    """One [[static]] table: files under `directory` served at URL `prefix`."""
-
-    prefix: str
-    directory: str
-    cache_control: str = ""
-    index: str = "index.html"
-    follow_symlinks: bool = False  # may a symlink lead outside the directory?
-    types: tuple[tuple[str, str], ...] = ()  # extra (".ext", "content/type") pairs
-
-
-_MOUNT_KEYS = {f.name for f in dataclasses.fields(StaticMount)}
-
-
-def parse_mounts(raw: Any, source: str) -> tuple[StaticMount, ...]:
-    """[[static]] tables, or "PREFIX=DIRECTORY" strings (command line, environment)."""
-    items = raw.split(",") if isinstance(raw, str) else raw
-    if not isinstance(items, list | tuple):
-        raise ConfigError("static", raw, "expected [[static]] tables or PREFIX=DIRECTORY", source)
-    mounts = []
-    for item in items:
-        if isinstance(item, str):
-            prefix, sep, directory = item.strip().partition("=")
-            if not sep:
-                raise ConfigError("static", item, "expected PREFIX=DIRECTORY", source)
-            item = {"prefix": prefix, "directory": directory}
-        if not isinstance(item, dict) or not {"prefix", "directory"} <= set(item):
-            raise ConfigError("static", item, "each mount needs prefix and directory", source)
-        unknown = set(item) - _MOUNT_KEYS
-        if unknown:
-            raise ConfigError("static", item, f"unknown keys {sorted(unknown)}; allowed: "
-                              + ", ".join(sorted(_MOUNT_KEYS)), source)
-        types = item.get("types", {})
-        if not isinstance(types, dict) or not all(
-                isinstance(k, str) and k.startswith(".") and isinstance(v, str)
-                for k, v in types.items()):
-            raise ConfigError("static", types, 'types maps ".ext" to "content/type"', source)
-        mount = StaticMount(**{**item, "types": tuple((k.lower(), v) for k, v in types.items())})
-        if not (mount.prefix.startswith("/") and mount.prefix.endswith("/")):
-            raise ConfigError("static", mount.prefix, "a prefix starts and ends with /", source)
-        if not os.path.isdir(mount.directory):
-            raise ConfigError("static", mount.directory, "the directory does not exist", source)
-        mounts.append(mount)
-    return tuple(mounts)
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+ProxyProtocol = Literal["off", "v1", "v2", "auto"]
+MemoryMetric = Literal["rss", "uss"]
 
 
 _BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
@@ -153,7 +82,6 @@ def setting(
     default_doc: str | None = None,
     min: float | None = None,
     max: float | None = None,
-    choices: tuple[str, ...] | None = None,
     check: Callable[[Any], str | None] | None = None,
     unit: str = "",
     octal: bool = False,
@@ -172,7 +100,6 @@ def setting(
         "section": section,
         "min": min,
         "max": max,
-        "choices": choices,
         "check": check,
         "unit": unit,
         "octal": octal,
@@ -276,10 +203,9 @@ class Config:
         "have addresses you cannot list, as with some cloud load balancers).",
         section="listen", min=0, max=32,
     )
-    proxy_protocol: str = setting(
+    proxy_protocol: ProxyProtocol = setting(
         "off", "Expect a PROXY protocol header (HAProxy, AWS NLB...) naming the client: "
-        "off, v1, v2 or auto.", section="listen", choices=("off", "v1", "v2", "auto"),
-        const="auto",
+        "off, v1, v2 or auto.", section="listen", const="auto",
     )
     proxy_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"), "Peers allowed to send a PROXY header (addresses, CIDR "
@@ -325,9 +251,9 @@ class Config:
         0, "Recycle a worker (gracefully) whose memory stays above this many MiB for "
         "memory_samples checks in a row (0: never).", section="workers", unit="MiB", min=0,
     )
-    memory_metric: str = setting(
+    memory_metric: MemoryMetric = setting(
         "rss", "What max_worker_memory measures: rss, or uss (memory unique to the worker, "
-        "dearer to read).", section="workers", choices=("rss", "uss"),
+        "dearer to read).", section="workers",
     )
     memory_samples: int = setting(
         3, "Consecutive one-second samples over max_worker_memory before recycling.",
@@ -406,8 +332,8 @@ class Config:
         else "an octal mask such as 022 or 0o027, or empty",
     )
     # [logging]
-    loglevel: str = setting("info", "Error-log level.", section="logging", choices=LOG_LEVELS,
-                            aliases=("--log-level",))
+    loglevel: LogLevel = setting("info", "Error-log level.", section="logging",
+                                 aliases=("--log-level",))
     access_log: str = setting(
         "", "Access log: - for stdout, a file path (reopened on SIGUSR1), or false for none.",
         section="logging", false_is_empty=True, aliases=("--access-logfile",),
@@ -459,137 +385,49 @@ def iter_settings() -> Iterator[dataclasses.Field[Any]]:
     return iter(dataclasses.fields(Config))
 
 
-FlagKind = typing.Literal["switch", "repeated", "value"]
+def _kind(name: str) -> Kind:
+    tp = _TYPES[name]
+    if typing.get_origin(tp) is Literal:
+        return Kind.CHOICE
+    if tp is int:
+        return Kind.OCTAL if FIELDS[name].metadata["octal"] else Kind.INT
+    kinds: dict[Any, Kind] = {bool: Kind.SWITCH, float: Kind.FLOAT, str: Kind.TEXT,
+                              str | None: Kind.OPTIONAL_TEXT, tuple[str, ...]: Kind.STRINGS,
+                              tuple[StaticMount, ...]: Kind.MOUNTS}
+    return kinds[tp]
+
+
+KINDS: dict[str, Kind] = {name: _kind(name) for name in FIELDS}
+CHOICES: dict[str, tuple[str, ...]] = {
+    name: typing.get_args(_TYPES[name]) for name, kind in KINDS.items() if kind is Kind.CHOICE}
+
+FlagKind = Literal["switch", "repeated", "value"]
 
 
 def flag_kind(name: str) -> FlagKind:
-    """How a setting's command-line flag takes its value, from its declared type: a
-    switch (--x / --no-x), a repeatable flag (lists), or one value."""
-    tp = _TYPES[name]
-    if tp is bool:
+    """How a setting's command-line flag takes its value: a switch (--x / --no-x), a
+    repeatable flag (lists), or one value."""
+    kind = KINDS[name]
+    if kind is Kind.SWITCH:
         return "switch"
-    if tp == tuple[str, ...] or name == "static":
+    if kind is Kind.STRINGS or kind is Kind.MOUNTS:
         return "repeated"
     return "value"
 
 
 def type_text(name: str) -> str:
-    """Human description of a setting's type, used in errors and docs."""
-    meta = FIELDS[name].metadata
-    tp = _TYPES[name]
-    if meta["choices"]:
-        return "one of " + ", ".join(repr(c) for c in meta["choices"])
-    if meta["octal"]:
-        return "an octal permission mode such as 0o660"
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "a whole number" + _range_text(meta)
-    if tp is float:
-        return "a number" + (f" of {meta['unit']}" if meta["unit"] else "") + _range_text(meta)
-    if tp == tuple[str, ...]:
-        return "a list of strings"
-    if name == "static":
-        return "a list of strings"
-    return "a string"
-
-
-def _range_text(meta: Mapping[str, Any]) -> str:
-    lo, hi = meta["min"], meta["max"]
-    if lo is not None and hi is not None:
-        return f" from {lo:g} to {hi:g}"
-    if lo is not None:
-        return f" of at least {lo:g}"
-    return ""
+    """Human description of what a setting takes, used in errors and docs."""
+    return describe_type(KINDS[name], FIELDS[name].metadata, CHOICES.get(name, ()))
 
 
 def coerce(name: str, raw: Any, source: str) -> Any:
     """Turn a raw value (a TOML value, or a string from the CLI or environment) into the
     setting's type, and validate it. Raises ConfigError naming key, value and what is allowed."""
-    field = FIELDS[name]
-    meta = field.metadata
-    tp = _TYPES[name]
-    allowed = type_text(name)
-    from_text = isinstance(raw, str)
-
-    def bad(why: str = "") -> ConfigError:
-        return ConfigError(name, raw, why or f"expected {allowed}", source)
-
-    value: Any
-    if name == "static":
-        return parse_mounts(raw, source)
-    if tp is bool:
-        if isinstance(raw, bool):
-            value = raw
-        elif from_text and raw.strip().lower() in ("1", "true", "yes", "on"):
-            value = True
-        elif from_text and raw.strip().lower() in ("0", "false", "no", "off"):
-            value = False
-        else:
-            raise bad()
-    elif tp is int:
-        if isinstance(raw, bool):
-            raise bad()
-        if isinstance(raw, int):
-            value = raw
-        elif from_text:
-            try:
-                value = int(raw.strip(), 8) if meta["octal"] else int(raw.strip(), 10)
-            except ValueError:
-                try:
-                    value = int(raw.strip(), 0)
-                except ValueError:
-                    raise bad() from None
-        else:
-            raise bad()
-    elif tp is float:
-        if isinstance(raw, bool):
-            raise bad()
-        if isinstance(raw, int | float):
-            value = float(raw)
-        elif from_text:
-            try:
-                value = float(raw.strip())
-            except ValueError:
-                raise bad() from None
-        else:
-            raise bad()
-        if not math.isfinite(value):
-            raise bad()
-    elif tp == tuple[str, ...]:
-        if from_text:
-            value = tuple(p.strip() for p in raw.split(",") if p.strip())
-        elif isinstance(raw, list | tuple) and all(isinstance(x, str) for x in raw):
-            value = tuple(raw)
-        else:
-            raise bad()
-    elif tp == str | None:
-        if raw is None or (from_text and raw == ""):
-            value = None
-        elif from_text:
-            value = raw
-        else:
-            raise bad()
-    else:  # str
-        if meta["false_is_empty"] and (raw is False or (
-                from_text and raw.strip().lower() in ("false", "off", "none"))):
-            raw = ""
-        if not isinstance(raw, str):
-            raise bad()
-        value = raw
-        if meta["choices"]:
-            value = raw.strip().lower()
-    if meta["choices"] and value not in meta["choices"]:
-        raise bad()
-    if meta["min"] is not None and value < meta["min"]:
-        raise bad()
-    if meta["max"] is not None and value > meta["max"]:
-        raise bad()
-    if meta["check"] is not None:
-        problem = meta["check"](value)
-        if problem:
-            raise bad(problem)
-    return value
+    try:
+        return convert(KINDS[name], raw, FIELDS[name].metadata, CHOICES.get(name, ()))
+    except Refused as refused:
+        raise ConfigError(name, raw if refused.value is None else refused.value,
+                          refused.why or f"expected {type_text(name)}", source) from None
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:

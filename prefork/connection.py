@@ -40,10 +40,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from prefork.accesslog import AccessLog, Entry, escape
-from prefork.config import StaticMount
+from prefork.config import ProxyProtocol
 from prefork.errors import (
     BadRequest,
     ClientGone,
@@ -60,6 +60,7 @@ from prefork.metrics import WorkerMetrics
 from prefork.output import POLLIN, Output, wait_for
 from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
+from prefork.values import StaticMount
 from prefork.wsgi import Exchange, WSGIApp, build_environ
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,6 @@ READ, WRITE, CLOSE = Next.READ, Next.WRITE, Next.CLOSE
 KEEP, END_CLEAN, END_LINGER = Ending.KEEP, Ending.CLEAN, Ending.LINGER
 PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = (ProxyHeader.NONE, ProxyHeader.EXPECTED,
                                              ProxyHeader.REFUSED)
-ProxyMode = Literal["off", "v1", "v2", "auto"]
 
 
 
@@ -135,7 +135,7 @@ class ServerContext:
     metrics: WorkerMetrics | None = None
     static: StaticFiles | None = None
     trust: Trust | None = None  # forwarded headers: who is a trusted proxy
-    proxy_mode: ProxyMode = "off"  # PROXY protocol
+    proxy_mode: ProxyProtocol = "off"  # PROXY protocol
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
     # Server hooks around each request (None when unset: one comparison per request).

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
-from prefork.config import StaticMount
 from prefork.http.request import Request
+from prefork.values import StaticMount
 
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
 

@@ -34,13 +34,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from prefork import log as logsetup
 from prefork import messages
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
-from prefork.connection import CLOSE, CLOSED, WRITE, Connection, Next, ProxyMode, ServerContext
+from prefork.connection import CLOSE, CLOSED, WRITE, Connection, Next, ServerContext
 from prefork.errors import AppLoadError
 from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.parser import ParserLimits
@@ -221,7 +221,7 @@ class Worker:
             static=StaticFiles(self.config.static) if self.config.static else None,
             trust=Trust(self.config.forwarded_allow_ips, self.config.unix_socket_trusted,
                         self.config.forwarded_trusted_hops),
-            proxy_mode=cast(ProxyMode, self.config.proxy_protocol),
+            proxy_mode=self.config.proxy_protocol,
             proxy_trust=Trust(self.config.proxy_allow_ips, self.config.unix_socket_trusted),
             pre_request=self.hooks.pre_request,
             post_request=self.hooks.post_request,

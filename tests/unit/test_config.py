@@ -152,3 +152,23 @@ def test_flag_kinds_come_from_declared_types_not_help_text() -> None:
     assert flag_kind("bind") == "repeated" and flag_kind("static") == "repeated"
     assert flag_kind("env") == "repeated"
     assert flag_kind("workers") == "value" and flag_kind("proxy_protocol") == "value"
+
+
+def test_every_setting_has_a_kind_and_choices_come_from_its_literal_type() -> None:
+    from prefork.values import Kind
+
+    assert set(config.KINDS) == set(config.FIELDS)
+    assert config.KINDS["unix_socket_mode"] is Kind.OCTAL
+    assert config.KINDS["static"] is Kind.MOUNTS
+    assert config.CHOICES["proxy_protocol"] == ("off", "v1", "v2", "auto")
+    assert config.CHOICES["loglevel"] == ("debug", "info", "warning", "error", "critical")
+    with pytest.raises(ConfigError) as err:
+        config.resolve(cli={"memory_metric": "pss"})
+    assert "memory_metric" in str(err.value) and "'rss', 'uss'" in str(err.value)
+    assert config.resolve(cli={"loglevel": " WARNING "}).loglevel == "warning"
+
+
+def test_a_bad_static_mount_names_the_mount_at_fault(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.resolve(cli={"static": f"/ok/={tmp_path},nosep"})
+    assert "nosep" in str(err.value) and "PREFIX=DIRECTORY" in str(err.value)
