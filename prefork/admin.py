@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
 from prefork import __version__
+from prefork.http.response import server_head
 from prefork.metrics import BUCKETS, Totals
 from prefork.sockets import bind_tcp
 
@@ -248,10 +249,9 @@ class AdminServer:
         self.sock.close()
 
 
-def response(status: str, body: bytes, ctype: str) -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            f"Cache-Control: no-store\r\nConnection: close\r\nServer: prefork-admin\r\n\r\n"
-            ).encode() + body
+def response(status: int, body: bytes, ctype: str) -> bytes:
+    return server_head(status, [("Content-Type", ctype), ("Cache-Control", "no-store")],
+                       length=len(body), close=True, server=b"prefork-admin") + body
 
 
 def parse_request(head: bytes) -> tuple[str, str, dict[str, str]]:
@@ -335,24 +335,24 @@ def prometheus(state: ServerState) -> bytes:
 def handle(method: str, path: str, headers: dict[str, str],
            state: Callable[[], ServerState]) -> bytes:
     if method not in ("GET", "HEAD"):
-        return response("405 Method Not Allowed", b"GET only\n", "text/plain")
+        return response(405, b"GET only\n", "text/plain")
     if path == "/healthz":
         s = state()
         ok = s["ready_workers"] > 0
-        return response("200 OK" if ok else "503 Service Unavailable",
+        return response(200 if ok else 503,
                         b"ok\n" if ok else b"no worker is serving\n", "text/plain")
     if path == "/readyz":
         s = state()
         if s["draining"]:
-            return response("503 Service Unavailable", b"draining\n", "text/plain")
+            return response(503, b"draining\n", "text/plain")
         if s["ready_workers"] == 0:
-            return response("503 Service Unavailable", b"no worker is ready\n", "text/plain")
-        return response("200 OK", b"ready\n", "text/plain")
+            return response(503, b"no worker is ready\n", "text/plain")
+        return response(200, b"ready\n", "text/plain")
     if path == "/metrics":
-        return response("200 OK", prometheus(state()),
+        return response(200, prometheus(state()),
                         "text/plain; version=0.0.4; charset=utf-8")
     if path == "/status" and "text/html" in headers.get("accept", ""):
-        return response("200 OK", PAGE.encode(), "text/html; charset=utf-8")
+        return response(200, PAGE.encode(), "text/html; charset=utf-8")
     if path == "/status":
         s = state()
         body: dict[str, object] = {k: s[k] for k in (
@@ -360,6 +360,6 @@ def handle(method: str, path: str, headers: dict[str, str],
             "in_flight", "connections", "history")}
         body["requests_total"] = s["totals"]["count"]
         body["time"] = time.time()
-        return response("200 OK", json.dumps(body, indent=1).encode(), "application/json")
-    return response("404 Not Found", b"try /metrics, /healthz, /readyz or /status\n",
+        return response(200, json.dumps(body, indent=1).encode(), "application/json")
+    return response(404, b"try /metrics, /healthz, /readyz or /status\n",
                     "text/plain")

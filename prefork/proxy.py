@@ -111,60 +111,73 @@ _FORWARDED_KEY_SET = frozenset(FORWARDED_KEYS)
 
 
 def apply_forwarded(environ: dict[str, Any], trust: Trust, trusted_peer: bool) -> None:
+    """What a trusted proxy says about the client, into the environ (REMOTE_ADDR, the
+    scheme, host and port, SCRIPT_NAME); from any other peer those headers are dropped."""
     if environ.keys().isdisjoint(_FORWARDED_KEY_SET):
         return  # the common case, proxy or not: nothing to apply or to remove
     if not trusted_peer:
         for key in FORWARDED_KEYS:
             environ.pop(key, None)
         return
-    forwarded = environ.get("HTTP_FORWARDED")
-    chain: list[str] = []
-    proto = host = None
-    if forwarded:
-        parsed = _forwarded(forwarded)
-        chain = [_node_address(n) for n in parsed["for"]]
-        proto = parsed["proto"][-1] if parsed["proto"] else None
-        host = parsed["host"][-1] if parsed["host"] else None
-    else:
-        xff = environ.get("HTTP_X_FORWARDED_FOR")
-        if xff:
-            chain = [a.strip() for a in xff.split(",") if a.strip()]
-        proto = environ.get("HTTP_X_FORWARDED_PROTO")
-        host = environ.get("HTTP_X_FORWARDED_HOST")
+    chain, proto, host = _claims(environ)
     if chain:
-        if trust.hops:
-            # Each of our N proxies appended one address: the N-th from the right is the
-            # client as the outermost proxy saw it (anything left of it, it may have made up).
-            environ["REMOTE_ADDR"] = chain[-min(trust.hops, len(chain))]
-        else:
-            # Right to left: skip our own trusted proxies; the first other hop is the client.
-            for addr in reversed(chain):
-                if not trust.address(addr):
-                    environ["REMOTE_ADDR"] = addr
-                    break
-            else:
-                environ["REMOTE_ADDR"] = chain[0]
+        environ["REMOTE_ADDR"] = _client(chain, trust)
         environ["REMOTE_PORT"] = ""
     if proto:
-        proto = proto.split(",")[-1].strip().lower()
-        if proto in ("http", "https"):
-            environ["wsgi.url_scheme"] = proto
-            if not host and "HTTP_X_FORWARDED_PORT" not in environ:
-                environ["SERVER_PORT"] = "443" if proto == "https" else "80"
+        _apply_scheme(environ, proto, bool(host))
     if host:
-        host = host.split(",")[-1].strip()
-        environ["HTTP_HOST"] = host
-        if host.startswith("["):  # an IPv6 literal, maybe with a port
-            end = host.find("]")
-            name, port = host[1:end], host[end + 2:] if host[end + 1:end + 2] == ":" else ""
-        else:
-            name, _, port = host.partition(":")
-        environ["SERVER_NAME"] = name
-        https = environ["wsgi.url_scheme"] == "https"
-        environ["SERVER_PORT"] = port if port.isdigit() else ("443" if https else "80")
+        _apply_host(environ, host)
     port_header = environ.get("HTTP_X_FORWARDED_PORT")
     if port_header and port_header.strip().isdigit():
         environ["SERVER_PORT"] = port_header.strip()
     prefix = environ.get("HTTP_X_FORWARDED_PREFIX")
     if prefix and prefix.startswith("/"):
         environ["SCRIPT_NAME"] = prefix.rstrip("/") + environ.get("SCRIPT_NAME", "")
+
+
+def _claims(environ: dict[str, Any]) -> tuple[list[str], str | None, str | None]:
+    """(the address chain, the scheme, the host) from Forwarded (RFC 7239), which wins,
+    or else the X-Forwarded-* headers."""
+    forwarded = environ.get("HTTP_FORWARDED")
+    if forwarded:
+        parsed = _forwarded(forwarded)
+        return ([_node_address(n) for n in parsed["for"]],
+                parsed["proto"][-1] if parsed["proto"] else None,
+                parsed["host"][-1] if parsed["host"] else None)
+    xff = environ.get("HTTP_X_FORWARDED_FOR")
+    chain = [a.strip() for a in xff.split(",") if a.strip()] if xff else []
+    return chain, environ.get("HTTP_X_FORWARDED_PROTO"), environ.get("HTTP_X_FORWARDED_HOST")
+
+
+def _client(chain: list[str], trust: Trust) -> str:
+    """The client's address in a proxy chain."""
+    if trust.hops:
+        # Each of our N proxies appended one address: the N-th from the right is the
+        # client as the outermost proxy saw it (anything left of it, it may have made up).
+        return chain[-min(trust.hops, len(chain))]
+    # Right to left: skip our own trusted proxies; the first other hop is the client.
+    for addr in reversed(chain):
+        if not trust.address(addr):
+            return addr
+    return chain[0]
+
+
+def _apply_scheme(environ: dict[str, Any], proto: str, has_host: bool) -> None:
+    proto = proto.split(",")[-1].strip().lower()
+    if proto in ("http", "https"):
+        environ["wsgi.url_scheme"] = proto
+        if not has_host and "HTTP_X_FORWARDED_PORT" not in environ:
+            environ["SERVER_PORT"] = "443" if proto == "https" else "80"
+
+
+def _apply_host(environ: dict[str, Any], host: str) -> None:
+    host = host.split(",")[-1].strip()
+    environ["HTTP_HOST"] = host
+    if host.startswith("["):  # an IPv6 literal, maybe with a port
+        end = host.find("]")
+        name, port = host[1:end], host[end + 2:] if host[end + 1:end + 2] == ":" else ""
+    else:
+        name, _, port = host.partition(":")
+    environ["SERVER_NAME"] = name
+    https = environ["wsgi.url_scheme"] == "https"
+    environ["SERVER_PORT"] = port if port.isdigit() else ("443" if https else "80")

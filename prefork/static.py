@@ -19,14 +19,17 @@ Used by pool threads; `StaticFiles` is built once per worker and read-only after
 
 from __future__ import annotations
 
+import enum
 import mimetypes
 import os
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
 from prefork.http.request import Request
+from prefork.http.response import server_head
 from prefork.values import StaticMount
 
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
@@ -50,25 +53,12 @@ class _File:
     encoding: str | None
 
 
-def _reason(status: int) -> str:
-    return {200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
-            400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            412: "Precondition Failed", 416: "Range Not Satisfiable"}[status]
-
-
 def _head(status: int, fields: list[tuple[str, str]], length: int, close: bool) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_reason(status)}", "Server: prefork",
-             f"Date: {formatdate(usegmt=True)}"]
-    lines += [f"{k}: {v}" for k, v in fields]
-    if status != 304:
-        lines.append(f"Content-Length: {length}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return server_head(status, fields, length=None if status == 304 else length, close=close)
 
 
 def _simple(status: int, close: bool, fields: list[tuple[str, str]] | None = None) -> Reply:
-    body = f"{status} {_reason(status)}\n".encode()
+    body = f"{status} {HTTPStatus(status).phrase}\n".encode()
     head = _head(status, [("Content-Type", "text/plain"), *(fields or [])], len(body), close)
     return Reply(status, head + body)
 
@@ -82,6 +72,23 @@ def _date(value: str) -> float | None:
 
 def _etag_list(value: str) -> list[str]:
     return [t.strip() for t in value.split(",") if t.strip()]
+
+
+class NoRange(enum.Enum):
+    """A Range header that does not give one satisfiable byte range."""
+
+    IGNORED = "not bytes, malformed, or several ranges: the whole file is sent (200)"
+    UNSATISFIABLE = "past the end of the file: 416"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A regular file a request resolved to, before variants are looked at."""
+
+    mount: StaticMount
+    root: str
+    path: str
+    st: os.stat_result
 
 
 class StaticFiles:
@@ -100,10 +107,19 @@ class StaticFiles:
         return None
 
     def respond(self, req: Request, mount: StaticMount, close: bool) -> Reply:
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
-                   for name, value in req.headers}
+        """The whole answer to a request under `mount`: resolve, then serve."""
         if req.method not in ("GET", "HEAD"):
             return _simple(405, close, [("Allow", "GET, HEAD")])
+        found = self._resolve(req, mount, close)
+        if isinstance(found, Reply):
+            return found
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in req.headers}
+        return self._serve(req, headers, found, close)
+
+    def _resolve(self, req: Request, mount: StaticMount, close: bool) -> _Found | Reply:
+        """The regular file a request names, safely (see the module docstring); or the
+        reply instead: 400, 404, or 301 to add a directory's trailing slash."""
         raw_path, _, query = req.target.partition(b"?")
         lowered = raw_path.lower()
         if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw_path:
@@ -111,99 +127,70 @@ class StaticFiles:
         decoded = unquote_to_bytes(raw_path)
         if b"\x00" in decoded:
             return _simple(400, close)
-        rel = decoded[len(mount.prefix):]
-        parts = [p for p in rel.split(b"/") if p not in (b"", b".")]
+        parts = [p for p in decoded[len(mount.prefix):].split(b"/") if p not in (b"", b".")]
         if b".." in parts or b"\\" in decoded:
             return _simple(404, close)
         root = self.roots[mount.prefix]
         full = os.path.join(root, *[os.fsdecode(p) for p in parts]) if parts else root
-        found = self._regular(full, root, mount)
-        if found == "dir":
+        st = self._stat(full, root, mount)
+        if st is not None and stat.S_ISDIR(st.st_mode):
             if not decoded.endswith(b"/"):
                 location = raw_path.decode("latin-1") + "/" + (
                     "?" + query.decode("latin-1") if query else "")
                 return _simple(301, close, [("Location", location)])
             full = os.path.join(full, mount.index)
-            found = self._regular(full, root, mount)
-        if not isinstance(found, os.stat_result):
+            st = self._stat(full, root, mount)
+        if st is None or not stat.S_ISREG(st.st_mode):
             return _simple(404, close)
-        return self._serve(req, headers, mount, root, full, found, close)
+        return _Found(mount, root, full, st)
 
-    def _regular(self, path: str, root: str, mount: StaticMount) -> os.stat_result | str | None:
+    @staticmethod
+    def _stat(path: str, root: str, mount: StaticMount) -> os.stat_result | None:
+        """stat() a path that stays inside the mount (None if it does not, or is gone)."""
         real = os.path.realpath(path)
         if not mount.follow_symlinks and real != root and not real.startswith(root + os.sep):
             return None  # a symlink leads out of the mount
         try:
-            st = os.stat(real)
+            return os.stat(real)
         except (OSError, ValueError):
             return None
-        if stat.S_ISDIR(st.st_mode):
-            return "dir"
-        return st if stat.S_ISREG(st.st_mode) else None
 
-    def _variant(self, full: str, root: str, mount: StaticMount,
-                 accept: str) -> _File | None:
-        accepted = {t.split(";")[0].strip().lower() for t in accept.split(",")
-                    if "q=0" not in t.replace(" ", "")}
-        for encoding, suffix in _ENCODINGS:
-            if encoding in accepted or "*" in accepted:
-                st = self._regular(full + suffix, root, mount)
-                if isinstance(st, os.stat_result):
-                    return _File(full + suffix, st, encoding)
-        return None
+    def _regular(self, path: str, found: _Found) -> os.stat_result | None:
+        st = self._stat(path, found.root, found.mount)
+        return st if st is not None and stat.S_ISREG(st.st_mode) else None
 
-    def _serve(self, req: Request, headers: dict[str, str], mount: StaticMount, root: str,
-               full: str, st: os.stat_result, close: bool) -> Reply:
-        has_variants = any(isinstance(self._regular(full + sfx, root, mount), os.stat_result)
-                           for _, sfx in _ENCODINGS)
-        chosen = self._variant(full, root, mount, headers.get("accept-encoding", "")) \
-            if has_variants else None
-        f = chosen or _File(full, st, None)
+    def _variant(self, found: _Found, accept: str) -> tuple[_File, bool]:
+        """The precompressed file to send (or the file itself), and whether any variant
+        exists (then the response varies on Accept-Encoding)."""
+        variants = [(enc, found.path + sfx, st) for enc, sfx in _ENCODINGS
+                    if (st := self._regular(found.path + sfx, found)) is not None]
+        if variants:
+            accepted = {t.split(";")[0].strip().lower() for t in accept.split(",")
+                        if "q=0" not in t.replace(" ", "")}
+            for encoding, path, st in variants:
+                if encoding in accepted or "*" in accepted:
+                    return _File(path, st, encoding), True
+        return _File(found.path, found.st, None), bool(variants)
+
+    def _serve(self, req: Request, headers: dict[str, str], found: _Found,
+               close: bool) -> Reply:
+        f, varies = self._variant(found, headers.get("accept-encoding", ""))
         size = f.st.st_size
-        suffix = "-" + f.encoding if f.encoding else ""
-        etag = f'"{f.st.st_mtime_ns:x}-{size:x}{suffix}"'
+        etag = f'"{f.st.st_mtime_ns:x}-{size:x}{"-" + f.encoding if f.encoding else ""}"'
         mtime = int(f.st.st_mtime)
-        ext = os.path.splitext(full)[1].lower()
-        ctype = dict(mount.types).get(ext) or mimetypes.guess_type(full)[0] \
-            or "application/octet-stream"
-        if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
-            ctype += "; charset=utf-8"
-        fields = [("Content-Type", ctype), ("ETag", etag),
-                  ("Last-Modified", formatdate(mtime, usegmt=True)),
-                  ("Accept-Ranges", "bytes")]
-        if mount.cache_control:
-            fields.append(("Cache-Control", mount.cache_control))
-        if f.encoding:
-            fields.append(("Content-Encoding", f.encoding))
-        if has_variants:
-            fields.append(("Vary", "Accept-Encoding"))
-
-        # RFC 9110 §13.2.2: preconditions in this order.
-        if "if-match" in headers:
-            tags = _etag_list(headers["if-match"])
-            if "*" not in tags and etag not in tags:  # strong comparison
-                return _simple(412, close)
-        elif "if-unmodified-since" in headers:
-            since = _date(headers["if-unmodified-since"])
-            if since is not None and mtime > since:
-                return _simple(412, close)
-        if "if-none-match" in headers:
-            tags = [t.removeprefix("W/") for t in _etag_list(headers["if-none-match"])]
-            if "*" in tags or etag in tags:  # weak comparison
-                return Reply(304, _head(304, fields, 0, close))
-        elif "if-modified-since" in headers:
-            since = _date(headers["if-modified-since"])
-            if since is not None and mtime <= since:
-                return Reply(304, _head(304, fields, 0, close))
-
-        start, end = 0, size - 1
-        status = 200
+        fields = _fields(found, f, etag, mtime, varies)
+        refused = _preconditions(headers, etag, mtime)
+        if refused == 412:
+            return _simple(412, close)
+        if refused == 304:
+            return Reply(304, _head(304, fields, 0, close))
+        start, end, status = 0, size - 1, 200
         rng = headers.get("range")
-        if rng and req.method == "GET" and self._if_range(headers.get("if-range"), etag, mtime):
+        if rng and req.method == "GET" and _if_range(headers.get("if-range"), etag, mtime):
             parsed = _parse_range(rng, size)
-            if parsed == "unsatisfiable":
+            if parsed is NoRange.UNSATISFIABLE:
                 return _simple(416, close, [("Content-Range", f"bytes */{size}")])
-            if isinstance(parsed, tuple):
+            if parsed is not NoRange.IGNORED:
                 start, end = parsed
                 status = 206
                 fields.append(("Content-Range", f"bytes {start}-{end}/{size}"))
@@ -217,39 +204,78 @@ class StaticFiles:
             return _simple(404, close)
         return Reply(status, head, fd, start, count)
 
-    @staticmethod
-    def _if_range(value: str | None, etag: str, mtime: int) -> bool:
-        """RFC 9110 §13.1.5: the range applies only if the validator still matches."""
-        if value is None:
-            return True
-        value = value.strip()
-        if value.startswith(('"', "W/")):
-            return value == etag  # strong comparison; a weak tag never matches
-        when = _date(value)
-        return when is not None and int(when) == mtime
+
+def _fields(found: _Found, f: _File, etag: str, mtime: int, varies: bool) -> list[tuple[str, str]]:
+    """The representation's header fields: type, validators, caching, encoding."""
+    mount = found.mount
+    ext = os.path.splitext(found.path)[1].lower()
+    ctype = dict(mount.types).get(ext) or mimetypes.guess_type(found.path)[0] \
+        or "application/octet-stream"
+    if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+        ctype += "; charset=utf-8"
+    fields = [("Content-Type", ctype), ("ETag", etag),
+              ("Last-Modified", formatdate(mtime, usegmt=True)), ("Accept-Ranges", "bytes")]
+    if mount.cache_control:
+        fields.append(("Cache-Control", mount.cache_control))
+    if f.encoding:
+        fields.append(("Content-Encoding", f.encoding))
+    if varies:
+        fields.append(("Vary", "Accept-Encoding"))
+    return fields
 
 
-def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
-    """One byte range as (first, last); "unsatisfiable"; or None to ignore the header
-    (not bytes, malformed, or several ranges: the whole file is sent)."""
+def _preconditions(headers: dict[str, str], etag: str, mtime: int) -> int | None:
+    """RFC 9110 §13.2.2, in its order: 412, 304, or None to go on. A pure decision."""
+    if "if-match" in headers:
+        tags = _etag_list(headers["if-match"])
+        if "*" not in tags and etag not in tags:  # strong comparison
+            return 412
+    elif "if-unmodified-since" in headers:
+        since = _date(headers["if-unmodified-since"])
+        if since is not None and mtime > since:
+            return 412
+    if "if-none-match" in headers:
+        tags = [t.removeprefix("W/") for t in _etag_list(headers["if-none-match"])]
+        if "*" in tags or etag in tags:  # weak comparison
+            return 304
+    elif "if-modified-since" in headers:
+        since = _date(headers["if-modified-since"])
+        if since is not None and mtime <= since:
+            return 304
+    return None
+
+
+def _if_range(value: str | None, etag: str, mtime: int) -> bool:
+    """RFC 9110 §13.1.5: the range applies only if the validator still matches."""
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag  # strong comparison; a weak tag never matches
+    when = _date(value)
+    return when is not None and int(when) == mtime
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | NoRange:
+    """One byte range as (first, last), or why there is none."""
     unit, _, spec = value.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
-        return None
+        return NoRange.IGNORED
     first, dash, last = spec.strip().partition("-")
     if not dash:
-        return None
+        return NoRange.IGNORED
     try:
         if first == "":
             n = int(last)
             if n <= 0:
-                return "unsatisfiable"
+                return NoRange.UNSATISFIABLE
             return max(0, size - n), size - 1
         a = int(first)
         b = int(last) if last else size - 1
     except ValueError:
-        return None
+        return NoRange.IGNORED
     if a < 0 or (last and b < a):
-        return None
+        return NoRange.IGNORED
     if a >= size:
-        return "unsatisfiable"
+        return NoRange.UNSATISFIABLE
     return a, min(b, size - 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from email.utils import formatdate
+from http import HTTPStatus
 
 from prefork.errors import HTTPError
 
@@ -115,24 +116,33 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+def server_head(code: int, fields: list[tuple[str, str]], *, length: int | None,
+                close: bool, reason: str | None = None, server: bytes = SERVER) -> bytes:
+    """The head of a response the server writes itself (a refusal, a static file, the
+    admin listener): each field checked as an app's would be, then Server, Date (from the
+    cache), Content-Length (None: none, as for 304) and Connection: close if asked."""
+    for name, value in fields:
+        check_header(name, value)
+    extra = b"".join((
+        b"Server: " + server + b"\r\n",
+        date_header(),
+        b"" if length is None else b"Content-Length: %d\r\n" % length,
+        b"Connection: close\r\n" if close else b"",
+    ))
+    return encode_head(f"{code} {reason or _REASONS.get(code, 'Unknown')}", fields, extra)
+
+
 def error_body(err: HTTPError) -> bytes:
     """The plain-text page of an error response: the status, and the detail if it adds one."""
     text = f"{err.status} {err.reason}" + (f": {err.detail}" if err.detail != err.reason else "")
     return (text + "\n").encode("latin-1", "replace")
 
 
-def error_response(err: HTTPError, *, keep_alive: bool = False) -> bytes:
-    """A complete plain-text response for a request we refuse, closing unless told not to."""
+def error_response(err: HTTPError) -> bytes:
+    """A complete plain-text response for a request we refuse; the connection closes."""
     body = error_body(err)
-    return b"".join((
-        b"HTTP/1.1 %d %s\r\n" % (err.status, err.reason.encode("latin-1")),
-        b"Server: " + SERVER + b"\r\n",
-        date_header(),
-        b"Content-Type: text/plain; charset=utf-8\r\n",
-        b"Content-Length: %d\r\n" % len(body),
-        b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
-        b"\r\n",
-        body,
-    ))
-
-
+    return server_head(err.status, [("Content-Type", "text/plain; charset=utf-8")],
+                       length=len(body), close=True, reason=err.reason) + body
