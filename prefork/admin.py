@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
-from prefork import __version__
+from prefork import __version__, procstats
+from prefork.handle import WorkerHandle
 from prefork.http.response import server_head
 from prefork.metrics import BUCKETS, Totals
 from prefork.sockets import bind_tcp
@@ -137,6 +138,17 @@ class ServerState(TypedDict):
     restarts: dict[str, int]
     history: list[tuple[float, float, float]]
     backlog: list[tuple[str, int]]
+
+
+def worker_state(h: WorkerHandle, now: float, last_cause: str) -> WorkerState:
+    rss, cpu = procstats.usage(h.pid)
+    state: WorkerStateName = ("retiring" if h.retiring_since is not None else
+                              "ready" if h.ready else "booting")
+    return {"number": h.number, "pid": h.pid, "state": state,
+            "age_s": round(now - h.started, 1), "requests": h.beat.served,
+            "busy_threads": h.beat.busy, "in_flight": h.beat.inflight,
+            "connections": h.beat.conns, "rss": rss, "cpu": round(cpu, 3),
+            "generation": h.generation, "last_restart_cause": last_cause}
 
 
 @dataclass(slots=True)

@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check_config:
             return check_app(cfg)
         return ExitStatus.OK
-    from prefork.master import serve
+    from prefork.startup import serve
 
     argv_list = list(sys.argv if argv is None else ["prefork-serve", *argv])
     return serve(cfg, reload_config=lambda: parse(argv_list[1:])[1], argv=argv_list,

@@ -56,12 +56,13 @@ from prefork.http import proxyproto
 from prefork.http.parser import DEFAULT_LIMITS, ParserLimits, RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_body, error_response
+from prefork.loader import WSGIApp
 from prefork.metrics import WorkerMetrics
 from prefork.output import POLLIN, Output, wait_for
 from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
 from prefork.values import StaticMount
-from prefork.wsgi import Exchange, WSGIApp, build_environ
+from prefork.wsgi import Exchange, build_environ
 
 log = logging.getLogger(__name__)
 

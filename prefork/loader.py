@@ -1,4 +1,5 @@
-"""Turn "package.module:app" or "module:factory()" into a WSGI callable.
+"""Turn "package.module:app" or "module:factory()" into a WSGI callable, and name the
+type of what it returns (`WSGIApp`, PEP 3333's callables).
 
 Called in a worker after fork (or in the master with preload_app). Any failure becomes an
 AppLoadError whose message says what was looked for and why it failed.
@@ -9,10 +10,16 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Any, cast
 
 from prefork.errors import AppLoadError
-from prefork.wsgi import WSGIApp
+
+# PEP 3333's callables, as the server sees them.
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 DEFAULT_NAME = "application"  # as in Django's wsgi.py and gunicorn's default
 

@@ -24,7 +24,7 @@ Only the master's main thread runs this code. It never imports the HTTP layer.
 from __future__ import annotations
 
 import contextlib
-import gc
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.popen_fork
@@ -33,96 +33,37 @@ import random
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 
-import psutil
-
-from prefork import __version__, admin, messages, metrics, process, systemd, upgrade
+from prefork import (
+    __version__,
+    admin,
+    exits,
+    messages,
+    metrics,
+    process,
+    procstats,
+    systemd,
+    upgrade,
+)
 from prefork import log as logsetup
 from prefork.config import Config
-from prefork.errors import AppLoadError, ConfigError
+from prefork.errors import ConfigError
+from prefork.handle import WorkerHandle
 from prefork.hooks import Hooks, ServerView, WorkerView
+from prefork.loader import WSGIApp
 from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving, Stop
-from prefork.sockets import BindError, Listener, bind_all, set_defer_accept
+from prefork.sockets import Listener, bind_all, set_defer_accept
 from prefork.worker import set_title, worker_main
-from prefork.wsgi import WSGIApp
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
 YOUNG_S = 5.0  # a ready worker that never served and dies younger counts towards back-off
-CRASH_REPORT_S = 10.0  # crashes after serving: at most one log line per this period
 BOOT_TIMEOUT_S = 30.0  # a worker gets at least this long to import the app
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 SIGNAL_NAMES = {getattr(signal, "SIG" + name): name for name in SIGNALS}
-
-NO_BEAT = Heartbeat(0, 0, 0, 0)
-
-
-@dataclass(slots=True, eq=False)
-class WorkerHandle:
-    number: int
-    pid: int
-    process: BaseProcess
-    channel: socket.socket  # the master's end
-    generation: int
-    started: float
-    last_seen: float
-    lifetime_s: float = 0.0
-    ready: bool = False
-    serving: bool = False  # it has begun serving requests: its death is no boot loop
-    retiring_since: float | None = None
-    beat: Heartbeat = NO_BEAT  # its last heartbeat
-    over_memory: int = 0
-    killed: bool = False  # sent SIGKILL for overstaying: said once in the log
-
-
-@dataclass(slots=True)
-class CrashReport:
-    """Rate-limits the log of workers that crash after serving: a route that kills its
-    worker on every hit must not flood the error log. The first crash in a quiet period
-    is logged at once; those within CRASH_REPORT_S of it are counted and summed up in
-    one line (with the last cause) when the period ends."""
-
-    since: float = -CRASH_REPORT_S * 2  # when the current period began
-    count: int = 0  # crashes in it not yet logged
-    last: str = ""
-
-    def note(self, now: float, what: str) -> str | None:
-        """A crash; returns the line to log now, if any."""
-        if now - self.since >= CRASH_REPORT_S and not self.count:
-            self.since = now
-            return what
-        self.count += 1
-        self.last = what
-        return None
-
-    def flush(self, now: float) -> str | None:
-        """The summary line of a period that has ended, if it had unlogged crashes."""
-        if not self.count or now - self.since < CRASH_REPORT_S:
-            return None
-        line = (f"{self.count} more worker crash(es) in the last {now - self.since:.0f} s, "
-                f"each replaced at once; the last: {self.last}")
-        self.since, self.count = now, 0
-        return line
-
-
-def describe_exit(code: int | None, killed_by_us: bool) -> str:
-    if code is not None and code < 0:
-        sig = -code
-        cause = f"killed by signal {signal.Signals(sig).name}"
-        if sig == signal.SIGKILL and not killed_by_us:
-            cause += " (likely the kernel's out-of-memory killer)"
-        return cause
-    if code == ExitStatus.APP_LOAD:
-        return "could not load the app"
-    return f"exited with status {code}"
-
 
 @dataclass
 class Master:
@@ -143,7 +84,7 @@ class Master:
     announced_ready: bool = False  # the first full set of workers has been reported
     failures: int = 0  # consecutive deaths of workers that never served: a boot loop
     next_spawn: float = 0.0
-    crashes: CrashReport = field(default_factory=lambda: CrashReport())
+    crashes: exits.CrashReport = field(default_factory=lambda: exits.CrashReport())
     target: int = 0
     next_memory_check: float = 0.0
     upgrading: upgrade.Upgrade = field(init=False)  # a new master started by USR2
@@ -378,11 +319,9 @@ class Master:
 
     def _after_exit(self, handle: WorkerHandle, code: int | None) -> None:
         age = time.monotonic() - handle.started
-        cause = describe_exit(code, killed_by_us=handle.retiring_since is not None)
-        label = ("retired" if handle.retiring_since is not None else
-                 "app_load" if code == ExitStatus.APP_LOAD else
-                 f"signal_{signal.Signals(-code).name}" if code is not None and code < 0 else
-                 f"exit_{code}")
+        retired = handle.retiring_since is not None
+        cause = exits.describe(code, killed_by_us=retired)
+        label = exits.label(code, retired)
         self.restarts[label] = self.restarts.get(label, 0) + 1
         self.last_exit[handle.number] = cause
         if self.stopping or handle.retiring_since is not None:
@@ -413,8 +352,7 @@ class Master:
         # It died before serving anything: likely a boot loop (the app crashes as it
         # starts). The first is replaced at once, then 0.5 s doubling, capped.
         self.failures += 1
-        delay = 0.0 if self.failures == 1 else min(
-            BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 2))
+        delay = exits.backoff(self.failures)
         self.next_spawn = time.monotonic() + delay
         log.error("worker %d (pid %d) %s after %.1f s, before serving; restarting in %.1f s "
                   "(%d such deaths in a row)", handle.number, handle.pid, cause, age,
@@ -462,13 +400,8 @@ class Master:
                 self._check_memory(handle)
 
     def _check_memory(self, handle: WorkerHandle) -> None:
-        try:
-            proc = psutil.Process(handle.pid)
-            if self.config.memory_metric == "uss":
-                used = proc.memory_full_info().uss
-            else:
-                used = proc.memory_info().rss
-        except psutil.Error:
+        used = procstats.memory(handle.pid, self.config.memory_metric)
+        if used is None:
             return
         limit = self.config.max_worker_memory * 1024 * 1024
         handle.over_memory = handle.over_memory + 1 if used > limit else 0
@@ -489,7 +422,8 @@ class Master:
 
     def admin_state(self) -> admin.ServerState:
         """What the admin endpoints report: the master's view of the server."""
-        workers = [self._worker_state(h)
+        now = time.monotonic()
+        workers = [admin.worker_state(h, now, self.last_exit.get(h.number, ""))
                    for h in sorted(self.workers.values(), key=lambda h: h.number)]
         states: dict[str, int] = {}
         for w in workers:
@@ -510,22 +444,6 @@ class Master:
                         if (b := admin.backlog(lst.sock)) is not None],
         }
 
-    def _worker_state(self, h: WorkerHandle) -> admin.WorkerState:
-        state: admin.WorkerStateName = ("retiring" if h.retiring_since is not None else
-                                        "ready" if h.ready else "booting")
-        rss, cpu = 0, 0.0
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(h.pid)
-            rss = proc.memory_info().rss
-            times = proc.cpu_times()
-            cpu = times.user + times.system
-        return {"number": h.number, "pid": h.pid, "state": state,
-                "age_s": round(time.monotonic() - h.started, 1), "requests": h.beat.served,
-                "busy_threads": h.beat.busy, "in_flight": h.beat.inflight,
-                "connections": h.beat.conns, "rss": rss, "cpu": round(cpu, 3),
-                "generation": h.generation,
-                "last_restart_cause": self.last_exit.get(h.number, "")}
-
     # -- reload ----------------------------------------------------------------------------
     def handle_hup(self) -> None:
         if self.stopping:
@@ -541,7 +459,7 @@ class Master:
         if new.bind != self.config.bind:
             log.warning("SIGHUP: bind changed; new addresses take effect on a restart or "
                         "SIGUSR2 upgrade")
-            new = _replace(new, bind=self.config.bind)
+            new = dataclasses.replace(new, bind=self.config.bind)
         self.hooks.call("on_reload", self.view())
         if new.workers != self.target:
             self.hooks.call("nworkers_changed", self.view(), new.workers, self.target)
@@ -659,55 +577,5 @@ class Master:
         self.pidfile.remove(handed_over=handed_over)
 
 
-def _replace(config: Config, **changes: object) -> Config:
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
-def serve(config: Config, reload_config: Callable[[], Config] | None = None,
-          argv: list[str] | None = None, hooks: Hooks | None = None) -> int:
-    """Run a master until it stops; returns the process exit status."""
-    try:
-        logsetup.setup(config.loglevel, config.errorlog)
-    except OSError as exc:
-        print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
-              file=sys.stderr)
-        return ExitStatus.USAGE
-    process.prepare(config)  # chdir, env, umask: before anything is imported
-    hooks = hooks or Hooks()
-    try:
-        if config.hooks:
-            from prefork.hooks import from_module
-
-            hooks = Hooks({**hooks.fns, **from_module(config.hooks)})
-        hooks.call("on_starting", ServerView(os.getpid(), config, config.workers))
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return ExitStatus.USAGE
-    except Exception:
-        log.exception("server hook on_starting raised; not starting")
-        return ExitStatus.USAGE
-    if config.reload:
-        log.warning("reload is on: workers restart when the app's files change. This is a "
-                    "development feature; do not use it in production")
-    app = None
-    if config.preload_app:
-        from prefork.loader import load_app
-
-        try:
-            app = load_app(config.app, config.pythonpath)
-        except AppLoadError as exc:
-            log.error("%s", exc)
-            return ExitStatus.APP_LOAD
-        if config.gc_freeze:
-            gc.collect()
-            gc.freeze()  # keep the app's objects out of collections: pages stay shared
-    try:
-        return Master(config, app, reload_config, argv or [], hooks=hooks).run()
-    except BindError as exc:
-        log.error("%s", exc)
-        return ExitStatus.BIND
-    except ConfigError as exc:  # user or group cannot be taken
-        log.error("%s", exc)
-        return ExitStatus.USAGE

@@ -45,7 +45,7 @@ from prefork.errors import AppLoadError
 from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.parser import ParserLimits
 from prefork.http.request import Request
-from prefork.loader import load_app
+from prefork.loader import WSGIApp, load_app
 from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving, Stop
 from prefork.metrics import WorkerMetrics
 from prefork.proxy import Trust
@@ -53,7 +53,7 @@ from prefork.reloader import FileWatch
 from prefork.sockets import Listener
 from prefork.static import StaticFiles
 from prefork.watchdog import RequestWatch
-from prefork.wsgi import Exchange, WSGIApp, base_environ
+from prefork.wsgi import Exchange, base_environ
 
 log = logging.getLogger(__name__)
 

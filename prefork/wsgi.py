@@ -13,8 +13,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
@@ -32,10 +31,7 @@ from prefork.http.response import (
     status_allows_body,
     status_code,
 )
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-StartResponse = Callable[..., Callable[[bytes], None]]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+from prefork.loader import ExcInfo, WSGIApp
 
 _SERVER_FIELDS = b"Server: " + SERVER + b"\r\n"
 
