@@ -222,19 +222,7 @@ class RequestParser:
             self.stopped = True
             return
         except httptools.HttpParserInvalidMethodError:
-            # Refused when llhttp knows no method of these first letters; whether that is
-            # 501 or 400 depends on where the method ends: read on until that shows.
-            if req is None and self._req is not None and not self.ready:
-                self._lead = b""  # the request began in this piece: `data` holds it
-            elif not self._lead:
-                # A pipelined request after one completed in this same piece: its first
-                # bytes follow the end of the last head here (if that request had no
-                # body). Judged on what is here, without waiting for more.
-                tail = bytes(data).rsplit(b"\r\n\r\n", 1)[-1][:_LEAD_BYTES]
-                self._fail(method_error(tail) or BadRequest("malformed request line"))
-                return
-            self._sniffing = True
-            self._sniff_method(bytes(data))
+            self._refused_method(data, began_here=req is None and self._req is not None)
             return
         except httptools.HttpParserError as exc:
             self._fail(exc)
@@ -257,6 +245,21 @@ class RequestParser:
             self._head_bytes += len(data) - (req.body.received - before)
             if self._head_bytes > self._framing_limit + CHUNK_FRAMING_ALLOWANCE * self._chunks:
                 self._fail(BadRequest("too much chunk framing (extensions, trailers)"))
+
+    def _refused_method(self, data: bytes | memoryview, began_here: bool) -> None:
+        """llhttp knows no method of these first letters; whether that is 501 or 400
+        depends on where the method ends: read on until that shows."""
+        if began_here and not self.ready:
+            self._lead = b""  # the request began in this piece: `data` holds it
+        elif not self._lead:
+            # A pipelined request after one completed in this same piece: its first
+            # bytes follow the end of the last head here (if that request had no
+            # body). Judged on what is here, without waiting for more.
+            tail = bytes(data).rsplit(b"\r\n\r\n", 1)[-1][:_LEAD_BYTES]
+            self._fail(method_error(tail) or BadRequest("malformed request line"))
+            return
+        self._sniffing = True
+        self._sniff_method(bytes(data))
 
     def _fail(self, exc: Exception) -> None:
         self.stopped = True
