@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print a config file with every setting and its default")
     parser.add_argument("--version", action="version", version=f"prefork {__version__}")
     for field in config.iter_settings():
-        meta = field.metadata
+        meta = config.META[field.name]
         help_text = meta["doc"] + (f" [{meta['unit']}]" if meta["unit"] else "")
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
@@ -54,8 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(*meta["aliases"], metavar="APP", **kwargs)
             continue
         flags = [*meta["aliases"], config.flag_name(field.name)]
-        if meta["positional"]:
-            continue
         kind = config.flag_kind(field.name)  # from the declared type, not the help text
         if kind == "switch":
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from prefork.cpus import available_cpus
 from prefork.errors import ConfigError
 from prefork.proxy import check_allow_ips
-from prefork.values import Kind, Refused, StaticMount, convert, describe_type
+from prefork.values import Kind, Refused, SettingMeta, StaticMount, convert, describe_type
 
 ENV_PREFIX = "PREFORK_"
 # Variables with the prefix that are not settings: the config file, and what a master
@@ -93,7 +93,7 @@ def setting(
     """Declare one setting as a dataclass field (see the module docstring). `aliases`:
     more command-line flags for it (gunicorn's spellings); `const`: the value of the flag
     given without one (gunicorn's --proxy-protocol)."""
-    meta = {
+    meta: SettingMeta = {
         "aliases": aliases,
         "const": const,
         "doc": doc,
@@ -370,6 +370,8 @@ class Config:
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}
+META: dict[str, SettingMeta] = {
+    name: typing.cast(SettingMeta, f.metadata) for name, f in FIELDS.items()}
 _TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
 
@@ -390,7 +392,7 @@ def _kind(name: str) -> Kind:
     if typing.get_origin(tp) is Literal:
         return Kind.CHOICE
     if tp is int:
-        return Kind.OCTAL if FIELDS[name].metadata["octal"] else Kind.INT
+        return Kind.OCTAL if META[name]["octal"] else Kind.INT
     kinds: dict[Any, Kind] = {bool: Kind.SWITCH, float: Kind.FLOAT, str: Kind.TEXT,
                               str | None: Kind.OPTIONAL_TEXT, tuple[str, ...]: Kind.STRINGS,
                               tuple[StaticMount, ...]: Kind.MOUNTS}
@@ -417,14 +419,14 @@ def flag_kind(name: str) -> FlagKind:
 
 def type_text(name: str) -> str:
     """Human description of what a setting takes, used in errors and docs."""
-    return describe_type(KINDS[name], FIELDS[name].metadata, CHOICES.get(name, ()))
+    return describe_type(KINDS[name], META[name], CHOICES.get(name, ()))
 
 
-def coerce(name: str, raw: Any, source: str) -> Any:
+def coerce(name: str, raw: object, source: str) -> Any:
     """Turn a raw value (a TOML value, or a string from the CLI or environment) into the
     setting's type, and validate it. Raises ConfigError naming key, value and what is allowed."""
     try:
-        return convert(KINDS[name], raw, FIELDS[name].metadata, CHOICES.get(name, ()))
+        return convert(KINDS[name], raw, META[name], CHOICES.get(name, ()))
     except Refused as refused:
         raise ConfigError(name, raw if refused.value is None else refused.value,
                           refused.why or f"expected {type_text(name)}", source) from None
@@ -514,9 +516,9 @@ def describe(config: Config) -> str:
 def format_value(name: str, value: Any) -> str:
     if value is None:
         return '""  # unset'
-    if value == "" and FIELDS[name].metadata["false_is_empty"]:
+    if value == "" and META[name]["false_is_empty"]:
         return "false"
-    if FIELDS[name].metadata["octal"]:
+    if META[name]["octal"]:
         return f"0o{value:o}"
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -545,7 +547,7 @@ def example_toml() -> str:
     ]
     section = None
     for field in iter_settings():
-        meta = field.metadata
+        meta = META[field.name]
         if meta["section"] != section:
             section = meta["section"]
             out.append(f"\n[{section}]")

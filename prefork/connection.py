@@ -51,7 +51,7 @@ from prefork.errors import (
     InternalServerError,
     RequestTimeout,
 )
-from prefork.hooks import run_hook
+from prefork.hooks import WorkerView, run_hook
 from prefork.http import proxyproto
 from prefork.http.parser import DEFAULT_LIMITS, ParserLimits, RequestParser
 from prefork.http.request import Request
@@ -140,9 +140,9 @@ class ServerContext:
     proxy_trust: Trust | None = None  # who may send a PROXY header
     worker_number: int = 0
     # Server hooks around each request (None when unset: one comparison per request).
-    pre_request: Callable[..., Any] | None = None
-    post_request: Callable[..., Any] | None = None
-    hook_worker: Any = None  # what those hooks get as `worker`
+    pre_request: Callable[..., object] | None = None
+    post_request: Callable[..., object] | None = None
+    hook_worker: WorkerView | None = None  # what those hooks get as `worker`
     stopping: bool = False  # set by the worker's main thread on a graceful stop
     timed: bool = False  # requests are timed (access log or metrics): set after init
 

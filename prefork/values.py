@@ -15,9 +15,26 @@ import dataclasses
 import enum
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
+
+
+class SettingMeta(TypedDict):
+    """What config.setting() declares of a setting besides its name, type and default."""
+
+    aliases: tuple[str, ...]  # more command-line flags (gunicorn's spellings)
+    const: object  # the value of the flag given without one (None: it takes one)
+    doc: str
+    section: str
+    min: float | None
+    max: float | None
+    check: Callable[[object], str | None] | None  # the problem with a value, if any
+    unit: str
+    octal: bool
+    positional: bool
+    default_doc: str | None
+    false_is_empty: bool  # `false` in TOML or text means ""
 
 
 class Kind(enum.Enum):
@@ -41,7 +58,7 @@ _DESCRIBED = {Kind.SWITCH: "true or false", Kind.INT: "a whole number",
               Kind.STRINGS: "a list of strings", Kind.MOUNTS: "a list of strings"}
 
 
-def describe_type(kind: Kind, meta: Mapping[str, Any], choices: tuple[str, ...] = ()) -> str:
+def describe_type(kind: Kind, meta: SettingMeta, choices: tuple[str, ...] = ()) -> str:
     """Human description of what a setting takes, used in errors and docs."""
     if kind is Kind.CHOICE:
         return "one of " + ", ".join(repr(c) for c in choices)
@@ -53,7 +70,7 @@ def describe_type(kind: Kind, meta: Mapping[str, Any], choices: tuple[str, ...] 
     return text
 
 
-def _range_text(meta: Mapping[str, Any]) -> str:
+def _range_text(meta: SettingMeta) -> str:
     lo, hi = meta["min"], meta["max"]
     if lo is not None and hi is not None:
         return f" from {lo:g} to {hi:g}"
@@ -75,7 +92,7 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _to_switch(raw: Any, meta: Mapping[str, Any]) -> bool:
+def _to_switch(raw: object, meta: SettingMeta) -> bool:
     if isinstance(raw, bool):
         return raw
     text = raw.strip().lower() if isinstance(raw, str) else None
@@ -84,7 +101,7 @@ def _to_switch(raw: Any, meta: Mapping[str, Any]) -> bool:
     raise Refused
 
 
-def _to_int(raw: Any, meta: Mapping[str, Any]) -> int:
+def _to_int(raw: object, meta: SettingMeta) -> int:
     """An integer, or decimal text (octal text for an octal setting; 0x/0o/0b prefixes)."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
@@ -96,7 +113,7 @@ def _to_int(raw: Any, meta: Mapping[str, Any]) -> int:
     raise Refused
 
 
-def _to_float(raw: Any, meta: Mapping[str, Any]) -> float:
+def _to_float(raw: object, meta: SettingMeta) -> float:
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
     elif isinstance(raw, str):
@@ -111,7 +128,7 @@ def _to_float(raw: Any, meta: Mapping[str, Any]) -> float:
     return value
 
 
-def _to_text(raw: Any, meta: Mapping[str, Any]) -> str:
+def _to_text(raw: object, meta: SettingMeta) -> str:
     if meta["false_is_empty"] and (raw is False or (
             isinstance(raw, str) and raw.strip().lower() in ("false", "off", "none"))):
         return ""
@@ -120,13 +137,13 @@ def _to_text(raw: Any, meta: Mapping[str, Any]) -> str:
     return raw
 
 
-def _to_choice(raw: Any, meta: Mapping[str, Any]) -> str:
+def _to_choice(raw: object, meta: SettingMeta) -> str:
     if not isinstance(raw, str):
         raise Refused
     return raw.strip().lower()
 
 
-def _to_optional_text(raw: Any, meta: Mapping[str, Any]) -> str | None:
+def _to_optional_text(raw: object, meta: SettingMeta) -> str | None:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
@@ -134,7 +151,7 @@ def _to_optional_text(raw: Any, meta: Mapping[str, Any]) -> str | None:
     return raw
 
 
-def _to_strings(raw: Any, meta: Mapping[str, Any]) -> tuple[str, ...]:
+def _to_strings(raw: object, meta: SettingMeta) -> tuple[str, ...]:
     """A list of strings, or comma-separated text (command line, environment)."""
     if isinstance(raw, str):
         return tuple(p.strip() for p in raw.split(",") if p.strip())
@@ -158,7 +175,7 @@ class StaticMount:
 _MOUNT_KEYS = {f.name for f in dataclasses.fields(StaticMount)}
 
 
-def _to_mounts(raw: Any, meta: Mapping[str, Any]) -> tuple[StaticMount, ...]:
+def _to_mounts(raw: object, meta: SettingMeta) -> tuple[StaticMount, ...]:
     """[[static]] tables, or "PREFIX=DIRECTORY" strings (command line, environment)."""
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list | tuple):
@@ -190,15 +207,14 @@ def _to_mounts(raw: Any, meta: Mapping[str, Any]) -> tuple[StaticMount, ...]:
     return tuple(mounts)
 
 
-
-_CONVERTERS: dict[Kind, Callable[[Any, Mapping[str, Any]], Any]] = {
+_CONVERTERS: dict[Kind, Callable[[object, SettingMeta], object]] = {
     Kind.SWITCH: _to_switch, Kind.INT: _to_int, Kind.OCTAL: _to_int, Kind.FLOAT: _to_float,
     Kind.CHOICE: _to_choice, Kind.TEXT: _to_text, Kind.OPTIONAL_TEXT: _to_optional_text,
     Kind.STRINGS: _to_strings, Kind.MOUNTS: _to_mounts,
 }
 
 
-def convert(kind: Kind, raw: Any, meta: Mapping[str, Any], choices: tuple[str, ...] = ()) -> Any:
+def convert(kind: Kind, raw: object, meta: SettingMeta, choices: tuple[str, ...] = ()) -> object:
     """A raw value (TOML, or text from the command line or environment) as the setting's
     type, within its declared limits. Raises Refused (with the reason, if not the type)."""
     value = _CONVERTERS[kind](raw, meta)
@@ -206,13 +222,13 @@ def convert(kind: Kind, raw: Any, meta: Mapping[str, Any], choices: tuple[str, .
     return value
 
 
-def _check(value: Any, meta: Mapping[str, Any], choices: tuple[str, ...]) -> None:
+def _check(value: object, meta: SettingMeta, choices: tuple[str, ...]) -> None:
     """The declared limits of a converted value: choices, min, max, then `check`."""
     if choices and value not in choices:
         raise Refused
-    if meta["min"] is not None and value < meta["min"]:
-        raise Refused
-    if meta["max"] is not None and value > meta["max"]:
+    if isinstance(value, int | float) and not (
+            (meta["min"] is None or value >= meta["min"])
+            and (meta["max"] is None or value <= meta["max"])):
         raise Refused
     if meta["check"] is not None:
         problem = meta["check"](value)
