@@ -3,6 +3,7 @@
     bench/run.sh                                   # installs wrk and the other servers, then runs
     python bench/run.py --rounds 3 --duration 5    # the same, without installing
     python bench/run.py --workloads hello --modes keepalive --servers prefork,gunicorn
+    python bench/run.py --baseline /tmp/old-checkout   # adds prefork-baseline: A/B a change
 
 Every server runs the same apps (bench/apps.py) with 2 workers x 8 threads where it has
 those knobs, access logs off, on 127.0.0.1. All servers are started once; measurements
@@ -93,11 +94,12 @@ class Result:
 
 
 class Server:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tree: Path = ROOT) -> None:
         self.name = name
         self.port = free_port()
-        argv = [a.replace("{port}", str(self.port)) for a in SERVERS[name]]
-        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
+        argv = [a.replace("{port}", str(self.port))
+                for a in SERVERS[name.removesuffix("-baseline")]]
+        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{tree}"}
         # A process group of its own (to stop the whole tree), not a session of its own:
         # with the kernel's autogroup scheduling a new session is a new scheduling group,
         # and CPU would be split evenly between wrk's group and the server's, throttling
@@ -259,10 +261,16 @@ def main() -> None:
     parser.add_argument("--servers", default="prefork,gunicorn,waitress,granian")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="another checkout of prefork (the code before a change): run "
+                             "as prefork-baseline beside the others")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: run bench/run.sh, or apt-get install -y wrk")
     servers = [s for s in args.servers.split(",") if s]
+    if args.baseline is not None:
+        servers.insert(servers.index("prefork") + 1 if "prefork" in servers else 0,
+                       "prefork-baseline")
     for name in list(servers):
         tool = SERVERS[name][0] if name == "granian" else None
         if tool and not shutil.which(tool):
@@ -284,7 +292,8 @@ def main() -> None:
         lua_scripts(scripts)
         try:
             for name in servers:
-                running[name] = Server(name)
+                baseline = name == "prefork-baseline"
+                running[name] = Server(name, args.baseline if baseline else ROOT)
             for rnd in range(1, args.rounds + 1):
                 for workload in workloads:
                     for mode in (modes if workload != "pipelined" else ["keepalive"]):
