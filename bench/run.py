@@ -50,6 +50,8 @@ ROOT = HERE.parent
 WORKERS, THREADS, CONNECTIONS = 2, 8, 64
 IO_SLEEP_S = 0.002
 
+# The venv's own granian when the venv is not activated.
+GRANIAN = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
 SERVERS: dict[str, list[str]] = {
     "prefork": [sys.executable, "-m", "prefork", "apps:app", "--bind", "127.0.0.1:{port}",
                 "--workers", str(WORKERS), "--threads", str(THREADS), "--loglevel", "warning"],
@@ -63,7 +65,9 @@ SERVERS: dict[str, list[str]] = {
                  "--log-level", "warning"],
     "waitress": [sys.executable, "-m", "waitress", "--listen=127.0.0.1:{port}",
                  f"--threads={THREADS}", "apps:app"],  # one process: it has no workers knob
-    "granian": ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
+    # Optional (C, libev, one thread per process): see bjoern_serve.py.
+    "bjoern": [sys.executable, "bjoern_serve.py", "{port}", str(WORKERS)],
+    "granian": [GRANIAN, "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
                 "--workers", str(WORKERS), "--blocking-threads", str(THREADS),
                 "--no-access-log", "apps:app"],
 }
@@ -135,6 +139,17 @@ class Server:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+
+def installed(name: str) -> bool:
+    """Whether an optional server can run here (granian's command, bjoern's module)."""
+    if name == "granian":
+        return os.access(GRANIAN, os.X_OK)
+    if name == "bjoern":
+        import importlib.util
+
+        return importlib.util.find_spec("bjoern") is not None
+    return True
 
 
 def lua_scripts(folder: Path) -> None:
@@ -272,8 +287,7 @@ def main() -> None:
         servers.insert(servers.index("prefork") + 1 if "prefork" in servers else 0,
                        "prefork-baseline")
     for name in list(servers):
-        tool = SERVERS[name][0] if name == "granian" else None
-        if tool and not shutil.which(tool):
+        if not installed(name):
             print(f"skipping {name}: not installed", file=sys.stderr)
             servers.remove(name)
     workloads = [w for w in args.workloads.split(",") if w]

@@ -10,4 +10,9 @@ if ! command -v wrk >/dev/null; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[bench]'
+# bjoern (optional: the C floor the native path is measured against) needs libev.
+if [ "$(id -u)" = 0 ] && ! [ -e /usr/include/ev.h ]; then
+  apt-get install -y -qq libev-dev >/dev/null 2>&1 || true
+fi
+.venv/bin/pip install -q bjoern 2>/dev/null || echo "bjoern not installed: skipped"
 exec .venv/bin/python bench/run.py "$@"

@@ -1,0 +1,115 @@
+"""System calls and context switches per request, server by server (hello, keep-alive).
+
+    python bench/syscalls.py        # prefork, granian and bjoern (those installed)
+    python bench/syscalls.py --servers prefork --connections 64,4 --duration 4
+
+Each server runs as in bench/run.py (2 workers x 8 threads where it has those knobs).
+For each connection count, two wrk runs of the same length:
+
+  1. context switches: voluntary + involuntary, summed over every thread of the server's
+     process tree (/proc/PID/task/TID/status) before and after, per request;
+  2. system calls: `strace -f -c` attached to every process of the tree, per request and
+     by name. strace slows the server down several times; the counts per request are
+     what matter, not the throughput of that run.
+
+Prints a Markdown table; bench/RESULTS.md keeps the figures of record. Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import SERVERS, Server, figure, installed
+
+
+def context_switches(server: Server) -> int:
+    total = 0
+    for proc in server.tree():
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                text = (task / "status").read_text()
+                total += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", text))
+    return total
+
+
+def wrk(port: int, connections: int, seconds: int) -> int:
+    """Requests completed by wrk in `seconds` on hello, keep-alive."""
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    return int(figure(r"(\d+) requests in", out, "0"))
+
+
+def strace_counts(server: Server, connections: int, seconds: int) -> tuple[int, dict[str, int]]:
+    """(requests, {syscall: calls}) over one wrk run with strace attached to the tree."""
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        argv = ["strace", "-f", "-c", "-o", out.name]
+        for proc in server.tree():
+            argv += ["-p", str(proc.pid)]
+        tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached to every thread before the load starts
+        requests = wrk(server.port, connections, seconds)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+        calls: dict[str, int] = {}
+        for line in out.read().splitlines():
+            # % time  seconds  usecs/call  calls  [errors]  syscall
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = int(m.group(1))
+    return requests, calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="prefork,granian,bjoern")
+    parser.add_argument("--connections", default="64,4")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    args = parser.parse_args()
+    for tool in ("wrk", "strace"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed (apt-get install -y {tool})")
+    rows = []
+    for name in [s for s in args.servers.split(",") if s]:
+        if name not in SERVERS:
+            sys.exit(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
+        if not installed(name):
+            print(f"skipping {name}: not installed", file=sys.stderr)
+            continue
+        try:
+            server = Server(name)
+        except (OSError, TimeoutError) as exc:
+            print(f"skipping {name}: {exc}", file=sys.stderr)
+            continue
+        try:
+            for connections in [int(c) for c in args.connections.split(",")]:
+                before = context_switches(server)
+                requests = wrk(server.port, connections, args.duration)
+                switches = (context_switches(server) - before) / max(requests, 1)
+                traced, calls = strace_counts(server, connections, args.duration)
+                total = sum(calls.values()) / max(traced, 1)
+                top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+                rows.append((name, connections, total, switches, ", ".join(
+                    f"{k} {v / max(traced, 1):.2f}" for k, v in top)))
+                print(f"{name:9} c={connections:<3} syscalls/req {total:6.2f}  "
+                      f"ctx switches/req {switches:5.2f}", flush=True)
+        finally:
+            server.stop()
+    print("\n| server | connections | syscalls per request | context switches per request "
+          "| most frequent (per request) |\n|---|---|---|---|---|")
+    for name, connections, total, switches, top in rows:
+        print(f"| {name} | {connections} | {total:.2f} | {switches:.2f} | {top} |")
+
+
+if __name__ == "__main__":
+    main()
