@@ -47,10 +47,13 @@ REQUESTS = {
 }
 
 
+ENGINE = "auto"  # --engine
+
+
 def make(kind: str) -> tuple[Worker, Connection, socket.socket]:
     client, server = socket.socketpair()
     _parent, child = socket.socketpair()  # the master's end of the channel: unused
-    worker = Worker(1, Config(max_keepalive_requests=0), [], child, app)
+    worker = Worker(1, Config(max_keepalive_requests=0, http_engine=ENGINE), [], child, app)
     worker.ctx = worker.context()
     base = base_environ("127.0.0.1", "8080", "", True)
     conn = Connection(server, ("127.0.0.1", "40000"), base, worker.ctx)
@@ -90,7 +93,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=50000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", metavar="KIND")
+    ap.add_argument("--engine", default="auto", choices=("auto", "native", "python"))
     args = ap.parse_args()
+    global ENGINE
+    ENGINE = args.engine
     for kind in args.kinds.split(","):
         best = min(loop(kind, args.n) for _ in range(args.repeat))
         print(f"{kind:8s} {best:6.2f} µs per request (best of {args.repeat} x {args.n})")

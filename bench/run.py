@@ -55,6 +55,10 @@ GRANIAN = shutil.which("granian") or str(Path(sys.executable).with_name("granian
 SERVERS: dict[str, list[str]] = {
     "prefork": [sys.executable, "-m", "prefork", "apps:app", "--bind", "127.0.0.1:{port}",
                 "--workers", str(WORKERS), "--threads", str(THREADS), "--loglevel", "warning"],
+    # The pure-Python request path (http_engine = python): the reference engine.
+    "prefork-python": [sys.executable, "-m", "prefork", "apps:app", "--bind",
+                       "127.0.0.1:{port}", "--workers", str(WORKERS), "--threads",
+                       str(THREADS), "--loglevel", "warning", "--http-engine", "python"],
     # prefork with its admin listener on, so that workers keep metrics: the cost of them.
     "prefork-metrics": [sys.executable, "-m", "prefork", "apps:app",
                         "--bind", "127.0.0.1:{port}", "--workers", str(WORKERS),

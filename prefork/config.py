@@ -39,6 +39,7 @@ SECONDS = 1.0
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 ProxyProtocol = Literal["off", "v1", "v2", "auto"]
 MemoryMetric = Literal["rss", "uss"]
+HttpEngine = Literal["auto", "native", "python"]
 
 
 _BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
@@ -221,6 +222,11 @@ class Config:
     threads: int = setting(
         8, "Threads per worker that run the app (each serves one request at a time).",
         section="workers", min=1, max=1024,
+    )
+    http_engine: HttpEngine = setting(
+        "auto", "The request path: native (the compiled core: non-blocking system calls "
+        "keep the GIL, fewer thread hand-offs), python (the reference), or auto (native "
+        "when it was built, else python; the log says which and why).", section="workers",
     )
     timeout: float = setting(
         30 * SECONDS,

@@ -44,6 +44,7 @@ from typing import Any
 
 from prefork.accesslog import AccessLog, Entry, escape
 from prefork.config import ProxyProtocol
+from prefork.engine import PYTHON, Engine
 from prefork.errors import (
     BadRequest,
     ClientGone,
@@ -129,6 +130,7 @@ class ServerContext:
     max_keepalive_requests: int = 0
     request_timeout_s: float = 0.0
     parser_limits: ParserLimits = DEFAULT_LIMITS
+    engine: Engine = PYTHON  # whose recv and send the connections use
     begin_request: Callable[[Request, Exchange], None] = lambda req, exchange: None
     end_request: Callable[[], None] = lambda: None
     progress: Callable[[], None] = lambda: None  # slow I/O moved on: the request is not stuck
@@ -159,6 +161,7 @@ class Connection:
         "deadline",
         "end",
         "fd",
+        "io",
         "out",
         "parser",
         "pre",
@@ -185,6 +188,7 @@ class Connection:
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
+        self.io = ctx.engine.socket_io(sock)  # recv and send, by the engine's calls
         self.remote_addr, self.remote_port = remote
         self.base = base
         self.ctx = ctx
@@ -208,7 +212,7 @@ class Connection:
         # worker's epoll (from its first park on).
         self.claimed = False
         self.registered = False
-        self.out = Output(sock, ctx.send_timeout_s, ctx.progress)
+        self.out = Output(sock, self.io, ctx.send_timeout_s, ctx.progress)
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} {self.remote_addr}:{self.remote_port}>"
@@ -245,7 +249,7 @@ class Connection:
     def _read(self) -> Next:
         """Read what has arrived without blocking; serve what is complete."""
         try:
-            data = self.sock.recv(RECV_BYTES)
+            data = self.io.recv(RECV_BYTES)
         except BlockingIOError:
             return READ
         except OSError:
@@ -304,7 +308,7 @@ class Connection:
     def _linger_read(self) -> bool:
         """Drop bytes a refused client still sends; False once it has closed."""
         try:
-            data = self.sock.recv(RECV_BYTES)
+            data = self.io.recv(RECV_BYTES)
         except BlockingIOError:
             return True
         except OSError:
@@ -507,7 +511,7 @@ class Connection:
             raise self.parser.error
 
     def recv_wait(self, timeout_s: float) -> bytes:
-        sock = self.sock
+        sock = self.io
         try:
             return sock.recv(RECV_BYTES)
         except BlockingIOError:

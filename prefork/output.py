@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO
 
+from prefork.engine import SocketIO
 from prefork.errors import ClientGone
 
 # A response the client does not take at once is queued and written as the socket drains;
@@ -49,11 +50,12 @@ class FileTail:
 
 
 class Output:
-    __slots__ = ("fd", "progress", "queue", "queued_bytes", "send_timeout_s", "sock")
+    __slots__ = ("fd", "io", "progress", "queue", "queued_bytes", "send_timeout_s", "sock")
 
-    def __init__(self, sock: socket.socket, send_timeout_s: float,
+    def __init__(self, sock: socket.socket, io: SocketIO, send_timeout_s: float,
                  progress: Callable[[], None]) -> None:
         self.sock = sock
+        self.io = io  # send, by the engine's call (engine.py)
         self.fd = sock.fileno()
         self.send_timeout_s = send_timeout_s
         self.progress = progress  # the request watchdog's sign that writing moves on
@@ -66,7 +68,7 @@ class Output:
         sent = 0
         if not self.queue:
             try:
-                sent = self.sock.send(data)
+                sent = self.io.send(data)
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -112,7 +114,7 @@ class Output:
         """Write queued output without blocking; True once all of it is out.
         Raises ClientGone if the client is gone."""
         queue = self.queue
-        sock = self.sock
+        sock = self.io
         try:
             while queue:
                 item = queue[0]

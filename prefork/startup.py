@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from prefork import engine, process
 from prefork import log as logsetup
-from prefork import process
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
 from prefork.hooks import Hooks, ServerView
@@ -47,6 +47,12 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
     except Exception:
         log.exception("server hook on_starting raised; not starting")
         return ExitStatus.USAGE
+    try:
+        chosen = engine.choose(config.http_engine)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return ExitStatus.USAGE
+    log.info("request path: %s (%s)", chosen.name, chosen.why)
     if config.reload:
         log.warning("reload is on: workers restart when the app's files change. This is a "
                     "development feature; do not use it in production")

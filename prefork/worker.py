@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefork import engine, messages
 from prefork import log as logsetup
-from prefork import messages
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
 from prefork.connection import CLOSE, CLOSED, WRITE, Connection, Next, ServerContext
@@ -135,6 +135,8 @@ class Worker:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.ep = select.epoll()  # connections and listeners: the pool threads wait here
+        self.engine = engine.choose(config.http_engine)
+        self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
@@ -203,6 +205,7 @@ class Worker:
             send_timeout_s=self.config.send_timeout,
             max_keepalive_requests=self.config.max_keepalive_requests,
             request_timeout_s=self.config.request_timeout,
+            engine=self.engine,
             parser_limits=ParserLimits(
                 limit_request_line=self.config.limit_request_line,
                 limit_request_fields=self.config.limit_request_fields,
@@ -499,10 +502,10 @@ class Worker:
         mask = _ARMED_OUT if then is WRITE else _ARMED
         try:
             if conn.registered:
-                self.ep.modify(conn.fd, mask)
+                self.epoll.modify(conn.fd, mask)
             else:
                 conn.registered = True  # before: once armed, another thread may arm it
-                self.ep.register(conn.fd, mask)
+                self.epoll.register(conn.fd, mask)
         except OSError:
             self._close(conn)
 

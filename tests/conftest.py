@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.server import Server
+
+
+def pytest_report_header() -> str:
+    from prefork.engine import choose
+
+    wanted = os.environ.get("TEST_HTTP_ENGINE") or "auto"
+    engine = choose(wanted)  # type: ignore[arg-type]
+    return f"servers under test: http_engine = {wanted} -> {engine.name} ({engine.why})"
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,9 @@ class Server:
         # prefix: a command that runs the server, such as `ip netns exec HOST`.
         argv = [*prefix, sys.executable, "-m", "prefork", "--workers", str(workers),
                 "--threads", str(threads), "--loglevel", "debug"]
+        engine = os.environ.get("TEST_HTTP_ENGINE")  # .ci/run runs the suite once per engine
+        if engine:
+            argv += ["--http-engine", engine]
         if bind:
             argv += ["--bind", bind]
         if errorlog:

@@ -39,7 +39,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         time.sleep(float(q.get("s", "1")))
         return _ok(start_response, b"slow done")
     if path == "/leak":
-        _leak.append(os.urandom(int(q.get("mb", "1")) << 20))
+        # Every page written (so RSS grows), cheaply: os.urandom of 64 MiB took seconds
+        # on a loaded machine and starved the soak's chaos schedule.
+        _leak.append(b"x" * (int(q.get("mb", "1")) << 20))
         return _ok(start_response, b"leaked")
     if path == "/pid":
         return _ok(start_response, str(os.getpid()).encode())

@@ -4,6 +4,7 @@ and what the client receives."""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from prefork.connection import (
     Connection,
     ServerContext,
 )
+from prefork.engine import choose
 from prefork.wsgi import base_environ
 
 pytestmark = pytest.mark.timeout(20)
@@ -36,11 +38,15 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"h" * size]
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Connection, socket.socket]]:
+ENGINES = ["python", *(["native"] if importlib.util.find_spec("prefork._native") else [])]
+
+
+@pytest.fixture(params=ENGINES)
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Connection, socket.socket]]:
     client, server = socket.socketpair()
     client.settimeout(5)
-    ctx = ServerContext(app, keepalive_s=7.0, header_timeout_s=3.0, send_timeout_s=4.0)
+    ctx = ServerContext(app, keepalive_s=7.0, header_timeout_s=3.0, send_timeout_s=4.0,
+                        engine=choose(request.param))
     conn = Connection(server, ("127.0.0.1", "4000"), base_environ("a", "80", "", False), ctx)
     yield conn, client
     conn.close()

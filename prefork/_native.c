@@ -1,0 +1,280 @@
+/*
+ * prefork._native: the compiled core of the native request path (http_engine = "native").
+ *
+ * What it changes is who holds the GIL during a request's non-blocking system calls.
+ * CPython's socket and epoll objects release the GIL around every call, even one that
+ * cannot block (recv on a readable socket, send with MSG_DONTWAIT, epoll_ctl): with
+ * several pool threads in a worker, each release hands the GIL to a waiting thread and
+ * each take waits for it back, a handful of futex calls and often a context switch per
+ * release. Measured with bench/syscalls.py (hello, keep-alive, 64 connections): 30 system
+ * calls per request, 26 of them futex, against 4 that do the work.
+ *
+ * These calls keep the GIL: they never block (MSG_DONTWAIT, a non-blocking descriptor,
+ * epoll_ctl), so holding it costs nothing but the call itself. The only call on the
+ * request path that still releases the GIL is epoll_wait, where a pool thread waits.
+ *
+ *   Sock(fd)           recv(n) and send(data), with socket.socket's results and errors
+ *                      (BlockingIOError when the call would block, OSError subclasses by
+ *                      errno); the descriptor is not owned: the socket object closes it.
+ *   EpollCtl(epfd)     register(fd, events) and modify(fd, events), as select.epoll's
+ *                      (the event's data is the fd, so select.epoll.poll() reports it).
+ *
+ * Memory safety: every buffer is a Python object's own (a bytes object this code sizes,
+ * or a Py_buffer held for the call); lengths come from those objects, never from the peer.
+ * tests/unit/test_native.py compares both types with the socket module's behaviour, and
+ * tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
+ *
+ * Called by pool threads (and by the worker's main thread on a drain), GIL held.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* The largest recv() this module does in one call: a caller's bufsize beyond it is
+   capped (prefork asks for 64 KiB). Bounds the bytes object allocated up front. */
+#define MAX_RECV ((Py_ssize_t)1 << 24)
+
+static int
+fd_from(PyObject *obj, int *fd)
+{
+    long value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0 || value > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "file descriptor out of range");
+        return -1;
+    }
+    *fd = (int)value;
+    return 0;
+}
+
+/* errno after a failed call -> the OSError subclass socket.socket would raise. A signal
+   handler that raised (EINTR on the main thread) has set its own exception already. */
+static PyObject *
+raise_errno(int err)
+{
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+/* ---- Sock ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+} SockObject;
+
+static int
+Sock_init(SockObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", NULL};
+    PyObject *fd_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &fd_obj)) {
+        return -1;
+    }
+    return fd_from(fd_obj, &self->fd);
+}
+
+static PyObject *
+Sock_recv(SockObject *self, PyObject *arg)
+{
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    if (size == 0) {
+        /* As socket.recv(0): nothing asked, nothing read (no system call, no EAGAIN). */
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (size > MAX_RECV) {
+        size = MAX_RECV;
+    }
+    PyObject *buf = PyBytes_FromStringAndSize(NULL, size);
+    if (buf == NULL) {
+        return NULL;
+    }
+    ssize_t n;
+    do {
+        n = recv(self->fd, PyBytes_AS_STRING(buf), (size_t)size, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR && PyErr_CheckSignals() == 0);
+    if (n < 0) {
+        int err = errno;
+        Py_DECREF(buf);
+        return raise_errno(err);
+    }
+    if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0) {
+        return NULL;  /* buf was freed and set to NULL by _PyBytes_Resize */
+    }
+    return buf;
+}
+
+static PyObject *
+Sock_send(SockObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    ssize_t n;
+    do {
+        n = send(self->fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR && PyErr_CheckSignals() == 0);
+    int err = errno;
+    PyBuffer_Release(&view);
+    if (n < 0) {
+        return raise_errno(err);
+    }
+    return PyLong_FromSsize_t((Py_ssize_t)n);
+}
+
+static PyObject *
+Sock_fileno(SockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(self->fd);
+}
+
+static PyObject *
+Sock_repr(SockObject *self)
+{
+    return PyUnicode_FromFormat("<prefork._native.Sock fd=%d>", self->fd);
+}
+
+static PyMethodDef Sock_methods[] = {
+    {"recv", (PyCFunction)Sock_recv, METH_O,
+     "recv(bufsize) -> bytes: what has arrived, b'' at EOF; BlockingIOError if nothing."},
+    {"send", (PyCFunction)Sock_send, METH_O,
+     "send(data) -> int: bytes the socket took now; BlockingIOError if none."},
+    {"fileno", (PyCFunction)Sock_fileno, METH_NOARGS, "The descriptor (not owned)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "prefork._native.Sock",
+    .tp_doc = "Non-blocking recv/send on a descriptor, holding the GIL.",
+    .tp_basicsize = sizeof(SockObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Sock_init,
+    .tp_repr = (reprfunc)Sock_repr,
+    .tp_methods = Sock_methods,
+};
+
+/* ---- EpollCtl ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+} EpollCtlObject;
+
+static int
+EpollCtl_init(EpollCtlObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"epfd", NULL};
+    PyObject *fd_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &fd_obj)) {
+        return -1;
+    }
+    return fd_from(fd_obj, &self->epfd);
+}
+
+static PyObject *
+epoll_op(EpollCtlObject *self, PyObject *const *args, Py_ssize_t nargs, int op)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (fd, eventmask)");
+        return NULL;
+    }
+    int fd;
+    if (fd_from(args[0], &fd) < 0) {
+        return NULL;
+    }
+    unsigned long events = PyLong_AsUnsignedLong(args[1]);
+    if (events == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (events > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_OverflowError, "eventmask out of range");
+        return NULL;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = (uint32_t)events;
+    ev.data.fd = fd;
+    if (epoll_ctl(self->epfd, op, fd, &ev) < 0) {
+        return raise_errno(errno);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+EpollCtl_register(EpollCtlObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return epoll_op(self, args, nargs, EPOLL_CTL_ADD);
+}
+
+static PyObject *
+EpollCtl_modify(EpollCtlObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return epoll_op(self, args, nargs, EPOLL_CTL_MOD);
+}
+
+static PyMethodDef EpollCtl_methods[] = {
+    {"register", (PyCFunction)(void (*)(void))EpollCtl_register, METH_FASTCALL,
+     "register(fd, eventmask): EPOLL_CTL_ADD, as select.epoll.register."},
+    {"modify", (PyCFunction)(void (*)(void))EpollCtl_modify, METH_FASTCALL,
+     "modify(fd, eventmask): EPOLL_CTL_MOD, as select.epoll.modify."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EpollCtlType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "prefork._native.EpollCtl",
+    .tp_doc = "epoll_ctl on an epoll descriptor (not owned), holding the GIL.",
+    .tp_basicsize = sizeof(EpollCtlObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)EpollCtl_init,
+    .tp_methods = EpollCtl_methods,
+};
+
+/* ---- module --------------------------------------------------------------------------- */
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "prefork._native",
+    .m_doc = "The compiled core of prefork's native request path (see _native.c).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
+        PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

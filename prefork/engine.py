@@ -1,0 +1,72 @@
+"""Which request path serves: the compiled core's or the Python reference (http_engine).
+
+Both engines run the same connection code; they differ in the calls that cross into the
+kernel on every request. The Python engine uses the socket and epoll objects (each call
+releases the GIL); the native engine uses prefork._native (_native.c), whose
+non-blocking recv, send and epoll_ctl keep it, so that pool threads hand the GIL to each
+other only where one waits (epoll_wait). `choose` decides once, in the master; workers
+inherit the decision.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from prefork.config import HttpEngine
+from prefork.errors import ConfigError
+
+
+class SocketIO(Protocol):
+    """What a connection reads and writes through (socket.socket has these)."""
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+
+    def send(self, data: bytes | memoryview, /) -> int: ...
+
+
+class EpollIO(Protocol):
+    """How the worker arms a connection (select.epoll has these)."""
+
+    def register(self, fd: int, eventmask: int, /) -> None: ...
+
+    def modify(self, fd: int, eventmask: int, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    name: Literal["native", "python"]
+    why: str  # said once in the log at start-up
+    # The native engine's types (prefork._native.Sock, .EpollCtl), from a descriptor.
+    sock_type: Callable[[int], SocketIO] | None = None
+    epoll_type: Callable[[int], EpollIO] | None = None
+
+    def socket_io(self, sock: socket.socket) -> SocketIO:
+        return sock if self.sock_type is None else self.sock_type(sock.fileno())
+
+    def epoll_io(self, ep: select.epoll) -> EpollIO:
+        return ep if self.epoll_type is None else self.epoll_type(ep.fileno())
+
+
+PYTHON = Engine("python", "http_engine = python")
+
+
+def choose(setting: HttpEngine) -> Engine:
+    """The engine for a setting. `native` without the compiled core is a ConfigError:
+    asked for explicitly, it must not quietly become the other one."""
+    if setting == "python":
+        return PYTHON
+    try:
+        from prefork import _native
+    except ImportError as exc:
+        if setting == "native":
+            raise ConfigError("http_engine", setting, "the compiled core (prefork._native) "
+                              f"cannot be imported ({exc}); reinstall prefork where a C "
+                              "compiler and the Python headers are present, or use auto "
+                              "or python") from None
+        return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
+    return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
+                  _native.Sock, _native.EpollCtl)

@@ -1,0 +1,19 @@
+"""The one thing pyproject.toml cannot declare: the optional compiled core.
+
+prefork._native (prefork/_native.c) is built by `pip install` wherever a C compiler and
+the Python headers are present. `optional=True`: where it cannot be built the install
+still succeeds, and http_engine = "auto" serves with the Python path (it logs why).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "prefork._native",
+            ["prefork/_native.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
+            optional=True,
+        ),
+    ],
+)

@@ -1,0 +1,183 @@
+"""The compiled core (prefork._native) against the socket and select modules it stands in
+for: the same bytes, the same results, the same exceptions, over real socketpairs and a
+real epoll. Skipped where the extension is not built (the Python engine serves there)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+native = pytest.importorskip("prefork._native")
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_recv_returns_what_arrived_as_socket_recv_does(pair: tuple[socket.socket,
+                                                                  socket.socket]) -> None:
+    a, b = pair
+    sock = native.Sock(a.fileno())
+    b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert sock.recv(65536) == b"GET / HTTP/1.1\r\n\r\n"
+    b.sendall(b"0123456789")
+    assert sock.recv(4) == b"0123"
+    assert a.recv(4) == b"4567"  # the same stream, whichever object reads it
+    assert sock.recv(0) == b""
+    assert sock.recv(100) == b"89"
+
+
+def test_nothing_to_read_raises_blockingioerror_like_a_nonblocking_socket(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _b = pair
+    with pytest.raises(BlockingIOError) as theirs:
+        a.recv(10)
+    with pytest.raises(BlockingIOError) as ours:
+        native.Sock(a.fileno()).recv(10)
+    assert ours.value.errno == theirs.value.errno
+
+
+def test_recv_of_nothing_returns_empty_without_waiting_as_the_socket_module_does(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _b = pair  # found by tests/fuzz/fuzz_native.py: the native side raised EAGAIN
+    assert a.recv(0) == b"" == native.Sock(a.fileno()).recv(0)
+
+
+def test_eof_reads_empty(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.shutdown(socket.SHUT_WR)
+    assert native.Sock(a.fileno()).recv(10) == b""
+
+
+def test_send_takes_any_buffer_and_reports_what_the_socket_took(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sock = native.Sock(a.fileno())
+    assert sock.send(b"abc") == 3
+    assert sock.send(memoryview(b"xxdefxx")[2:5]) == 3
+    assert sock.send(bytearray(b"gh")) == 2
+    assert b.recv(100) == b"abcdefgh"
+    with pytest.raises(TypeError):
+        sock.send("text")
+
+
+def test_a_full_socket_raises_blockingioerror_after_a_partial_send(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock = native.Sock(a.fileno())
+    big = b"x" * (1 << 22)
+    sent = sock.send(big)
+    assert 0 < sent < len(big)
+    with pytest.raises(BlockingIOError):
+        while True:
+            sock.send(big)
+    got = b""
+    while True:
+        try:
+            got += b.recv(1 << 20)
+        except BlockingIOError:
+            break
+    assert got.startswith(b"x" * sent)
+
+
+def test_a_peer_gone_is_the_same_oserror_as_the_socket_module_raises(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.close()
+    with pytest.raises(OSError) as ours:
+        native.Sock(a.fileno()).send(b"late")
+    with pytest.raises(OSError) as theirs:
+        a.send(b"late")
+    assert type(ours.value) is type(theirs.value)
+    assert ours.value.errno == theirs.value.errno == errno.EPIPE
+
+
+def test_bad_arguments_are_refused_not_trusted() -> None:
+    with pytest.raises(ValueError):
+        native.Sock(-1)
+    with pytest.raises(OverflowError):
+        native.Sock(1 << 70)
+    unused = os.sysconf("SC_OPEN_MAX") + 10  # above the limit: never an open descriptor
+    with pytest.raises(OSError) as err:
+        native.Sock(unused).recv(10)
+    assert err.value.errno == errno.EBADF
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(ValueError):
+        native.Sock(a.fileno()).recv(-1)
+
+
+def test_recv_is_capped_so_a_huge_bufsize_allocates_nothing_huge(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.sendall(b"small")
+    assert native.Sock(a.fileno()).recv(1 << 40) == b"small"
+
+
+def test_epollctl_registers_and_modifies_as_select_epoll_does(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    ep = select.epoll()
+    ctl = native.EpollCtl(ep.fileno())
+    try:
+        ctl.register(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        assert ep.poll(0) == []
+        b.send(b"!")
+        assert ep.poll(1) == [(a.fileno(), select.EPOLLIN)]
+        assert ep.poll(0) == []  # one-shot: disarmed until modified
+        ctl.modify(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        assert ep.poll(1) == [(a.fileno(), select.EPOLLIN)]
+        ctl.modify(a.fileno(), select.EPOLLOUT | select.EPOLLONESHOT)
+        assert ep.poll(1) == [(a.fileno(), select.EPOLLOUT)]
+        with pytest.raises(FileExistsError):
+            ctl.register(a.fileno(), select.EPOLLIN)
+        with pytest.raises(FileNotFoundError):
+            ctl.modify(b.fileno(), select.EPOLLIN)
+        with pytest.raises(TypeError):
+            ctl.modify(a.fileno())  # type: ignore[call-arg]
+        with pytest.raises(OverflowError):
+            ctl.modify(a.fileno(), 1 << 40)
+    finally:
+        ep.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=5000), max_size=20),
+       st.lists(st.integers(min_value=1, max_value=70000), min_size=1, max_size=20))
+def test_a_stream_written_and_read_in_any_pieces_arrives_whole(
+        chunks: list[bytes], reads: list[int]) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.setblocking(False)
+        writer, reader = native.Sock(a.fileno()), native.Sock(b.fileno())
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[writer.send(view):]
+        a.shutdown(socket.SHUT_WR)
+        got = b""
+        i = 0
+        while True:
+            data = reader.recv(reads[i % len(reads)])
+            assert len(data) <= reads[i % len(reads)]
+            if not data:
+                break
+            got += data
+            i += 1
+        assert got == b"".join(chunks)
