@@ -54,6 +54,18 @@ fd_from(PyObject *obj, int *fd)
     return 0;
 }
 
+/* __init__(fd) of both types: one descriptor argument, positional or by `name`. */
+static int
+init_fd(PyObject *args, PyObject *kwds, char *name, int *fd)
+{
+    char *kwlist[] = {name, NULL};
+    PyObject *fd_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &fd_obj)) {
+        return -1;
+    }
+    return fd_from(fd_obj, fd);
+}
+
 /* errno after a failed call -> the OSError subclass socket.socket would raise. A signal
    handler that raised (EINTR on the main thread) has set its own exception already. */
 static PyObject *
@@ -76,12 +88,7 @@ typedef struct {
 static int
 Sock_init(SockObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", NULL};
-    PyObject *fd_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &fd_obj)) {
-        return -1;
-    }
-    return fd_from(fd_obj, &self->fd);
+    return init_fd(args, kwds, "fd", &self->fd);
 }
 
 static PyObject *
@@ -183,12 +190,7 @@ typedef struct {
 static int
 EpollCtl_init(EpollCtlObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"epfd", NULL};
-    PyObject *fd_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &fd_obj)) {
-        return -1;
-    }
-    return fd_from(fd_obj, &self->epfd);
+    return init_fd(args, kwds, "epfd", &self->epfd);
 }
 
 static PyObject *

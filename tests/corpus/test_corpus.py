@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import random
 import socket
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,16 @@ def echo_server() -> Iterator[Server]:
         yield srv
 
 
-def exchange(srv: Server, data: bytes) -> bytes:
+def exchange(srv: Server, data: bytes, pieces: Iterable[bytes] | None = None) -> bytes:
+    """Send `data` (as `pieces`, each its own send, if given), half-close, and read all
+    that comes back."""
     with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock.sendall(data)
+            for i, piece in enumerate([data] if pieces is None else pieces):
+                sock.sendall(piece)
+                if i % 7 == 6:
+                    time.sleep(0.001)  # let some pieces arrive as reads of their own
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused before we finished sending: the reply is still there to read
