@@ -15,7 +15,8 @@
  *
  *   Sock(fd)           recv(n) and send(data), with socket.socket's results and errors
  *                      (BlockingIOError when the call would block, OSError subclasses by
- *                      errno); the descriptor is not owned: the socket object closes it.
+ *                      errno); the descriptor is not owned: the socket object closes it,
+ *                      and close() makes this object forget it first (EBADF from then on).
  *   EpollCtl(epfd)     register(fd, events) and modify(fd, events), as select.epoll's
  *                      (the event's data is the fd, so select.epoll.poll() reports it).
  *
@@ -153,6 +154,16 @@ Sock_fileno(SockObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(self->fd);
 }
 
+/* Forget the descriptor (its socket object closes it). Called when the connection closes:
+   the number may be reused by the next accept at once, and a late call must then fail
+   with EBADF, as on a closed socket, rather than reach another client's connection. */
+static PyObject *
+Sock_close(SockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->fd = -1;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Sock_repr(SockObject *self)
 {
@@ -164,7 +175,9 @@ static PyMethodDef Sock_methods[] = {
      "recv(bufsize) -> bytes: what has arrived, b'' at EOF; BlockingIOError if nothing."},
     {"send", (PyCFunction)Sock_send, METH_O,
      "send(data) -> int: bytes the socket took now; BlockingIOError if none."},
-    {"fileno", (PyCFunction)Sock_fileno, METH_NOARGS, "The descriptor (not owned)."},
+    {"fileno", (PyCFunction)Sock_fileno, METH_NOARGS, "The descriptor (not owned); -1 once closed."},
+    {"close", (PyCFunction)Sock_close, METH_NOARGS,
+     "Forget the descriptor: later calls fail with EBADF (the socket object closes it)."},
     {NULL, NULL, 0, NULL},
 };
 

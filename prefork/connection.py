@@ -547,4 +547,5 @@ class Connection:
         self.state = CLOSED
         self.out.discard()
         self.parser.close()
+        self.io.close()  # the native engine's forgets the descriptor before it is reused
         self.sock.close()

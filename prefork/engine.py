@@ -27,6 +27,8 @@ class SocketIO(Protocol):
 
     def send(self, data: bytes | memoryview, /) -> int: ...
 
+    def close(self) -> None: ...
+
 
 class EpollIO(Protocol):
     """How the worker arms a connection (select.epoll has these)."""

@@ -15,7 +15,8 @@ prefork._native's Sock and EpollCtl, the other through the socket and select mod
 both: the same bytes, the same count, or the same exception type and errno. Operations:
 recv of any size (0, small, huge, negative), send of bytes / bytearray / memoryview
 slices / a str, the peer shutting or closing, a full socket buffer, epoll register and
-modify with any mask, closed or out-of-range descriptors. ASan reports any read or
+modify with any mask, closed or out-of-range descriptors, the connection closed (then
+every call must fail as on a closed socket). ASan reports any read or
 write outside a buffer and, at exit, any leak.
 """
 
@@ -92,7 +93,7 @@ def payload(fdp: atheris.FuzzedDataProvider) -> object:
 
 
 def step(fdp: atheris.FuzzedDataProvider, sides: tuple[Side, Side]) -> None:
-    op = fdp.ConsumeIntInRange(0, 8)
+    op = fdp.ConsumeIntInRange(0, 9)
     results = []
     if op == 0:
         size = fdp.PickValueInList([0, 1, 7, 4096, 65536, 1 << 20, -1])
@@ -132,9 +133,14 @@ def step(fdp: atheris.FuzzedDataProvider, sides: tuple[Side, Side]) -> None:
         # A huge bufsize is capped (no huge allocation): as a reference recv of the cap.
         results = [outcome(sides[0].io.recv, 1 << 40),
                    outcome(sides[1].io.recv, native.MAX_RECV)]
-    else:
+    elif op == 8:
         for s in sides:
-            s.a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            if s.a.fileno() >= 0:
+                s.a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    else:  # the connection closes: from then on both sides fail alike (EBADF)
+        for s in sides:
+            s.io.close()
+            s.a.close()
     if results and results[0] != results[1]:
         raise AssertionError(f"native {results[0]!r} != socket module {results[1]!r} (op {op})")
 

@@ -122,6 +122,20 @@ def test_bad_arguments_are_refused_not_trusted() -> None:
         native.Sock(a.fileno()).recv(-1)
 
 
+def test_a_closed_sock_forgets_its_descriptor_before_the_number_is_reused(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sock = native.Sock(a.fileno())
+    sock.close()
+    assert sock.fileno() == -1
+    b.sendall(b"for whoever holds the number now")
+    for call in (lambda: sock.recv(100), lambda: sock.send(b"x")):
+        with pytest.raises(OSError) as err:
+            call()
+        assert err.value.errno == errno.EBADF
+    assert a.recv(100) == b"for whoever holds the number now"  # nothing was taken
+
+
 def test_recv_is_capped_so_a_huge_bufsize_allocates_nothing_huge(
         pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
