@@ -1,22 +1,28 @@
 """Differential test of the two request paths (http_engine native and python): every
-corpus case, valid and invalid, sent whole, in seeded random pieces and pipelined, to a
-server on each engine; the bytes that come back must be the same (the Date header aside),
-and so must the environ the app saw (the app returns it)."""
+corpus case, valid and invalid, sent whole, in seeded random pieces and pipelined, and
+the parser property tests' generated and mutated requests, to a server on each engine;
+the bytes that come back must be the same (the Date header aside), and so must the
+environ the app saw (the app returns it)."""
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
 import json
+import os
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from prefork.http.parser import RequestParser
 from tests.corpus.test_corpus import AFTER, INVALID, SERVER_ARGS, VALID
 from tests.corpus.test_corpus import exchange as corpus_exchange
 from tests.server import Server
+from tests.unit.test_parser_properties import mutations, requests
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -73,8 +79,52 @@ def test_both_engines_answer_every_case_alike(servers: tuple[Server, Server],
     native, python = servers
     differ = []
     for name, data in CASES + PIPELINED:
+        if timing_dependent(data):
+            continue
         ours, reference = exchange(native, data, seed), exchange(python, data, seed)
         if ours != reference:
             differ.append((name, ours[:300], reference[:300]))
     assert not differ, differ[:3]
-    assert len(CASES) > 100
+    assert sum(not timing_dependent(data) for _, data in CASES) > 100
+
+
+# The property generator of tests/unit/test_parser_properties.py: generated requests (one
+# to three, pipelined, with bodies and chunking) and their mutations, split at generated
+# points. Bounded and derandomized like the parser's property tests.
+ENGINE_EXAMPLES = int(os.environ.get("ENGINE_EXAMPLES", "150"))
+
+
+def timing_dependent(raw: bytes) -> bool:
+    """Inputs whose answer depends on TCP read boundaries, whatever the engine (found by
+    this test; left to their own issue, see the closing note of 2026-11-30):
+
+    - a refused method pipelined behind a complete request: the parser judges 400 or 501
+      (and its wording) on the bytes of the read the refused request arrived in;
+    - bytes pipelined behind a request whose response closes the connection (HTTP/1.0
+      without keep-alive): if they are already read the connection lingers, if not it is
+      closed with them unread, and the client may see a reset instead of the response.
+    """
+    parser = RequestParser()
+    parser.feed(raw)
+    err = parser.error
+    if err is not None and parser.ready and (
+            err.status == 501 or err.detail in ("malformed request line",
+                                                "the method is not a token (RFC 9110 §9.1)")):
+        return True
+    ready = list(parser.ready)
+    return any(not req.keep_alive for req in ready[:-1]) or (
+        bool(ready) and not ready[-1].keep_alive
+        and (err is not None or parser.stopped or not parser.idle))
+
+
+@settings(max_examples=ENGINE_EXAMPLES, deadline=None, derandomize=ENGINE_EXAMPLES <= 150,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(st.data(), requests(), st.booleans(), st.integers(0, 1000))
+def test_both_engines_answer_generated_requests_alike(
+        servers: tuple[Server, Server], data: st.DataObject,
+        req: tuple[bytes, list[Any]], mutate: bool, seed: int) -> None:
+    raw = data.draw(mutations(req[0])) if mutate else req[0]
+    assume(not timing_dependent(raw))
+    native, python = servers
+    assert exchange(native, raw, seed) == exchange(python, raw, seed), raw
