@@ -210,12 +210,23 @@ class Master:
         if fileobj is not worker.channel:
             return  # the process sentinel: _reap() collects it
         msg = messages.receive(worker.channel)
-        if msg is messages.CLOSED:  # the worker closed its end: it is exiting
+        if isinstance(msg, messages.Closed):  # the worker closed its end: it is exiting
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(worker.channel)
-            return
-        if msg is None:
-            return
+        elif msg is not None:
+            self._on_message(worker, msg)
+
+    def _last_words(self, worker: WorkerHandle) -> None:
+        """A dead worker's messages still queued: read before its death is judged (its
+        "serving" may have been sent just before it crashed, in the same loop turn)."""
+        for _ in range(64):  # bounded: the channel of a dead process only empties
+            msg = messages.receive(worker.channel)
+            if msg is None or msg is messages.CLOSED:
+                return
+            if isinstance(msg, Serving | Heartbeat):  # the rest asks a living worker's way
+                self._on_message(worker, msg)
+
+    def _on_message(self, worker: WorkerHandle, msg: messages.Message) -> None:
         worker.last_seen = time.monotonic()
         match msg:
             case Heartbeat():
@@ -305,6 +316,7 @@ class Master:
                 continue
             handle.process.join(0)
             code = handle.process.exitcode
+            self._last_words(handle)
             del self.workers[handle.number]
             for obj in (handle.channel, handle.process.sentinel):
                 with contextlib.suppress(KeyError, ValueError):
