@@ -25,6 +25,9 @@
  * tests/unit/test_native.py compares both types with the socket module's behaviour, and
  * tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
  *
+ * The module's other file, _native_wsgi.c, holds the per-header loops of the WSGI
+ * adapter (environ and response head); _native.h declares what the two share.
+ *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +38,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+#include "_native.h"
 
 /* The largest recv() this module does in one call: a caller's bufsize beyond it is
    capped (prefork asks for 64 KiB). Bounds the bytes object allocated up front. */
@@ -287,7 +292,8 @@ PyInit__native(void)
     }
     if (PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
-        PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0) {
+        PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
+        PyModule_AddFunctions(module, native_wsgi_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

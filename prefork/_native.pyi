@@ -1,4 +1,7 @@
-# Types of the compiled core (prefork/_native.c).
+# Types of the compiled core (prefork/_native.c, _native_wsgi.c).
+from collections.abc import Callable
+from typing import Any
+
 MAX_RECV: int
 
 class Sock:
@@ -12,3 +15,13 @@ class EpollCtl:
     def __init__(self, epfd: int) -> None: ...
     def register(self, fd: int, eventmask: int, /) -> None: ...
     def modify(self, fd: int, eventmask: int, /) -> None: ...
+
+# _native_wsgi.c: the WSGI adapter's per-field loops (bound by prefork/native.py).
+
+def environ_fields(keys: dict[bytes, str], singletons: frozenset[str],
+                   key_of: Callable[[bytes], str], environ: dict[str, Any],
+                   headers: list[tuple[bytes, bytes]], /) -> bytes | None: ...
+def response_fields(names: dict[str, str], check: Callable[[object, object], str],
+                    headers: list[tuple[str, str]], /) -> tuple[int | None, bool, bool]: ...
+def encode_head(reference: Callable[[str, list[tuple[str, str]], bytes], bytes], status: str,
+                headers: list[tuple[str, str]], extra: bytes, /) -> bytes: ...

@@ -391,7 +391,8 @@ class Connection:
             if mount is not None:
                 self.serve_static(req, mount, exchange)
             else:
-                environ = build_environ(req, self.base, self.remote_addr, self.remote_port)
+                environ = build_environ(req, self.base, self.remote_addr, self.remote_port,
+                                        ctx.engine.environ_fields)
                 if ctx.trust is not None:
                     apply_forwarded(environ, ctx.trust, self.trusted)
                 exchange.run(ctx.app, environ)
@@ -416,7 +417,7 @@ class Connection:
         self.continue_sent = False
         if not req.body.complete:
             req.body.fill = self.fill  # the app may read what has not arrived yet
-        exchange = Exchange(self.out, req, keep_alive, ctx.request_timeout_s > 0)
+        exchange = ctx.engine.exchange(self.out, req, keep_alive, ctx.request_timeout_s > 0)
         ctx.begin_request(req, exchange)
         return exchange
 

@@ -1,7 +1,8 @@
 """Which request path serves: the compiled core's or the Python reference (http_engine).
 
 Both engines run the same connection code; they differ in the calls that cross into the
-kernel on every request. The Python engine uses the socket and epoll objects (each call
+kernel on every request, and in the per-field loops of the WSGI adapter (the native
+engine's are in C: prefork.native). The Python engine uses the socket and epoll objects (each call
 releases the GIL); the native engine uses prefork._native (_native.c), whose
 non-blocking recv, send and epoll_ctl keep it, so that pool threads hand the GIL to each
 other only where one waits (epoll_wait). `choose` decides once, in the master; workers
@@ -18,6 +19,7 @@ from typing import Literal, Protocol
 
 from prefork.config import HttpEngine
 from prefork.errors import ConfigError
+from prefork.wsgi import EnvironFields, Exchange, environ_fields
 
 
 class SocketIO(Protocol):
@@ -45,6 +47,10 @@ class Engine:
     # The native engine's types (prefork._native.Sock, .EpollCtl), from a descriptor.
     sock_type: Callable[[int], SocketIO] | None = None
     epoll_type: Callable[[int], EpollIO] | None = None
+    # The WSGI adapter's per-field loops: the response head's (in the Exchange type) and
+    # the environ's; the native engine's are prefork.native's.
+    exchange: type[Exchange] = Exchange
+    environ_fields: EnvironFields = environ_fields
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -70,5 +76,6 @@ def choose(setting: HttpEngine) -> Engine:
                               "compiler and the Python headers are present, or use auto "
                               "or python") from None
         return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
+    from prefork import native
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
-                  _native.Sock, _native.EpollCtl)
+                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.environ_fields)

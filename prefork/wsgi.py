@@ -27,13 +27,16 @@ from prefork.http.response import (
     date_header,
     encode_head,
     error_response,
-    header_name,
+    response_fields,
     status_allows_body,
     status_code,
 )
 from prefork.loader import ExcInfo, WSGIApp
 
 _SERVER_FIELDS = b"Server: " + SERVER + b"\r\n"
+# What an app may give as body bytes. A tuple, not `bytes | bytearray`: that expression
+# builds a new UnionType on every evaluation, twice per request.
+_BYTES = (bytes, bytearray)
 
 
 class Output(Protocol):
@@ -129,8 +132,32 @@ def base_environ(
     }
 
 
+def environ_fields(environ: dict[str, Any], headers: list[tuple[bytes, bytes]], /
+                   ) -> bytes | None:
+    """The request's header fields into the environ; the name of a field that may not be
+    repeated and was, else None. The native engine's is prefork._native.environ_fields
+    (bound to the same cache by prefork.native), which must agree with this one."""
+    for name, value in headers:
+        key = _ENV_KEYS.get(name) or _environ_key(name)
+        if not key:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ". A field
+            # that is not a list (a singleton) may not be repeated: 400.
+            if key in SINGLETON_KEYS:
+                return name
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+    return None
+
+
+EnvironFields = Callable[[dict[str, Any], list[tuple[bytes, bytes]]], bytes | None]
+
+
 def build_environ(
-    req: Request, base: dict[str, Any], remote_addr: str, remote_port: str
+    req: Request, base: dict[str, Any], remote_addr: str, remote_port: str,
+    fields: EnvironFields = environ_fields,
 ) -> dict[str, Any]:
     environ = base.copy()
     target = req.target
@@ -158,19 +185,11 @@ def build_environ(
     environ["REMOTE_ADDR"] = remote_addr
     environ["REMOTE_PORT"] = remote_port
     environ["wsgi.input"] = req.body
-    for name, value in req.headers:
-        key = _ENV_KEYS.get(name) or _environ_key(name)
-        if not key:
-            continue
-        text = value.decode("latin-1")
-        if key in environ:
-            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ". A field
-            # that is not a list (a singleton) may not be repeated: 400.
-            if key in SINGLETON_KEYS:
-                raise BadRequest(f"repeated {name.decode('latin-1')} field (RFC 9110 §5.3)")
-            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-        environ[key] = text
+    repeated = fields(environ, req.headers)
+    if repeated is not None:
+        raise BadRequest(f"repeated {repeated.decode('latin-1')} field (RFC 9110 §5.3)")
     return environ
+
 
 
 # -- the response --------------------------------------------------------------------------
@@ -178,6 +197,11 @@ def build_environ(
 
 class Exchange:
     """Runs the app for one request and frames its response onto an Output."""
+
+    # The per-field loops, the Python engine's; prefork.native's subclass has the compiled
+    # core's (the same results, by test).
+    fields = staticmethod(response_fields)
+    encode = staticmethod(encode_head)
 
     __slots__ = (
         "chunked",
@@ -239,21 +263,9 @@ class Exchange:
         code = status_code(status)
         if not isinstance(headers, list):
             raise TypeError("response headers must be a list of (name, value) tuples")
-        length = None
-        has_connection = False
-        for item in headers:
-            if not isinstance(item, tuple) or len(item) != 2:
-                raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
-            name, value = item
-            lname = header_name(name, value)
-            if lname == "content-length":
-                if not value.strip().isdigit():
-                    raise ValueError(f"invalid Content-Length {value!r}")
-                length = int(value)
-            elif lname == "connection":
-                has_connection = True
-                if "close" in value.lower():
-                    self.keep_alive = False
+        length, has_connection, close = self.fields(headers)
+        if close:
+            self.keep_alive = False
         self.status = status
         self.code = code
         # Connection is ours to send (it says what we do); the app's only says "close".
@@ -287,7 +299,7 @@ class Exchange:
         elif self.version10:
             extra.append(b"Connection: keep-alive\r\n")
         self.head_sent = True
-        return encode_head(self.status, self.headers, b"".join(extra))
+        return self.encode(self.status, self.headers, b"".join(extra))
 
     def _frame(self, data: bytes) -> bytes:
         """Apply Content-Length bookkeeping or chunked framing to body bytes."""
@@ -305,7 +317,7 @@ class Exchange:
 
     # PEP 3333 write() callable, also used for each item of the iterable
     def write(self, data: bytes) -> None:
-        if not isinstance(data, bytes | bytearray):
+        if not isinstance(data, _BYTES):
             raise TypeError(f"the app must give bytes, not {type(data).__name__}")
         if not data:
             return
@@ -354,7 +366,7 @@ class Exchange:
         try:
             if type(result) is list and len(result) == 1 and not self.head_sent:
                 data = result[0]
-                if not isinstance(data, bytes | bytearray):
+                if not isinstance(data, _BYTES):
                     raise TypeError(f"the app must give bytes, not {type(data).__name__}")
                 self.finish(bytes(data))
                 return

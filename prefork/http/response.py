@@ -74,6 +74,31 @@ def header_name(name: object, value: object) -> str:
     return lname
 
 
+def response_fields(headers: list[tuple[str, str]], /) -> tuple[int | None, bool, bool]:
+    """An app's header list checked, field by field: (its Content-Length or None, whether
+    it has a Connection field, whether that says close). The native engine's is
+    prefork._native.response_fields, which must agree with this one."""
+    length = None
+    has_connection = close = False
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        # header_name()'s cached case inline (a call per field is a tenth of this loop)
+        lname = _NAMES.get(name) if type(name) is str and type(value) is str else None
+        if lname is None or _BAD_VALUE.search(value):
+            lname = header_name(name, value)
+        if lname == "content-length":
+            if not value.strip().isdigit():
+                raise ValueError(f"invalid Content-Length {value!r}")
+            length = int(value)
+        elif lname == "connection":
+            has_connection = True
+            if "close" in value.lower():
+                close = True
+    return length, has_connection, close
+
+
 def check_status(status: object) -> int:
     """Validate a WSGI status string ("200 OK"); returns the numeric code."""
     if not isinstance(status, str):
@@ -99,8 +124,9 @@ def check_header(name: object, value: object) -> str:
     return lname
 
 
-def encode_head(status: str, headers: list[tuple[str, str]], extra: bytes) -> bytes:
-    """Serialise a response head. `extra` holds the server's own fields (framing, Date...)."""
+def encode_head(status: str, headers: list[tuple[str, str]], extra: bytes, /) -> bytes:
+    """Serialise a response head. `extra` holds the server's own fields (framing, Date...).
+    The native engine's is prefork._native.encode_head, which must agree with this one."""
     parts = ["HTTP/1.1 ", status, "\r\n"]
     for name, value in headers:
         parts += (name, ": ", value, "\r\n")

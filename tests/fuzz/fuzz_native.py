@@ -4,7 +4,7 @@ AddressSanitizer (atheris; not in CI: a run is minutes long and needs clang).
 Build the extension with coverage and ASan into a folder of its own, then run:
 
     CC=clang CFLAGS="-fsanitize=address,fuzzer-no-link -g -O1" \\
-        python setup.py build_ext --build-lib /tmp/native-asan
+        python setup.py build_ext --build-lib /tmp/native-asan --build-temp /tmp/native-asan-obj
     LD_PRELOAD="$(python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \\
     ASAN_OPTIONS=detect_leaks=1 NATIVE_SO=/tmp/native-asan/prefork/_native*.so \\
         python tests/fuzz/fuzz_native.py -max_total_time=1800 -rss_limit_mb=4096

@@ -1,0 +1,421 @@
+/*
+ * prefork._native, the WSGI half: the per-header loops of a request, in C.
+ *
+ * Three functions that the native engine calls where the Python engine runs the loops
+ * of prefork/wsgi.py and prefork/http/response.py. Each does exactly what its Python
+ * reference does, result for result and error type for error type; where a case is rare
+ * and the reference's semantics are Python's own (str.strip, str.isdigit, int, a cache
+ * miss), this code calls the Python reference rather than imitate it:
+ *
+ *   environ_fields(keys, singletons, key_of, environ, headers)
+ *       The request's header fields into the environ (wsgi.build_environ's loop): each
+ *       name's key from the `keys` cache (key_of(name) on a miss, which fills it), the
+ *       value decoded as latin-1, a repeated field joined with ", " ("; " for Cookie).
+ *       Returns None, or the name of a repeated field that may occur once (`singletons`)
+ *       for the caller to refuse with a 400 (as the reference does).
+ *   response_fields(names, check, headers)
+ *       An app's start_response header list checked (Exchange.start_response's loop): each
+ *       item a (name, value) tuple; the name a token and the value free of control
+ *       characters: taken from the `names` cache for a str name and a plain latin-1 value,
+ *       else decided by check(name, value) (response.header_name, which raises). Returns
+ *       (content_length or None, has_connection, connection_says_close).
+ *   encode_head(reference, status, headers, extra)
+ *       The head's bytes (response.encode_head): "HTTP/1.1 " status CRLF, each field, the
+ *       server's own `extra` bytes, CRLF, each str as latin-1. Anything but (str, str)
+ *       tuples of characters up to U+00FF (which start_response lets through, to fail
+ *       here) goes to the reference, which raises what it raises.
+ *
+ * The caches and the Python fallbacks come first, so that functools.partial binds them
+ * (prefork/native.py does).
+ *
+ * Memory safety: every length is measured from a Python object before anything is
+ * copied; the one buffer written (encode_head's bytes object) is sized by a first pass
+ * over the same objects, and the second pass checks each copy against the room left.
+ * tests/unit/test_native_wsgi.py compares each function with its reference on generated
+ * inputs (hypothesis); tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
+ *
+ * Called by pool threads with the GIL held; no state of its own.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "_native.h"
+
+/* ---- environ_fields ------------------------------------------------------------------- */
+
+static PyObject *
+environ_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "environ_fields(keys, singletons, key_of, environ, headers)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *singletons = args[1], *key_of = args[2];
+    PyObject *environ = args[3], *headers = args[4];
+    if (!PyDict_Check(environ) || !PyList_Check(headers) || !PyDict_Check(keys) ||
+        !PyAnySet_Check(singletons)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "environ_fields: environ dict, headers list, keys dict, singletons set");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);  /* borrowed: the list is ours alone */
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a header field must be a (bytes, bytes) tuple");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        Py_INCREF(item);  /* keeps name and value alive whatever key_of does */
+        PyObject *key = PyDict_GetItemWithError(keys, name);  /* borrowed */
+        if (key != NULL) {
+            Py_INCREF(key);
+        }
+        else if (PyErr_Occurred()) {
+            Py_DECREF(item);
+            return NULL;
+        }
+        else {
+            key = PyObject_CallOneArg(key_of, name);
+            if (key == NULL) {
+                Py_DECREF(item);
+                return NULL;
+            }
+        }
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "an environ key must be a str");
+            goto fail_key;
+        }
+        if (PyUnicode_GET_LENGTH(key) == 0) {  /* a name the environ leaves out */
+            Py_DECREF(key);
+            Py_DECREF(item);
+            continue;
+        }
+        PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value),
+                                                PyBytes_GET_SIZE(value), NULL);
+        if (text == NULL) {
+            goto fail_key;
+        }
+        PyObject *before = PyDict_GetItemWithError(environ, key);  /* borrowed */
+        if (before == NULL && PyErr_Occurred()) {
+            Py_DECREF(text);
+            goto fail_key;
+        }
+        if (before != NULL) {
+            int single = PySet_Contains(singletons, key);
+            if (single != 0) {
+                Py_DECREF(text);
+                Py_DECREF(key);
+                if (single < 0) {
+                    Py_DECREF(item);
+                    return NULL;
+                }
+                Py_INCREF(name);
+                Py_DECREF(item);
+                return name;  /* the caller refuses it: a singleton field repeated */
+            }
+            int cookie = PyUnicode_CompareWithASCIIString(key, "HTTP_COOKIE") == 0;
+            PyObject *sep = PyUnicode_FromString(cookie ? "; " : ", ");
+            if (sep == NULL) {
+                Py_DECREF(text);
+                goto fail_key;
+            }
+            PyObject *joined = PyUnicode_Concat(before, sep);
+            Py_DECREF(sep);
+            if (joined != NULL) {
+                PyUnicode_Append(&joined, text);
+            }
+            Py_DECREF(text);
+            if (joined == NULL) {
+                goto fail_key;
+            }
+            text = joined;
+        }
+        int stored = PyDict_SetItem(environ, key, text);
+        Py_DECREF(text);
+        Py_DECREF(key);
+        Py_DECREF(item);
+        if (stored < 0) {
+            return NULL;
+        }
+        continue;
+    fail_key:
+        Py_DECREF(key);
+        Py_DECREF(item);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- response_fields ------------------------------------------------------------------ */
+
+/* A latin-1 (one byte per character) str with no control character but tab: what
+   response._BAD_VALUE lets through. Anything else is for the reference to judge. */
+static int
+plain_value(PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value) || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        return 0;
+    }
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS1 c = s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The value of a Content-Length the app set, as the reference reads it:
+   value.strip().isdigit() or ValueError, then int(value). */
+static PyObject *
+content_length(PyObject *value)
+{
+    if (PyUnicode_CheckExact(value) && PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
+        /* The common case, decided here: 1 to 18 ASCII digits, nothing else. */
+        const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+        long long number = 0;
+        Py_ssize_t i = 0;
+        for (; i < n && i < 18 && s[i] >= '0' && s[i] <= '9'; i++) {
+            number = number * 10 + (s[i] - '0');
+        }
+        if (n > 0 && i == n) {
+            return PyLong_FromLongLong(number);
+        }
+    }
+    PyObject *stripped = PyObject_CallMethod(value, "strip", NULL);
+    if (stripped == NULL) {
+        return NULL;
+    }
+    PyObject *digits = PyObject_CallMethod(stripped, "isdigit", NULL);
+    Py_DECREF(stripped);
+    if (digits == NULL) {
+        return NULL;
+    }
+    int ok = PyObject_IsTrue(digits);
+    Py_DECREF(digits);
+    if (ok < 0) {
+        return NULL;
+    }
+    if (!ok) {
+        return PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
+    }
+    return PyNumber_Long(value);
+}
+
+/* "close" in value.lower() */
+static int
+says_close(PyObject *value)
+{
+    PyObject *lower = PyObject_CallMethod(value, "lower", NULL);
+    if (lower == NULL) {
+        return -1;
+    }
+    PyObject *close = PyUnicode_FromString("close");
+    if (close == NULL) {
+        Py_DECREF(lower);
+        return -1;
+    }
+    int found = PySequence_Contains(lower, close);
+    Py_DECREF(close);
+    Py_DECREF(lower);
+    return found;
+}
+
+static PyObject *
+response_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "response_fields(names: dict, check, headers: list)");
+        return NULL;
+    }
+    PyObject *names = args[0], *check = args[1], *headers = args[2];
+    PyObject *length = Py_NewRef(Py_None);
+    int has_connection = 0, close = 0;
+    /* The list is the app's: `check` (Python) could change it, so each item is taken with
+       a reference and the size is read again on each turn. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(headers, i));
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError, "each header must be a (name, value) tuple, got %R",
+                         item);
+            goto fail;
+        }
+        PyObject *name = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        PyObject *lname = NULL;
+        if (PyUnicode_CheckExact(name) && plain_value(value)) {
+            lname = PyDict_GetItemWithError(names, name);  /* borrowed */
+            if (lname == NULL && PyErr_Occurred()) {
+                goto fail;
+            }
+            Py_XINCREF(lname);
+        }
+        if (lname == NULL) {
+            lname = PyObject_CallFunctionObjArgs(check, name, value, NULL);
+            if (lname == NULL) {
+                goto fail;
+            }
+        }
+        if (!PyUnicode_Check(lname)) {
+            Py_DECREF(lname);
+            PyErr_SetString(PyExc_TypeError, "a checked header name must be a str");
+            goto fail;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(lname);
+        if (n == 14 && PyUnicode_CompareWithASCIIString(lname, "content-length") == 0) {
+            Py_DECREF(lname);
+            PyObject *number = content_length(value);
+            if (number == NULL) {
+                goto fail;
+            }
+            Py_SETREF(length, number);
+        }
+        else if (n == 10 && PyUnicode_CompareWithASCIIString(lname, "connection") == 0) {
+            Py_DECREF(lname);
+            has_connection = 1;
+            int found = says_close(value);
+            if (found < 0) {
+                goto fail;
+            }
+            close |= found;
+        }
+        else {
+            Py_DECREF(lname);
+        }
+        Py_DECREF(item);
+        continue;
+    fail:
+        Py_DECREF(item);
+        Py_DECREF(length);
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(OOO)", length, has_connection ? Py_True : Py_False,
+                                     close ? Py_True : Py_False);
+    Py_DECREF(length);
+    return result;
+}
+
+/* ---- encode_head ---------------------------------------------------------------------- */
+
+/* A str of one byte per character (so its latin-1 bytes are its own buffer): 1 and its
+   data, else 0 (a character past U+00FF, or no str at all: for the reference to judge). */
+static int
+latin1(PyObject *text, const char **data, Py_ssize_t *size)
+{
+    if (!PyUnicode_Check(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        return 0;
+    }
+    *data = (const char *)PyUnicode_1BYTE_DATA(text);
+    *size = PyUnicode_GET_LENGTH(text);
+    return 1;
+}
+
+/* The size of the head, or -1 if a part is not of the plain shape: a (str, str) tuple,
+   each str latin-1. */
+static Py_ssize_t
+head_size(PyObject *status, PyObject *headers, PyObject *extra)
+{
+    const char *data;
+    Py_ssize_t size;
+    if (!latin1(status, &data, &size)) {
+        return -1;
+    }
+    Py_ssize_t total = 9 + size + 2 + PyBytes_GET_SIZE(extra) + 2;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        Py_ssize_t name_size, value_size;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !latin1(PyTuple_GET_ITEM(item, 0), &data, &name_size) ||
+            !latin1(PyTuple_GET_ITEM(item, 1), &data, &value_size)) {
+            return -1;
+        }
+        /* Each size is that of an object in memory: the sum cannot overflow before it
+           exceeds what a bytes object may hold, which is refused below. */
+        if (total > PY_SSIZE_T_MAX / 2 - name_size - value_size - 4) {
+            return -2;
+        }
+        total += name_size + 2 + value_size + 2;
+    }
+    return total;
+}
+
+static PyObject *
+encode_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode_head(reference, status, headers, extra)");
+        return NULL;
+    }
+    PyObject *reference = args[0], *status = args[1], *headers = args[2], *extra = args[3];
+    Py_ssize_t total = -1;
+    if (PyList_Check(headers) && PyBytes_Check(extra)) {
+        total = head_size(status, headers, extra);
+    }
+    if (total == -2) {
+        return PyErr_NoMemory();
+    }
+    if (total < 0) {  /* not the plain shape: the reference says what it makes of it */
+        return PyObject_CallFunctionObjArgs(reference, status, headers, extra, NULL);
+    }
+    /* Nothing from here runs Python code: the list and its strs cannot change while the
+       GIL is held, and every copy is checked against the room left all the same. */
+    PyObject *head = PyBytes_FromStringAndSize(NULL, total);
+    if (head == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(head), *end = out + total;
+    const char *data;
+    Py_ssize_t size;
+#define PUT(src, len)                                                                     \
+    do {                                                                                  \
+        if ((len) > end - out) {                                                          \
+            goto overflow;                                                                \
+        }                                                                                 \
+        memcpy(out, (src), (size_t)(len));                                                \
+        out += (len);                                                                     \
+    } while (0)
+    PUT("HTTP/1.1 ", 9);
+    if (!latin1(status, &data, &size)) {
+        goto overflow;
+    }
+    PUT(data, size);
+    PUT("\r\n", 2);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        for (int k = 0; k < 2; k++) {
+            if (!latin1(PyTuple_GET_ITEM(item, k), &data, &size)) {
+                goto overflow;
+            }
+            PUT(data, size);
+            PUT(k == 0 ? ": " : "\r\n", 2);
+        }
+    }
+    PUT(PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra));
+    PUT("\r\n", 2);
+#undef PUT
+    if (out != end) {
+        goto overflow;
+    }
+    return head;
+overflow:
+    Py_DECREF(head);
+    PyErr_SetString(PyExc_RuntimeError, "encode_head: the head changed while it was written");
+    return NULL;
+}
+
+PyMethodDef native_wsgi_methods[] = {
+    {"environ_fields", (PyCFunction)(void (*)(void))environ_fields, METH_FASTCALL,
+     "environ_fields(keys, singletons, key_of, environ, headers) -> None | bytes"},
+    {"response_fields", (PyCFunction)(void (*)(void))response_fields, METH_FASTCALL,
+     "response_fields(names, check, headers) -> (length | None, has_connection, close)"},
+    {"encode_head", (PyCFunction)(void (*)(void))encode_head, METH_FASTCALL,
+     "encode_head(reference, status, headers, extra) -> bytes"},
+    {NULL, NULL, 0, NULL},
+};

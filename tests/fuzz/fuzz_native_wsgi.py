@@ -1,0 +1,111 @@
+"""Coverage-guided, differential fuzzing of the compiled core's WSGI loops
+(prefork/_native_wsgi.c) against their Python references, under AddressSanitizer
+(atheris; not in CI). Built and run as fuzz_native.py says, with this file instead:
+
+    LD_PRELOAD=... ASAN_OPTIONS=detect_leaks=0 NATIVE_SO=/tmp/native-asan/prefork/_native*.so \\
+        python tests/fuzz/fuzz_native_wsgi.py -max_total_time=1800 -rss_limit_mb=4096
+
+Each input becomes a request's header fields (any bytes, names that repeat in any case),
+an app's response header list (items of every shape: tuples of str of any code point,
+ints, bytes, lists, wrong lengths; Content-Length and Connection values of any text) and a
+status line. environ_fields, response_fields and encode_head must each give what the
+reference gives: the same value and environ, or the same exception type and text. ASan
+reports any read or write outside a buffer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import atheris
+from fuzz_native import native as asan_native
+
+import prefork
+
+# prefork.native binds whichever prefork._native is imported: make it the ASan build.
+sys.modules["prefork._native"] = asan_native
+prefork._native = asan_native  # type: ignore[attr-defined]
+
+with atheris.instrument_imports():
+    from prefork import native, wsgi
+    from prefork.http import response
+
+NAMES = [b"Host", b"Cookie", b"cookie", b"Accept", b"X_Under", b"Content-Type",
+         b"content-length", b"Authorization", b"X-A"]
+APP_NAMES = ["Content-Type", "Content-Length", "Connection", "X-A", "Transfer-Encoding",
+             "Bad Name", "", "\u00c9", "X-\u20ac"]
+APP_VALUES = ["12", " 12 ", "-1", "", "\u00b2", "close", "Keep-Alive, Close", "a\r\nb", "\u20ac",
+              "9" * 30]
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def text(fdp: atheris.FuzzedDataProvider) -> str:
+    if fdp.ConsumeBool():
+        return fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 40))
+    return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40)).decode("latin-1")
+
+
+def app_item(fdp: atheris.FuzzedDataProvider) -> object:
+    shape = fdp.ConsumeIntInRange(0, 6)
+    name: object = fdp.PickValueInList(APP_NAMES) if fdp.ConsumeBool() else text(fdp)
+    value: object = fdp.PickValueInList(APP_VALUES) if fdp.ConsumeBool() else text(fdp)
+    if shape == 1:
+        value = fdp.ConsumeInt(4)
+    elif shape == 2:
+        name = fdp.ConsumeBytes(4)
+    elif shape == 3:
+        return (name, value, value)
+    elif shape == 4:
+        return [name, value]
+    elif shape == 5:
+        return name
+    return (name, value)
+
+
+def test_one(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    fields = []
+    for _ in range(fdp.ConsumeIntInRange(0, 12)):
+        name = fdp.PickValueInList(NAMES) if fdp.ConsumeBool() else \
+            fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 12))
+        if fdp.ConsumeBool():
+            name = name.lower()
+        fields.append((name, fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 60))))
+    env_p: dict[str, Any] = {"HTTP_ACCEPT": "x"} if fdp.ConsumeBool() else {}
+    env_c = dict(env_p)
+    p = outcome(lambda: wsgi.environ_fields(env_p, fields))
+    c = outcome(lambda: native.environ_fields(env_c, fields))
+    assert p == c and env_p == env_c, (p, c)
+
+    items = [app_item(fdp) for _ in range(fdp.ConsumeIntInRange(0, 8))]
+    compiled_first = fdp.ConsumeBool()  # the shared name cache: cold or warm for C
+    if compiled_first:
+        c = outcome(lambda: native.NativeExchange.fields(items))
+        p = outcome(lambda: response.response_fields(items))
+    else:
+        p = outcome(lambda: response.response_fields(items))
+        c = outcome(lambda: native.NativeExchange.fields(items))
+    assert p == c, (p, c)
+
+    status = text(fdp)
+    extra = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 100))
+    p = outcome(lambda: response.encode_head(status, items, extra))  # type: ignore[arg-type]
+    c = outcome(lambda: native.NativeExchange.encode(status, items, extra))  # type: ignore[arg-type]
+    assert p == c, (p, c)
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The compiled core's WSGI loops (prefork/_native_wsgi.c, bound by prefork/native.py)
+against their Python references in wsgi.py and http/response.py: on generated inputs,
+valid and not, the same result, or the same exception type and message. Both share the
+references' caches, so each example runs them in a drawn order: the compiled one meets
+both a cold cache (deciding by calling the reference) and a warm one (deciding alone)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("prefork._native")
+
+from prefork import native, wsgi  # noqa: E402
+from prefork.http import response  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+Outcome = tuple[str, Any]
+
+
+def outcome(call: Callable[[], Any]) -> Outcome:
+    try:
+        return "ok", call()
+    except Exception as exc:  # the comparison is the point: any exception, by type and text
+        return type(exc).__name__, str(exc)
+
+
+def both(first_native: bool, python: Callable[[], Any], compiled: Callable[[], Any]
+         ) -> tuple[Outcome, Outcome]:
+    if first_native:
+        c = outcome(compiled)
+        return outcome(python), c
+    p = outcome(python)
+    return p, outcome(compiled)
+
+
+# -- environ_fields -------------------------------------------------------------------------
+
+REQUEST_NAMES = [b"Host", b"host", b"Cookie", b"cookie", b"Accept", b"accept", b"X-Forwarded-For",
+                 b"X_Forwarded_For", b"Content-Type", b"content-length", b"User-Agent",
+                 b"Authorization", b"X-A", b"Referer", b"Via", b"Warning"]
+request_names = st.one_of(st.sampled_from(REQUEST_NAMES),
+                          st.binary(min_size=1, max_size=12),
+                          st.text("abcXYZ-_~!", min_size=1, max_size=10).map(str.encode))
+request_fields = st.lists(st.tuples(request_names, st.binary(max_size=20)), max_size=12)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(request_fields, st.booleans())
+def test_environ_fields_agree(headers: list[tuple[bytes, bytes]], first_native: bool) -> None:
+    base = wsgi.base_environ("h", "80", "", True)
+    env_p, env_c = dict(base), dict(base)
+    p, c = both(first_native, lambda: wsgi.environ_fields(env_p, headers),
+                lambda: native.environ_fields(env_c, headers))
+    assert p == c
+    assert env_p == env_c
+
+
+def test_environ_fields_refuse_a_repeated_singleton_and_join_cookies() -> None:
+    env: dict[str, Any] = {}
+    assert native.environ_fields(env, [(b"Cookie", b"a=1"), (b"cookie", b"b=2"),
+                                       (b"Accept", b"x"), (b"ACCEPT", b"y"),
+                                       (b"X_Bad", b"dropped")]) is None
+    assert env == {"HTTP_COOKIE": "a=1; b=2", "HTTP_ACCEPT": "x, y"}
+    assert native.environ_fields({}, [(b"Host", b"a"), (b"host", b"b")]) == b"host"
+
+
+def test_environ_fields_refuse_what_the_parser_never_gives() -> None:
+    with pytest.raises(TypeError):
+        native.environ_fields({}, [(b"Host", "text")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        native.environ_fields({}, [(b"Host",)])  # type: ignore[list-item]
+
+
+# -- response_fields ------------------------------------------------------------------------
+
+RESPONSE_NAMES = ["Content-Type", "Content-Length", "content-length", "Connection",
+                  "connection", "X-A", "Set-Cookie", "Transfer-Encoding", "Keep-Alive",
+                  "Bad Name", "", "É", "X-\u20ac", "Upgrade", "te"]
+values = st.one_of(
+    st.sampled_from(["12", " 12 ", "0", "012", "1_2", "-1", "", "²", "١٢", "close",
+                     "Keep-Alive, CLOSE", "keep-alive", "x\r\ny", "a\tb", "\x7f", "é",
+                     "\u20ac", "9" * 19, "9" * 40]),
+    st.text(max_size=12),
+)
+items = st.one_of(
+    st.tuples(st.one_of(st.sampled_from(RESPONSE_NAMES), st.text(max_size=8)), values),
+    st.tuples(st.sampled_from(RESPONSE_NAMES), st.integers()),  # a value that is no str
+    st.tuples(st.binary(max_size=4), values),  # a name that is no str
+    st.just(("A", "b", "c")),
+    st.just(["Content-Type", "text/plain"]),  # a list, not a tuple
+    st.just("Content-Type: text/plain"),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(items, max_size=6), st.booleans())
+def test_response_fields_agree(headers: list[Any], first_native: bool) -> None:
+    p, c = both(first_native, lambda: response.response_fields(headers),
+                lambda: native.NativeExchange.fields(headers))
+    assert p == c
+
+
+def test_response_fields_read_length_and_connection() -> None:
+    fields = native.NativeExchange.fields
+    assert fields([("Content-Type", "text/plain"), ("Content-Length", "13")]) == (13, False,
+                                                                                False)
+    assert fields([("Connection", "Close")]) == (None, True, True)
+    assert fields([("Content-Length", "9" * 30)]) == (int("9" * 30), False, False)
+    with pytest.raises(ValueError, match="invalid Content-Length"):
+        fields([("Content-Length", "-1")])
+    with pytest.raises(ValueError, match="control character"):
+        fields([("X-A", "a\r\nSet-Cookie: evil")])
+
+
+# -- encode_head ----------------------------------------------------------------------------
+
+text = st.text(st.characters(max_codepoint=0x2FF), max_size=16)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text, st.lists(st.one_of(st.tuples(text, text),
+                                st.tuples(text, st.integers()),
+                                st.just(("a", "b", "c"))), max_size=6),
+       st.binary(max_size=40))
+def test_encode_head_agrees(status: str, headers: list[Any], extra: bytes) -> None:
+    p = outcome(lambda: response.encode_head(status, headers, extra))
+    c = outcome(lambda: native.NativeExchange.encode(status, headers, extra))
+    assert p == c
+
+
+def test_encode_head_is_the_reference_on_a_real_head() -> None:
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Set-Cookie", "a=é")]
+    extra = b"Server: prefork\r\nContent-Length: 5\r\n"
+    assert native.NativeExchange.encode("200 OK", headers, extra) == \
+        response.encode_head("200 OK", headers, extra)
+    big = [("X-%d" % i, "v" * 1000) for i in range(200)]
+    assert native.NativeExchange.encode("404 Not Found", big, b"") == \
+        response.encode_head("404 Not Found", big, b"")
+
+
+def test_no_reference_is_leaked() -> None:
+    """Refcounts stay put over many calls, on success and on each error path."""
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "13")]
+    bad = [("Content-Length", " 1 x")]
+    req_headers = [(b"Host", b"x"), (b"Cookie", b"a"), (b"Cookie", b"b")]
+    objects = [*headers[0], *headers[1], bad[0][1], *req_headers[1]]
+    before = [sys.getrefcount(o) for o in objects]
+    for _ in range(1000):
+        native.NativeExchange.fields(headers)
+        outcome(lambda: native.NativeExchange.fields(bad))
+        native.NativeExchange.encode("200 OK", headers, b"")
+        outcome(lambda: native.NativeExchange.encode("200 \u20ac", headers, b""))
+        native.environ_fields({}, req_headers)
+        native.environ_fields({"HTTP_HOST": "y"}, req_headers)
+    assert [sys.getrefcount(o) for o in objects] == before
