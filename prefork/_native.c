@@ -25,8 +25,9 @@
  * tests/unit/test_native.py compares both types with the socket module's behaviour, and
  * tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
  *
- * The module's other file, _native_wsgi.c, holds the per-header loops of the WSGI
- * adapter (environ and response head); _native.h declares what the two share.
+ * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
+ * head) and _native_wsgi.c (the per-field loops of the WSGI adapter: environ, response
+ * head); _native.h declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -283,7 +284,8 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0) {
+    if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0 ||
+        PyType_Ready(&HeadFieldsType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&native_module);
@@ -292,6 +294,7 @@ PyInit__native(void)
     }
     if (PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
+        PyModule_AddObjectRef(module, "HeadFields", (PyObject *)&HeadFieldsType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0) {
         Py_DECREF(module);

@@ -8,4 +8,7 @@
 /* _native_wsgi.c: environ_fields, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 
+/* _native_http.c: HeadFields, llhttp's callbacks for a request head. */
+extern PyTypeObject HeadFieldsType;
+
 #endif

@@ -25,3 +25,25 @@ def response_fields(names: dict[str, str], check: Callable[[object, object], str
                     headers: list[tuple[str, str]], /) -> tuple[int | None, bool, bool]: ...
 def encode_head(reference: Callable[[str, list[tuple[str, str]], bytes], bytes], status: str,
                 headers: list[tuple[str, str]], extra: bytes, /) -> bytes: ...
+
+# _native_http.c: llhttp's callbacks for a request head (bound by prefork/native.py).
+class HeadFields:
+    line_limit: int
+    max_fields: int
+    field_size: int
+    in_head: bool
+    expect_continue: bool
+    hosts: int
+    url_len: int
+    url: list[bytes]
+    headers: list[tuple[bytes, bytes]]
+    host: bytes | None
+    te: bytes | None
+    connection: bytes | None
+    content_length: int | None
+    def __init__(self, forbidden: frozenset[bytes], bad_request: type[Exception],
+                 too_large: type[Exception], uri_too_long: type[Exception],
+                 line_limit: int, max_fields: int, field_size: int) -> None: ...
+    def on_message_begin(self) -> None: ...
+    def on_url(self, url: bytes, /) -> None: ...
+    def on_header(self, name: bytes, value: bytes, /) -> None: ...

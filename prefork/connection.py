@@ -192,7 +192,7 @@ class Connection:
         self.remote_addr, self.remote_port = remote
         self.base = base
         self.ctx = ctx
-        self.parser = RequestParser(ctx.parser_limits)
+        self.parser = RequestParser(ctx.parser_limits, ctx.engine.head_fields)
         # Decided once per connection, not per header (a proxy does not change mid-way).
         is_unix = sock.family == socket.AF_UNIX
         self.trusted = ctx.trust is not None and ctx.trust.peer(self.remote_addr, is_unix)

@@ -1,12 +1,12 @@
 """Which request path serves: the compiled core's or the Python reference (http_engine).
 
 Both engines run the same connection code; they differ in the calls that cross into the
-kernel on every request, and in the per-field loops of the WSGI adapter (the native
-engine's are in C: prefork.native). The Python engine uses the socket and epoll objects (each call
-releases the GIL); the native engine uses prefork._native (_native.c), whose
-non-blocking recv, send and epoll_ctl keep it, so that pool threads hand the GIL to each
-other only where one waits (epoll_wait). `choose` decides once, in the master; workers
-inherit the decision.
+kernel on every request, and in the per-field code of the parser's callbacks and of the
+WSGI adapter (the native engine's is in C: prefork.native). The Python engine uses the
+socket and epoll objects (each call releases the GIL); the native engine uses
+prefork._native (_native.c), whose non-blocking recv, send and epoll_ctl keep it, so that
+pool threads hand the GIL to each other only where one waits (epoll_wait). `choose`
+decides once, in the master; workers inherit the decision.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Literal, Protocol
 
 from prefork.config import HttpEngine
 from prefork.errors import ConfigError
+from prefork.http.fields import HeadFields
+from prefork.http.parser import FieldsFactory
 from prefork.wsgi import EnvironFields, Exchange, environ_fields
 
 
@@ -51,6 +53,7 @@ class Engine:
     # the environ's; the native engine's are prefork.native's.
     exchange: type[Exchange] = Exchange
     environ_fields: EnvironFields = environ_fields
+    head_fields: FieldsFactory = HeadFields  # llhttp's callbacks for a head's fields
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -78,4 +81,5 @@ def choose(setting: HttpEngine) -> Engine:
         return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
     from prefork import native
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
-                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.environ_fields)
+                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.environ_fields,
+                  native.head_fields)

@@ -1,11 +1,13 @@
-"""The native engine's WSGI adapter: prefork/wsgi.py's, with the compiled core's loops.
+"""The native engine's per-field code: the compiled core's, bound to the references'.
 
-prefork._native (_native_wsgi.c) has the per-field loops of the environ and of the
-response head in C. They take the reference's caches and fallbacks as their first
-arguments; this module binds them, so that both engines share one header-name cache and
-one set of rules, and any case the C code does not decide itself is decided by the
-Python reference. Imported only when the compiled core is (engine.choose); the objects
-here are immutable and shared by all pool threads.
+prefork._native has in C the callbacks llhttp makes for each field of a request head
+(_native_http.c: HeadFields, twin of prefork.http.fields.HeadFields) and the per-field
+loops of the environ and of the response head (_native_wsgi.c). They take the
+references' caches, error classes and fallbacks as their first arguments; this module
+binds them, so that both engines share one header-name cache and one set of rules, and
+any case the C code does not decide itself is decided by the Python reference. Imported
+only when the compiled core is (engine.choose); the objects here are immutable and
+shared by all pool threads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 from functools import partial
 
 from prefork import _native, wsgi
+from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import response
+from prefork.http.fields import FORBIDDEN_TRAILERS
+from prefork.http.parser import FieldsFactory
 
 
 class NativeExchange(wsgi.Exchange):
@@ -27,3 +32,7 @@ class NativeExchange(wsgi.Exchange):
 
 environ_fields: wsgi.EnvironFields = partial(
     _native.environ_fields, wsgi._ENV_KEYS, wsgi.SINGLETON_KEYS, wsgi._environ_key)
+
+# llhttp's callbacks for a head (the reference: prefork.http.fields.HeadFields).
+head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, BadRequest,
+                                     HeaderFieldsTooLarge, URITooLong)

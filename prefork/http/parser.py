@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import httptools
 
@@ -45,17 +47,14 @@ from prefork.errors import (
     HTTPError,
     NotImplementedByServer,
     PayloadTooLarge,
-    URITooLong,
     VersionNotSupported,
 )
+from prefork.http.fields import HeadFields
 from prefork.http.request import Request
 
 # Framing bytes each chunk may carry beyond the body-wide allowance: "ffffffff\r\n" and
 # the CRLF after the data take 12; the rest leaves room for a short extension.
 CHUNK_FRAMING_ALLOWANCE = 32
-# Lengths of the field names on_header looks at besides Host: Expect, Connection,
-# Content-Length, Transfer-Encoding.
-_FRAMING_LENGTHS = frozenset({6, 10, 14, 17})
 # A byte as an int: `b"#" in target` first tries the needle as an int and builds (then
 # drops) a TypeError on every call in CPython 3.11; an int needle is ten times cheaper.
 _HASH = ord("#")
@@ -72,16 +71,6 @@ _HOST = re.compile(
 )
 _GOOD_HOSTS: set[bytes] = set()  # Host values already validated (bounded: client-chosen)
 _GOOD_HOSTS_MAX = 256
-# RFC 9110 §6.5.1: a trailer section must not carry fields that frame the message, route
-# it, authenticate it, modify the request or say how to process its content; those fields
-# are only ever believed in the head. A trailer with one of them is refused (400).
-FORBIDDEN_TRAILERS = frozenset({
-    b"host", b"content-length", b"transfer-encoding", b"trailer", b"te", b"connection",
-    b"keep-alive", b"upgrade", b"expect", b"max-forwards", b"cache-control", b"pragma",
-    b"range", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
-    b"if-range", b"authorization", b"proxy-authorization", b"cookie", b"content-type",
-    b"content-encoding", b"content-range", b"content-location",
-})
 # How many leading bytes of a request are kept to judge a method llhttp does not know.
 _LEAD_BYTES = 64
 
@@ -126,57 +115,82 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
+class Fields(Protocol):
+    """What the parser reads of a head's notes (fields.HeadFields and its compiled twin)."""
+
+    in_head: bool
+    url: list[bytes]
+    headers: list[tuple[bytes, bytes]]
+    hosts: int
+    host: bytes | None
+    te: bytes | None
+    connection: bytes | None
+    content_length: int | None
+    expect_continue: bool
+
+    def on_message_begin(self) -> None: ...
+
+    def on_url(self, url: bytes, /) -> None: ...
+
+    def on_header(self, name: bytes, value: bytes, /) -> None: ...
+
+
+# How an engine makes a connection's Fields: (line_limit, max_fields, field_size).
+FieldsFactory = Callable[[int, int, int], Fields]
+
+
+class _Callbacks:
+    """What llhttp (httptools) calls back: the head's start, target and fields go to the
+    Fields, the rest to the parser. httptools looks each up once, when it is made."""
+
+    __slots__ = ("on_body", "on_chunk_header", "on_header", "on_headers_complete",
+                 "on_message_begin", "on_message_complete", "on_url")
+
+    def __init__(self, parser: RequestParser, fields: Fields) -> None:
+        self.on_message_begin = fields.on_message_begin
+        self.on_url = fields.on_url
+        self.on_header = fields.on_header
+        self.on_headers_complete = parser.on_headers_complete
+        self.on_chunk_header = parser.on_chunk_header
+        self.on_body = parser.on_body
+        self.on_message_complete = parser.on_message_complete
+
+
 class RequestParser:
     __slots__ = (
         "_chunks",
-        "_connection",
-        "_field_size",
+        "_fields",
         "_framing_limit",
         "_head_bytes",
         "_head_limit",
-        "_host",
-        "_hosts",
-        "_in_head",
         "_lead",
-        "_line_limit",
         "_max_body",
-        "_max_fields",
         "_parser",
         "_req",
         "_sniffing",
-        "_te",
-        "_url",
-        "_url_len",
         "error",
         "ready",
         "stopped",
     )
 
-    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
-        self._line_limit = limits.limit_request_line
-        self._max_fields = limits.limit_request_fields
-        self._field_size = limits.limit_request_field_size
+    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS,
+                 fields: FieldsFactory = HeadFields) -> None:
+        self._fields = fields(limits.limit_request_line, limits.limit_request_fields,
+                              limits.limit_request_field_size)
         self._head_limit = limits.head_limit
         self._max_body = limits.max_body
         self._framing_limit = limits.framing_limit
         self.ready: deque[Request] = deque()
         self.error: HTTPError | None = None
         self.stopped = False  # no more bytes will be parsed (error, upgrade, close)
-        self._req: Request | None = None
-        self._url: list[bytes] = []
-        self._url_len = 0
-        self._in_head = False
+        self._req: Request | None = None  # from the end of its head to the end of its body
         self._head_bytes = 0
         self._chunks = 0
-        self._hosts = 0
-        self._te: bytes | None = None  # the Transfer-Encoding field, checked at the end
-        self._connection: bytes | None = None  # the Connection field(s), joined
-        self._host: bytes | None = None  # the Host field, checked at the end of the head
         # The first bytes of the request under way, until its target begins: if llhttp
         # refuses the method, they tell an unknown method from a malformed one.
         self._lead = b""
         self._sniffing = False  # a refused method: reading on to see where it ends
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = httptools.HttpRequestParser(_Callbacks(self, self._fields))
         # RFC 9112 §7.1.1 allows BWS before a chunk extension's ";" ("5 ;ext"); llhttp's
         # strict mode refuses it. This flag allows spaces and tabs after the size and
         # nothing else there: "5 1" or "5 x" are still refused.
@@ -193,7 +207,7 @@ class RequestParser:
     @property
     def idle(self) -> bool:
         """True between requests: no partial request has been received."""
-        return self._req is None
+        return self._req is None and not self._fields.in_head
 
     def feed(self, data: bytes | memoryview) -> None:
         limit = self._framing_limit
@@ -212,7 +226,8 @@ class RequestParser:
             self._sniff_method(bytes(data))
             return
         req = self._req
-        chunked_body = req is not None and req.chunked and not self._in_head
+        fields = self._fields
+        in_head = fields.in_head
         before = req.body.received if req is not None else 0
         try:
             self._parser.feed_data(data)
@@ -222,20 +237,21 @@ class RequestParser:
             self.stopped = True
             return
         except httptools.HttpParserInvalidMethodError:
-            self._refused_method(data, began_here=req is None and self._req is not None)
+            self._refused_method(data, began_here=req is None and not in_head
+                                 and (self._req is not None or fields.in_head))
             return
         except httptools.HttpParserError as exc:
             self._fail(exc)
             return
-        if self._in_head:
-            if not self._url and len(self._lead) < _LEAD_BYTES:
+        if fields.in_head:
+            if not fields.url and len(self._lead) < _LEAD_BYTES:
                 # The piece ended inside the method: keep its bytes in case llhttp
                 # refuses the method in a later piece (then they tell 400 from 501).
                 self._lead += data[:_LEAD_BYTES]
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._fail(HeaderFieldsTooLarge("request head too large"))
-        elif chunked_body and req is self._req and req is not None:
+        elif req is not None and req.chunked and not in_head and req is self._req:
             # Chunk-size lines, extensions and trailers are not body: llhttp skips them
             # without limit, so a client could stream them forever while the app waits
             # for data. Count them: each chunk may carry a little framing, and the whole
@@ -268,14 +284,15 @@ class RequestParser:
             err: HTTPError = cause
         elif isinstance(exc, HTTPError):
             err = exc
-        elif self._req is None and self.ready and not self.ready[-1].keep_alive:
+        elif (self._req is None and not self._fields.in_head and self.ready
+              and not self.ready[-1].keep_alive):
             # llhttp refuses bytes after a `Connection: close` request: that request is
             # answered and the connection closed, so the extra bytes are simply dropped.
             return
         else:
             err = BadRequest(str(exc) or "malformed request")
         self.error = err
-        if self._req is not None and not self._in_head:
+        if self._req is not None and not self._fields.in_head:
             # The error lies inside a body whose head was already handed out: that request
             # must not be followed by another; its body reader raises `err`.
             self._req.keep_alive = False
@@ -289,64 +306,11 @@ class RequestParser:
             self._fail(err)
 
     # -- httptools callbacks ---------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._req = Request(self._max_body)
-        self._url = []
-        self._url_len = 0
-        self._in_head = True
-        self._head_bytes = 0
-        self._hosts = 0
-        self._te = self._connection = self._host = None
-
-    def on_url(self, url: bytes) -> None:
-        self._url_len += len(url)
-        if self._url_len > self._line_limit:
-            raise URITooLong(f"request target longer than {self._line_limit} bytes")
-        self._url.append(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        req = self._req
-        assert req is not None
-        if not self._in_head:
-            # A trailer field (RFC 9112 §7.1.2). Never merged into the head, which the app
-            # may already be reading (RFC 9110 §6.5.1); its bytes count as chunk framing.
-            if name.lower() in FORBIDDEN_TRAILERS:
-                raise BadRequest(f"{name.decode('latin-1')} is not allowed in a trailer "
-                                 "section (RFC 9110 §6.5.1)")
-            return
-        headers = req.headers
-        if len(headers) >= self._max_fields:
-            raise HeaderFieldsTooLarge(f"more than {self._max_fields} header fields")
-        n = len(name)
-        if n + len(value) > self._field_size:
-            raise HeaderFieldsTooLarge(f"a header field is longer than {self._field_size} bytes")
-        if value[-1:] in (b" ", b"\t"):
-            value = value.rstrip(b" \t")  # RFC 9112 §5.1: trailing OWS is not the value
-        headers.append((name, value))
-        # Only a handful of names matter to framing; compare lengths first (cheap).
-        if n == 4:
-            if name.lower() == b"host":
-                self._hosts += 1
-                self._host = value
-        elif n in _FRAMING_LENGTHS:
-            lname = name.lower()
-            if lname == b"content-length":
-                # llhttp has already refused non-digits, overflow and duplicates.
-                req.content_length = int(value)
-            elif lname == b"transfer-encoding":
-                if self._te is not None:
-                    raise BadRequest("more than one Transfer-Encoding field")
-                self._te = value
-            elif lname == b"connection":
-                c = self._connection
-                self._connection = value if c is None else c + b"," + value
-            elif lname == b"expect" and value.strip().lower() == b"100-continue":
-                req.expect_continue = True
-
     def on_headers_complete(self) -> None:
-        req = self._req
-        assert req is not None
-        self._in_head = False
+        fields = self._fields
+        fields.in_head = False
+        req = self._req = Request(self._max_body, fields.headers, fields.content_length,
+                                  fields.expect_continue)
         self._lead = b""
         parser = self._parser
         version = parser.get_http_version()
@@ -363,13 +327,14 @@ class RequestParser:
         else:
             raise VersionNotSupported(f"HTTP/{version} is not supported")
         method = req.method = parser.get_method().decode("ascii")
-        target = b"".join(self._url) if len(self._url) != 1 else self._url[0]
+        url = fields.url
+        target = url[0] if len(url) == 1 else b"".join(url)
         if _HASH in target:
             raise BadRequest("request target contains a fragment")
         req.target = target
         if not target or target[0] != _SLASH or method == "CONNECT":
             self._check_target_form(req, method, target)
-        self._check_fields(req)
+        self._check_fields(req, fields)
         if parser.should_upgrade():
             if req.chunked or req.content_length:
                 raise BadRequest("Upgrade with a body is not supported")
@@ -413,24 +378,24 @@ class RequestParser:
         path = url.path or b"/"
         req.path_query = path + b"?" + url.query if url.query is not None else path
 
-    def _check_fields(self, req: Request) -> None:
+    def _check_fields(self, req: Request, fields: Fields) -> None:
         """What the fields noted by on_header mean for framing, now the version is known."""
         if req.version == "1.1":
-            if self._hosts != 1:
+            if fields.hosts != 1:
                 raise BadRequest("HTTP/1.1 requires exactly one Host field")
             keep_alive = True
         else:
-            if self._hosts > 1:
+            if fields.hosts > 1:
                 raise BadRequest("more than one Host field")
             keep_alive = False
             # RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 MUST be ignored.
             req.expect_continue = False
-        host = self._host
+        host = fields.host
         if host is not None and host not in _GOOD_HOSTS and not valid_host(host):
             raise BadRequest("invalid Host field (RFC 9112 §3.2)")
-        if self._te is not None:
-            self._check_transfer_encoding(req, self._te)
-        connection = self._connection
+        if fields.te is not None:
+            self._check_transfer_encoding(req, fields.te)
+        connection = fields.connection
         if connection is not None:
             tokens = [t.strip() for t in connection.lower().split(b",")]
             if b"close" in tokens:
@@ -465,3 +430,4 @@ class RequestParser:
         assert req is not None
         req.body.complete = True
         self._req = None
+        self._head_bytes = 0

@@ -148,15 +148,16 @@ class Request:
         "version",
     )
 
-    def __init__(self, max_body: int = 0) -> None:
+    def __init__(self, max_body: int = 0, headers: list[tuple[bytes, bytes]] | None = None,
+                 content_length: int | None = None, expect_continue: bool = False) -> None:
         self.method = ""
         self.target = b""
         self.version = "1.1"
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] = [] if headers is None else headers
         self.keep_alive = True
-        self.content_length: int | None = None
+        self.content_length = content_length
         self.chunked = False
-        self.expect_continue = False
+        self.expect_continue = expect_continue
         self.upgrade = False
         # absolute-form only (RFC 9112 §3.2.2): the target's authority, which replaces
         # Host, and its path and query (origin-form targets are their own path and query).

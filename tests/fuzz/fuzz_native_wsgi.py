@@ -1,6 +1,7 @@
-"""Coverage-guided, differential fuzzing of the compiled core's WSGI loops
-(prefork/_native_wsgi.c) against their Python references, under AddressSanitizer
-(atheris; not in CI). Built and run as fuzz_native.py says, with this file instead:
+"""Coverage-guided, differential fuzzing of the compiled core's per-field code
+(prefork/_native_http.c, _native_wsgi.c) against the Python references, under
+AddressSanitizer (atheris; not in CI). Built and run as fuzz_native.py says, with this
+file instead:
 
     LD_PRELOAD=... ASAN_OPTIONS=detect_leaks=0 NATIVE_SO=/tmp/native-asan/prefork/_native*.so \\
         python tests/fuzz/fuzz_native_wsgi.py -max_total_time=1800 -rss_limit_mb=4096
@@ -9,8 +10,10 @@ Each input becomes a request's header fields (any bytes, names that repeat in an
 an app's response header list (items of every shape: tuples of str of any code point,
 ints, bytes, lists, wrong lengths; Content-Length and Connection values of any text) and a
 status line. environ_fields, response_fields and encode_head must each give what the
-reference gives: the same value and environ, or the same exception type and text. ASan
-reports any read or write outside a buffer.
+reference gives: the same value and environ, or the same exception type and text. Then
+the input's remaining bytes, cut where it says, go to two RequestParsers, one on each
+HeadFields, at tight limits: the same requests, the same error. ASan reports any read
+or write outside a buffer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ prefork._native = asan_native  # type: ignore[attr-defined]
 with atheris.instrument_imports():
     from prefork import native, wsgi
     from prefork.http import response
+    from prefork.http.fields import HeadFields
+    from prefork.http.parser import ParserLimits, RequestParser
+
+LIMITS = ParserLimits(limit_request_line=40, limit_request_fields=6,
+                      limit_request_field_size=60, head_limit=400, framing_limit=200)
 
 NAMES = [b"Host", b"Cookie", b"cookie", b"Accept", b"X_Under", b"Content-Type",
          b"content-length", b"Authorization", b"X-A"]
@@ -100,6 +108,24 @@ def test_one(data: bytes) -> None:
     p = outcome(lambda: response.encode_head(status, items, extra))  # type: ignore[arg-type]
     c = outcome(lambda: native.NativeExchange.encode(status, items, extra))  # type: ignore[arg-type]
     assert p == c, (p, c)
+
+    cuts = sorted(fdp.ConsumeIntInRange(0, 300) for _ in range(fdp.ConsumeIntInRange(0, 4)))
+    raw = fdp.ConsumeBytes(fdp.remaining_bytes())
+    assert parse(HeadFields, raw, cuts) == parse(native.head_fields, raw, cuts)
+
+
+def parse(fields: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:
+    parser = RequestParser(LIMITS, fields)
+    start = 0
+    for cut in [*cuts, len(raw)]:
+        end = max(start, min(cut, len(raw)))
+        parser.feed(raw[start:end])
+        start = end
+    seen = [(r.method, r.target, r.version, r.headers, r.keep_alive, r.content_length,
+             r.chunked, r.expect_continue, r.upgrade, r.authority, r.path_query,
+             outcome(r.body.read) if r.body.complete else None) for r in parser.ready]
+    error = parser.error
+    return seen, (type(error).__name__, str(error)) if error else None, parser.idle
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("prefork._native")
 
-from prefork import native, wsgi  # noqa: E402
-from prefork.http import response  # noqa: E402
+from prefork import native, wsgi
+from prefork.http import response
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -140,7 +140,7 @@ def test_encode_head_is_the_reference_on_a_real_head() -> None:
     extra = b"Server: prefork\r\nContent-Length: 5\r\n"
     assert native.NativeExchange.encode("200 OK", headers, extra) == \
         response.encode_head("200 OK", headers, extra)
-    big = [("X-%d" % i, "v" * 1000) for i in range(200)]
+    big = [(f"X-{i}", "v" * 1000) for i in range(200)]
     assert native.NativeExchange.encode("404 Not Found", big, b"") == \
         response.encode_head("404 Not Found", big, b"")
 

@@ -1,0 +1,421 @@
+/*
+ * prefork._native, the parser half: HeadFields, llhttp's callbacks for a request head.
+ *
+ * The compiled twin of prefork/http/fields.py's HeadFields (the reference): httptools
+ * calls on_message_begin, on_url and on_header on it as llhttp reads a head (one call per
+ * field line; in Python that call is a frame, here a C function), and the parser reads
+ * its notes when the head is complete. Every check and every note is the reference's:
+ *
+ *   on_message_begin()    a new head: the notes are cleared
+ *   on_url(piece)         the target, in pieces; longer than line_limit: URITooLong
+ *   on_header(name, value)
+ *       in the head: at most max_fields fields (431), name + value at most field_size
+ *       bytes (431); trailing spaces and tabs dropped from the value; the field appended
+ *       to `headers`; Host counted and kept, Content-Length read (llhttp has refused any
+ *       that is not digits), a second Transfer-Encoding refused (400), Connection fields
+ *       joined with ",", Expect: 100-continue noted.
+ *       after the head (a trailer): a name in `forbidden` (the framing, routing and
+ *       authentication fields) is refused (400); any other is dropped.
+ *
+ * Its errors are the prefork.errors classes given to the constructor (prefork/native.py
+ * binds them), with the reference's words.
+ *
+ * Memory safety: every byte read is inside a bytes object httptools made or one made
+ * here, by that object's own length; the only buffers written (a trimmed value, joined
+ * Connection fields) are sized first from the same objects.
+ *
+ * Called by the pool thread that owns the connection (GIL held).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <string.h>
+
+#include "_native.h"
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t line_limit, max_fields, field_size;
+    char in_head;
+    char expect_continue;
+    int hosts;
+    Py_ssize_t url_len;
+    PyObject *url;             /* list of bytes */
+    PyObject *headers;         /* list of (bytes, bytes) */
+    PyObject *host;            /* bytes or None, as each below */
+    PyObject *te;
+    PyObject *connection;
+    PyObject *content_length;  /* int or None */
+    PyObject *forbidden;       /* the names refused in a trailer (a frozenset of bytes) */
+    PyObject *bad_request, *too_large, *uri_too_long;  /* prefork.errors classes */
+} HeadFieldsObject;
+
+/* Raise `cls(text)`, text formatted by PyUnicode_FromFormat (an ASCII format). */
+static PyObject *
+refuse(PyObject *cls, const char *format, ...)
+{
+    va_list vargs;
+    va_start(vargs, format);
+    PyObject *text = PyUnicode_FromFormatV(format, vargs);
+    va_end(vargs);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *exc = PyObject_CallOneArg(cls, text);
+    Py_DECREF(text);
+    if (exc == NULL) {
+        return NULL;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* bytes.lower() == literal, for a lower-case ASCII literal. */
+static int
+is_name(const char *s, Py_ssize_t n, const char *literal)
+{
+    if ((size_t)n != strlen(literal)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c + ('a' - 'A'));
+        }
+        if (c != literal[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+ascii_space(char c)  /* what bytes.strip() strips */
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+static void
+clear_notes(HeadFieldsObject *self)
+{
+    self->hosts = 0;
+    self->url_len = 0;
+    self->expect_continue = 0;
+    Py_XSETREF(self->host, Py_NewRef(Py_None));  /* X: NULL until the first init */
+    Py_XSETREF(self->te, Py_NewRef(Py_None));
+    Py_XSETREF(self->connection, Py_NewRef(Py_None));
+    Py_XSETREF(self->content_length, Py_NewRef(Py_None));
+}
+
+static int
+HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *forbidden, *bad_request, *too_large, *uri_too_long;
+    Py_ssize_t line_limit, max_fields, field_size;
+    static char *kwlist[] = {"forbidden", "bad_request", "too_large", "uri_too_long",
+                             "line_limit", "max_fields", "field_size", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOnnn", kwlist, &PyFrozenSet_Type,
+                                     &forbidden, &bad_request, &too_large, &uri_too_long,
+                                     &line_limit, &max_fields, &field_size)) {
+        return -1;
+    }
+    PyObject *url = PyList_New(0), *headers = PyList_New(0);
+    if (url == NULL || headers == NULL) {
+        Py_XDECREF(url);
+        Py_XDECREF(headers);
+        return -1;
+    }
+    self->line_limit = line_limit;
+    self->max_fields = max_fields;
+    self->field_size = field_size;
+    self->in_head = 0;
+    Py_XSETREF(self->url, url);
+    Py_XSETREF(self->headers, headers);
+    Py_XSETREF(self->forbidden, Py_NewRef(forbidden));
+    Py_XSETREF(self->bad_request, Py_NewRef(bad_request));
+    Py_XSETREF(self->too_large, Py_NewRef(too_large));
+    Py_XSETREF(self->uri_too_long, Py_NewRef(uri_too_long));
+    clear_notes(self);
+    return 0;
+}
+
+/* Made by __new__ alone, never initialised: refuse to be used. */
+static int
+unready(HeadFieldsObject *self)
+{
+    if (self->headers == NULL || self->url == NULL || self->host == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "HeadFields.__init__ was not called");
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+HeadFields_on_message_begin(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *url = PyList_New(0), *headers = PyList_New(0);
+    if (url == NULL || headers == NULL) {
+        Py_XDECREF(url);
+        Py_XDECREF(headers);
+        return NULL;
+    }
+    Py_XSETREF(self->url, url);
+    Py_XSETREF(self->headers, headers);
+    clear_notes(self);
+    self->in_head = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+HeadFields_on_url(HeadFieldsObject *self, PyObject *piece)
+{
+    if (unready(self)) {
+        return NULL;
+    }
+    if (!PyBytes_Check(piece)) {
+        PyErr_SetString(PyExc_TypeError, "on_url(bytes)");
+        return NULL;
+    }
+    self->url_len += PyBytes_GET_SIZE(piece);
+    if (self->url_len > self->line_limit) {
+        return refuse(self->uri_too_long, "request target longer than %zd bytes",
+                      self->line_limit);
+    }
+    if (PyList_Append(self->url, piece) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A trailer field: refused if its name is one only a head may carry, else dropped. */
+static PyObject *
+trailer(HeadFieldsObject *self, PyObject *name)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    PyObject *lower = PyBytes_FromStringAndSize(NULL, n);
+    if (lower == NULL) {
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(name);
+    char *d = PyBytes_AS_STRING(lower);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        d[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + ('a' - 'A')) : s[i];
+    }
+    int found = PySet_Contains(self->forbidden, lower);
+    Py_DECREF(lower);
+    if (found < 0) {
+        return NULL;
+    }
+    if (found) {
+        PyObject *text = PyUnicode_DecodeLatin1(s, n, NULL);
+        if (text == NULL) {
+            return NULL;
+        }
+        /* The format must be ASCII: the section sign goes in as a UTF-8 argument. */
+        refuse(self->bad_request, "%U is not allowed in a trailer section (RFC 9110 %s6.5.1)",
+               text, "\xc2\xa7");
+        Py_DECREF(text);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Note a framing field (the name's length is 6, 10, 14 or 17). */
+static int
+note(HeadFieldsObject *self, const char *s, Py_ssize_t n, PyObject *value)
+{
+    if (is_name(s, n, "content-length")) {
+        PyObject *number = PyNumber_Long(value);  /* int(bytes), as the reference */
+        if (number == NULL) {
+            return -1;
+        }
+        Py_SETREF(self->content_length, number);
+    }
+    else if (is_name(s, n, "transfer-encoding")) {
+        if (self->te != Py_None) {
+            refuse(self->bad_request, "more than one Transfer-Encoding field");
+            return -1;
+        }
+        Py_SETREF(self->te, Py_NewRef(value));
+    }
+    else if (is_name(s, n, "connection")) {
+        if (self->connection == Py_None) {
+            Py_SETREF(self->connection, Py_NewRef(value));
+        }
+        else {
+            Py_ssize_t a = PyBytes_GET_SIZE(self->connection), b = PyBytes_GET_SIZE(value);
+            PyObject *joined = PyBytes_FromStringAndSize(NULL, a + 1 + b);
+            if (joined == NULL) {
+                return -1;
+            }
+            char *d = PyBytes_AS_STRING(joined);
+            memcpy(d, PyBytes_AS_STRING(self->connection), (size_t)a);
+            d[a] = ',';
+            memcpy(d + a + 1, PyBytes_AS_STRING(value), (size_t)b);
+            Py_SETREF(self->connection, joined);
+        }
+    }
+    else if (is_name(s, n, "expect")) {
+        const char *v = PyBytes_AS_STRING(value);
+        Py_ssize_t start = 0, end = PyBytes_GET_SIZE(value);
+        while (start < end && ascii_space(v[start])) {
+            start++;
+        }
+        while (end > start && ascii_space(v[end - 1])) {
+            end--;
+        }
+        if (is_name(v + start, end - start, "100-continue")) {
+            self->expect_continue = 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+HeadFields_on_header(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "on_header(name: bytes, value: bytes)");
+        return NULL;
+    }
+    if (unready(self)) {
+        return NULL;
+    }
+    PyObject *name = args[0], *value = args[1];
+    if (!self->in_head) {
+        return trailer(self, name);
+    }
+    if (PyList_GET_SIZE(self->headers) >= self->max_fields) {
+        return refuse(self->too_large, "more than %zd header fields", self->max_fields);
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(name), size = PyBytes_GET_SIZE(value);
+    if (n + size > self->field_size) {
+        return refuse(self->too_large, "a header field is longer than %zd bytes",
+                      self->field_size);
+    }
+    const char *v = PyBytes_AS_STRING(value);
+    Py_ssize_t kept = size;
+    while (kept > 0 && (v[kept - 1] == ' ' || v[kept - 1] == '\t')) {
+        kept--;  /* RFC 9112 §5.1: trailing OWS is not the value */
+    }
+    if (kept != size) {
+        value = PyBytes_FromStringAndSize(v, kept);
+        if (value == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        Py_INCREF(value);
+    }
+    PyObject *field = PyTuple_Pack(2, name, value);
+    if (field == NULL || PyList_Append(self->headers, field) < 0) {
+        Py_XDECREF(field);
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_DECREF(field);
+    const char *s = PyBytes_AS_STRING(name);
+    int failed = 0;
+    if (n == 4) {
+        if (is_name(s, n, "host")) {
+            self->hosts++;
+            Py_SETREF(self->host, Py_NewRef(value));
+        }
+    }
+    else if (n == 6 || n == 10 || n == 14 || n == 17) {
+        failed = note(self, s, n, value);
+    }
+    Py_DECREF(value);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->url);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->host);
+    Py_VISIT(self->te);
+    Py_VISIT(self->connection);
+    Py_VISIT(self->content_length);
+    Py_VISIT(self->forbidden);
+    Py_VISIT(self->bad_request);
+    Py_VISIT(self->too_large);
+    Py_VISIT(self->uri_too_long);
+    return 0;
+}
+
+static int
+HeadFields_clear(HeadFieldsObject *self)
+{
+    Py_CLEAR(self->url);
+    Py_CLEAR(self->headers);
+    Py_CLEAR(self->host);
+    Py_CLEAR(self->te);
+    Py_CLEAR(self->connection);
+    Py_CLEAR(self->content_length);
+    Py_CLEAR(self->forbidden);
+    Py_CLEAR(self->bad_request);
+    Py_CLEAR(self->too_large);
+    Py_CLEAR(self->uri_too_long);
+    return 0;
+}
+
+static void
+HeadFields_dealloc(HeadFieldsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    HeadFields_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef HeadFields_methods[] = {
+    {"on_message_begin", (PyCFunction)HeadFields_on_message_begin, METH_NOARGS,
+     "A new head: the notes are cleared."},
+    {"on_url", (PyCFunction)HeadFields_on_url, METH_O, "A piece of the request target."},
+    {"on_header", (PyCFunction)(void (*)(void))HeadFields_on_header, METH_FASTCALL,
+     "A field line: checked, noted and kept (or a trailer's, checked and dropped)."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define MEMBER(name, type, flags) \
+    {#name, type, offsetof(HeadFieldsObject, name), flags, NULL}
+static PyMemberDef HeadFields_members[] = {
+    MEMBER(line_limit, T_PYSSIZET, READONLY),
+    MEMBER(max_fields, T_PYSSIZET, READONLY),
+    MEMBER(field_size, T_PYSSIZET, READONLY),
+    MEMBER(in_head, T_BOOL, 0),  /* the parser ends the head (on_headers_complete) */
+    MEMBER(expect_continue, T_BOOL, READONLY),
+    MEMBER(hosts, T_INT, READONLY),
+    MEMBER(url_len, T_PYSSIZET, READONLY),
+    MEMBER(url, T_OBJECT, READONLY),
+    MEMBER(headers, T_OBJECT, READONLY),
+    MEMBER(host, T_OBJECT, READONLY),
+    MEMBER(te, T_OBJECT, READONLY),
+    MEMBER(connection, T_OBJECT, READONLY),
+    MEMBER(content_length, T_OBJECT, READONLY),
+    {NULL, 0, 0, 0, NULL},
+};
+#undef MEMBER
+
+PyTypeObject HeadFieldsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "prefork._native.HeadFields",
+    .tp_basicsize = sizeof(HeadFieldsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "HeadFields(forbidden, bad_request, too_large, uri_too_long, line_limit, "
+              "max_fields, field_size): llhttp's callbacks for a request head "
+              "(prefork/http/fields.py is the reference).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)HeadFields_init,
+    .tp_dealloc = (destructor)HeadFields_dealloc,
+    .tp_traverse = (traverseproc)HeadFields_traverse,
+    .tp_clear = (inquiry)HeadFields_clear,
+    .tp_methods = HeadFields_methods,
+    .tp_members = HeadFields_members,
+};
