@@ -7,6 +7,11 @@
  * and the reference's semantics are Python's own (str.strip, str.isdigit, int, a cache
  * miss), this code calls the Python reference rather than imitate it:
  *
+ *   build_environ(reference, keys, singletons, key_of, req, base, remote_addr, remote_port)
+ *       A request's environ (wsgi.build_environ): for an origin-form target with no
+ *       percent-escape and an empty SCRIPT_NAME, made here; anything else (absolute- or
+ *       asterisk-form, a path to unquote, a root_path, a repeated singleton field to
+ *       refuse) by reference(req, base, remote_addr, remote_port).
  *   environ_fields(keys, singletons, key_of, environ, headers)
  *       The request's header fields into the environ (wsgi.build_environ's loop): each
  *       name's key from the `keys` cache (key_of(name) on a miss, which fills it), the
@@ -45,14 +50,10 @@
 
 /* ---- environ_fields ------------------------------------------------------------------- */
 
+/* The loop of environ_fields: args are (keys, singletons, key_of, environ, headers). */
 static PyObject *
-environ_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+fill_fields(PyObject *const *args)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "environ_fields(keys, singletons, key_of, environ, headers)");
-        return NULL;
-    }
     PyObject *keys = args[0], *singletons = args[1], *key_of = args[2];
     PyObject *environ = args[3], *headers = args[4];
     if (!PyDict_Check(environ) || !PyList_Check(headers) || !PyDict_Check(keys) ||
@@ -149,6 +150,153 @@ environ_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+environ_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "environ_fields(keys, singletons, key_of, environ, headers)");
+        return NULL;
+    }
+    return fill_fields(args);
+}
+
+/* ---- build_environ -------------------------------------------------------------------- */
+
+enum {
+    K_AUTHORITY, K_TARGET, K_METHOD, K_VERSION, K_BODY, K_HEADERS, K_SCRIPT_NAME,
+    K_REQUEST_METHOD, K_PATH_INFO, K_QUERY_STRING, K_RAW_URI, K_REQUEST_URI,
+    K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_REMOTE_PORT, K_WSGI_INPUT, K_HTTP11, K_HTTP10, K_COUNT
+};
+static const char *const key_text[K_COUNT] = {
+    "authority", "target", "method", "version", "body", "headers", "SCRIPT_NAME",
+    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_URI", "REQUEST_URI",
+    "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "HTTP/1.1", "HTTP/1.0",
+};
+static PyObject *key_obj[K_COUNT];  /* interned once, kept for the process's life */
+
+static int
+keys_ready(void)
+{
+    if (key_obj[K_COUNT - 1] != NULL) {
+        return 0;
+    }
+    for (int i = 0; i < K_COUNT; i++) {
+        if (key_obj[i] == NULL && (key_obj[i] = PyUnicode_InternFromString(key_text[i])) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The request attributes build_environ reads, each a new reference (or NULL: error). */
+static int
+request_attrs(PyObject *req, PyObject *attrs[6])
+{
+    for (int i = 0; i < 6; i++) {
+        attrs[i] = PyObject_GetAttr(req, key_obj[K_AUTHORITY + i]);
+        if (attrs[i] == NULL) {
+            while (--i >= 0) {
+                Py_CLEAR(attrs[i]);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* environ[key] = value, taking the reference to `value` (NULL: it failed to be made). */
+static int
+put(PyObject *environ, int key, PyObject *value)
+{
+    int result = value == NULL ? -1 : PyDict_SetItem(environ, key_obj[key], value);
+    Py_XDECREF(value);
+    return result;
+}
+
+/* The environ of an origin-form request (wsgi.build_environ, its common case); NULL with
+   no exception set when the request is for the reference (fallback). */
+static PyObject *
+origin_environ(PyObject *const *args, PyObject *attrs[6])
+{
+    PyObject *base = args[5], *remote_addr = args[6], *remote_port = args[7];
+    PyObject *authority = attrs[0], *target = attrs[1], *method = attrs[2];
+    PyObject *version = attrs[3], *body = attrs[4], *headers = attrs[5];
+    if (authority != Py_None || !PyBytes_Check(target) || !PyDict_Check(base) ||
+        !PyUnicode_Check(version)) {
+        return NULL;
+    }
+    PyObject *root = PyDict_GetItemWithError(base, key_obj[K_SCRIPT_NAME]);  /* borrowed */
+    if (root == NULL || !PyUnicode_Check(root) || PyUnicode_GET_LENGTH(root) != 0) {
+        return NULL;  /* a root_path to strip (or none at all): the reference's case */
+    }
+    const char *t = PyBytes_AS_STRING(target);
+    Py_ssize_t n = PyBytes_GET_SIZE(target);
+    const char *mark = memchr(t, '?', (size_t)n);
+    Py_ssize_t path_len = mark ? mark - t : n;
+    if ((n == 1 && t[0] == '*') || memchr(t, '%', (size_t)path_len) != NULL) {
+        return NULL;  /* asterisk-form, or a path to unquote */
+    }
+    PyObject *environ = PyDict_Copy(base);
+    if (environ == NULL) {
+        return NULL;
+    }
+    PyObject *uri = PyUnicode_DecodeLatin1(t, n, NULL);
+    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
+    if (uri == NULL ||
+        put(environ, K_REQUEST_METHOD, Py_NewRef(method)) < 0 ||
+        put(environ, K_PATH_INFO, PyUnicode_DecodeLatin1(t, path_len, NULL)) < 0 ||
+        put(environ, K_QUERY_STRING,
+            mark ? PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL)
+                 : PyUnicode_FromStringAndSize("", 0)) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_RAW_URI], uri) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REQUEST_URI], uri) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_SERVER_PROTOCOL],
+                       key_obj[http11 ? K_HTTP11 : K_HTTP10]) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REMOTE_ADDR], remote_addr) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REMOTE_PORT], remote_port) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_WSGI_INPUT], body) < 0) {
+        Py_XDECREF(uri);
+        Py_DECREF(environ);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "build_environ: could not fill the environ");
+        }
+        return NULL;
+    }
+    Py_DECREF(uri);
+    PyObject *fill_args[5] = {args[1], args[2], args[3], environ, headers};
+    PyObject *repeated = fill_fields(fill_args);
+    if (repeated != Py_None) {  /* an error, or a field repeated: the reference refuses it */
+        Py_XDECREF(repeated);
+        Py_DECREF(environ);
+        return NULL;
+    }
+    Py_DECREF(repeated);
+    return environ;
+}
+
+static PyObject *
+build_environ(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "build_environ(reference, keys, singletons, key_of, "
+                                         "req, base, remote_addr, remote_port)");
+        return NULL;
+    }
+    PyObject *attrs[6];
+    if (keys_ready() < 0 || request_attrs(args[4], attrs) < 0) {
+        return NULL;
+    }
+    PyObject *environ = origin_environ(args, attrs);
+    for (int i = 0; i < 6; i++) {
+        Py_DECREF(attrs[i]);
+    }
+    if (environ != NULL || PyErr_Occurred()) {
+        return environ;
+    }
+    return PyObject_Vectorcall(args[0], args + 4, 4, NULL);
 }
 
 /* ---- response_fields ------------------------------------------------------------------ */
@@ -411,6 +559,9 @@ overflow:
 }
 
 PyMethodDef native_wsgi_methods[] = {
+    {"build_environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL,
+     "build_environ(reference, keys, singletons, key_of, req, base, remote_addr, remote_port)"
+     " -> dict"},
     {"environ_fields", (PyCFunction)(void (*)(void))environ_fields, METH_FASTCALL,
      "environ_fields(keys, singletons, key_of, environ, headers) -> None | bytes"},
     {"response_fields", (PyCFunction)(void (*)(void))response_fields, METH_FASTCALL,

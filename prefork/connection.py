@@ -63,7 +63,7 @@ from prefork.output import POLLIN, Output, wait_for
 from prefork.proxy import Trust, apply_forwarded
 from prefork.static import StaticFiles
 from prefork.values import StaticMount
-from prefork.wsgi import Exchange, build_environ
+from prefork.wsgi import Exchange
 
 log = logging.getLogger(__name__)
 
@@ -391,8 +391,8 @@ class Connection:
             if mount is not None:
                 self.serve_static(req, mount, exchange)
             else:
-                environ = build_environ(req, self.base, self.remote_addr, self.remote_port,
-                                        ctx.engine.environ_fields)
+                environ = ctx.engine.build_environ(req, self.base, self.remote_addr,
+                                                   self.remote_port)
                 if ctx.trust is not None:
                     apply_forwarded(environ, ctx.trust, self.trusted)
                 exchange.run(ctx.app, environ)

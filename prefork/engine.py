@@ -21,7 +21,7 @@ from prefork.config import HttpEngine
 from prefork.errors import ConfigError
 from prefork.http.fields import HeadFields
 from prefork.http.parser import FieldsFactory
-from prefork.wsgi import EnvironFields, Exchange, environ_fields
+from prefork.wsgi import BuildEnviron, Exchange, build_environ
 
 
 class SocketIO(Protocol):
@@ -52,7 +52,7 @@ class Engine:
     # The WSGI adapter's per-field loops: the response head's (in the Exchange type) and
     # the environ's; the native engine's are prefork.native's.
     exchange: type[Exchange] = Exchange
-    environ_fields: EnvironFields = environ_fields
+    build_environ: BuildEnviron = build_environ
     head_fields: FieldsFactory = HeadFields  # llhttp's callbacks for a head's fields
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
@@ -81,5 +81,5 @@ def choose(setting: HttpEngine) -> Engine:
         return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
     from prefork import native
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
-                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.environ_fields,
+                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.build_environ,
                   native.head_fields)

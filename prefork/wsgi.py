@@ -153,6 +153,8 @@ def environ_fields(environ: dict[str, Any], headers: list[tuple[bytes, bytes]], 
 
 
 EnvironFields = Callable[[dict[str, Any], list[tuple[bytes, bytes]]], bytes | None]
+# build_environ's signature, for the engine's choice of it: (req, base, addr, port).
+BuildEnviron = Callable[[Request, dict[str, Any], str, str], dict[str, Any]]
 
 
 def build_environ(

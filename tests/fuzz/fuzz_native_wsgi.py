@@ -111,10 +111,15 @@ def test_one(data: bytes) -> None:
 
     cuts = sorted(fdp.ConsumeIntInRange(0, 300) for _ in range(fdp.ConsumeIntInRange(0, 4)))
     raw = fdp.ConsumeBytes(fdp.remaining_bytes())
-    assert parse(HeadFields, raw, cuts) == parse(native.head_fields, raw, cuts)
+    assert parse(HeadFields, wsgi.build_environ, raw, cuts) == \
+        parse(native.head_fields, native.build_environ, raw, cuts)
 
 
-def parse(fields: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:
+BASES = [wsgi.base_environ("h", "80", "", True), wsgi.base_environ("h", "80", "/a", True)]
+
+
+def parse(fields: Any, build: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:
+    """What one engine's parser makes of the bytes, and the environ of each request."""
     parser = RequestParser(LIMITS, fields)
     start = 0
     for cut in [*cuts, len(raw)]:
@@ -123,9 +128,17 @@ def parse(fields: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:
         start = end
     seen = [(r.method, r.target, r.version, r.headers, r.keep_alive, r.content_length,
              r.chunked, r.expect_continue, r.upgrade, r.authority, r.path_query,
-             outcome(r.body.read) if r.body.complete else None) for r in parser.ready]
+             outcome(r.body.read) if r.body.complete else None,
+             [outcome(lambda r=r, b=b: environ_of(build, r, b)) for b in BASES])
+            for r in parser.ready]
     error = parser.error
     return seen, (type(error).__name__, str(error)) if error else None, parser.idle
+
+
+def environ_of(build: Any, req: Any, base: dict[str, Any]) -> dict[str, Any]:
+    environ = dict(build(req, base, "1.2.3.4", "5"))
+    assert environ.pop("wsgi.input") is req.body
+    return environ
 
 
 def main() -> None:

@@ -151,8 +151,12 @@ def test_no_reference_is_leaked() -> None:
     bad = [("Content-Length", " 1 x")]
     req_headers = [(b"Host", b"x"), (b"Cookie", b"a"), (b"Cookie", b"b")]
     objects = [*headers[0], *headers[1], bad[0][1], *req_headers[1]]
+    req = _request(b"/a?b", b"Cookie: a\r\n", b"1.1")
+    base = wsgi.base_environ("h", "80", "", True)
+    objects += [req.target, req.body, req.method, base["SERVER_NAME"]]
     before = [sys.getrefcount(o) for o in objects]
     for _ in range(1000):
+        native.build_environ(req, base, "a", "1")
         native.NativeExchange.fields(headers)
         outcome(lambda: native.NativeExchange.fields(bad))
         native.NativeExchange.encode("200 OK", headers, b"")
@@ -160,3 +164,36 @@ def test_no_reference_is_leaked() -> None:
         native.environ_fields({}, req_headers)
         native.environ_fields({"HTTP_HOST": "y"}, req_headers)
     assert [sys.getrefcount(o) for o in objects] == before
+
+
+# -- build_environ --------------------------------------------------------------------------
+
+TARGET_CASES = [b"/", b"/a/b?x=1&y", b"/caf%C3%A9?q=%20", b"*", b"http://h.example:8/p?q",
+                b"/?", b"/a?b?c", b"/%E9x", b"/a%2Fb"]
+ENV_FIELDS = [b"Accept: a\r\nAccept: b\r\n", b"Cookie: a=1\r\nCookie: b=2\r\n",
+              b"Referer: x\r\nReferer: y\r\n", b"X_Under: 1\r\n", b""]
+
+
+def _request(target: bytes, fields: bytes, version: bytes) -> Any:
+    from prefork.http.parser import RequestParser
+
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    parser = RequestParser()
+    parser.feed(b"%s %s HTTP/%s\r\nHost: h\r\n%s\r\n" % (method, target, version, fields))
+    assert parser.error is None and parser.ready, parser.error
+    return parser.ready[0]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(TARGET_CASES), st.sampled_from(ENV_FIELDS),
+       st.sampled_from([b"1.1", b"1.0"]), st.sampled_from(["", "/a", "/app"]))
+def test_build_environ_agrees(target: bytes, fields: bytes, version: bytes, root: str) -> None:
+    base = wsgi.base_environ("h", "80", root, True)
+    req_p, req_c = _request(target, fields, version), _request(target, fields, version)
+    p = outcome(lambda: wsgi.build_environ(req_p, base, "10.0.0.1", "5000"))
+    c = outcome(lambda: native.build_environ(req_c, base, "10.0.0.1", "5000"))
+    if p[0] == "ok" and c[0] == "ok":  # each environ has its own request's body
+        assert p[1]["wsgi.input"] is req_p.body and c[1]["wsgi.input"] is req_c.body
+        p[1]["wsgi.input"] = c[1]["wsgi.input"] = None
+    assert p == c
+    assert req_p.headers == req_c.headers
