@@ -41,12 +41,15 @@ class HeadFields:
     te: bytes | None
     connection: bytes | None
     content_length: int | None
-    def __init__(self, forbidden: frozenset[bytes], bad_request: type[Exception],
+    def __init__(self, forbidden: frozenset[bytes], good_hosts: set[bytes],
+                 bad_request: type[Exception],
                  too_large: type[Exception], uri_too_long: type[Exception],
                  line_limit: int, max_fields: int, field_size: int) -> None: ...
     def on_message_begin(self) -> None: ...
     def on_url(self, url: bytes, /) -> None: ...
     def on_header(self, name: bytes, value: bytes, /) -> None: ...
+    def origin_head(self, version: str, method: bytes, /
+                    ) -> tuple[str, str, bytes, bool] | None: ...
 def build_environ(reference: Callable[[Any, dict[str, Any], str, str], dict[str, Any]],
                   keys: dict[bytes, str], singletons: frozenset[str],
                   key_of: Callable[[bytes], str], req: Any, base: dict[str, Any],

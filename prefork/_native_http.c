@@ -16,9 +16,16 @@
  *       joined with ",", Expect: 100-continue noted.
  *       after the head (a trailer): a name in `forbidden` (the framing, routing and
  *       authentication fields) is refused (400); any other is dropped.
+ *   origin_head(version, method)
+ *       the parser's judgement of a complete head, for the common case only: HTTP/1.1
+ *       or 1.0, an origin-form target without a fragment, no Transfer-Encoding, the Host
+ *       fields the version requires with a value in `good_hosts` (the parser's cache of
+ *       values it validated), keep-alive from the version and the Connection tokens.
+ *       Returns (version, method, target, keep_alive), or None: the parser then judges
+ *       the head in Python, as it does every head of the Python engine.
  *
  * Its errors are the prefork.errors classes given to the constructor (prefork/native.py
- * binds them), with the reference's words.
+ * binds them and the parser's Host cache), with the reference's words.
  *
  * Memory safety: every byte read is inside a bytes object httptools made or one made
  * here, by that object's own length; the only buffers written (a trimmed value, joined
@@ -48,6 +55,7 @@ typedef struct {
     PyObject *connection;
     PyObject *content_length;  /* int or None */
     PyObject *forbidden;       /* the names refused in a trailer (a frozenset of bytes) */
+    PyObject *good_hosts;      /* Host values the parser has found valid (its cache, a set) */
     PyObject *bad_request, *too_large, *uri_too_long;  /* prefork.errors classes */
 } HeadFieldsObject;
 
@@ -112,13 +120,14 @@ clear_notes(HeadFieldsObject *self)
 static int
 HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *forbidden, *bad_request, *too_large, *uri_too_long;
+    PyObject *forbidden, *good_hosts, *bad_request, *too_large, *uri_too_long;
     Py_ssize_t line_limit, max_fields, field_size;
-    static char *kwlist[] = {"forbidden", "bad_request", "too_large", "uri_too_long",
-                             "line_limit", "max_fields", "field_size", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOnnn", kwlist, &PyFrozenSet_Type,
-                                     &forbidden, &bad_request, &too_large, &uri_too_long,
-                                     &line_limit, &max_fields, &field_size)) {
+    static char *kwlist[] = {"forbidden", "good_hosts", "bad_request", "too_large",
+                             "uri_too_long", "line_limit", "max_fields", "field_size", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOOnnn", kwlist, &PyFrozenSet_Type,
+                                     &forbidden, &PySet_Type, &good_hosts, &bad_request,
+                                     &too_large, &uri_too_long, &line_limit, &max_fields,
+                                     &field_size)) {
         return -1;
     }
     PyObject *url = PyList_New(0), *headers = PyList_New(0);
@@ -134,6 +143,7 @@ HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->url, url);
     Py_XSETREF(self->headers, headers);
     Py_XSETREF(self->forbidden, Py_NewRef(forbidden));
+    Py_XSETREF(self->good_hosts, Py_NewRef(good_hosts));
     Py_XSETREF(self->bad_request, Py_NewRef(bad_request));
     Py_XSETREF(self->too_large, Py_NewRef(too_large));
     Py_XSETREF(self->uri_too_long, Py_NewRef(uri_too_long));
@@ -334,6 +344,89 @@ HeadFields_on_header(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* The Connection field's tokens (RFC 9110 §7.6.1), as the parser reads them: 0 if one is
+   "close", 1 if one is "keep-alive", else `otherwise` (case and whitespace ignored). */
+static int
+connection_says(PyObject *connection, int otherwise)
+{
+    const char *s = PyBytes_AS_STRING(connection);
+    Py_ssize_t n = PyBytes_GET_SIZE(connection), start = 0;
+    int keep_alive = 0;
+    while (start <= n) {
+        const char *comma = memchr(s + start, ',', (size_t)(n - start));
+        Py_ssize_t end = comma ? comma - s : n, a = start, b = end;
+        while (a < b && ascii_space(s[a])) {
+            a++;
+        }
+        while (b > a && ascii_space(s[b - 1])) {
+            b--;
+        }
+        if (is_name(s + a, b - a, "close")) {
+            return 0;
+        }
+        keep_alive |= is_name(s + a, b - a, "keep-alive");
+        start = end + 1;
+    }
+    return keep_alive ? 1 : otherwise;
+}
+
+/* The common head, judged here: HTTP/1.1 or 1.0, an origin-form target ("/...", no
+   fragment), not CONNECT, no Transfer-Encoding, the Host fields the version wants and a
+   Host value the parser has validated before. Returns (version, method, target,
+   keep_alive); None for any other head, which the parser judges in Python. */
+static PyObject *
+HeadFields_origin_head(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (unready(self)) {
+        return NULL;
+    }
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "origin_head(version: str, method: bytes)");
+        return NULL;
+    }
+    PyObject *version = args[0], *method = args[1];
+    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
+    if ((!http11 && PyUnicode_CompareWithASCIIString(version, "1.0") != 0) ||
+        self->te != Py_None || (http11 ? self->hosts != 1 : self->hosts > 1) ||
+        PyList_GET_SIZE(self->url) != 1) {
+        Py_RETURN_NONE;
+    }
+    PyObject *target = PyList_GET_ITEM(self->url, 0);  /* on_url appended bytes only */
+    const char *t = PyBytes_AS_STRING(target);
+    Py_ssize_t n = PyBytes_GET_SIZE(target);
+    const char *m = PyBytes_AS_STRING(method);
+    Py_ssize_t method_len = PyBytes_GET_SIZE(method);
+    if (n == 0 || t[0] != '/' || memchr(t, '#', (size_t)n) != NULL ||
+        (method_len == 7 && memcmp(m, "CONNECT", 7) == 0)) {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < method_len; i++) {
+        if ((unsigned char)m[i] >= 0x80) {
+            Py_RETURN_NONE;  /* the reference's decode("ascii") says what that is */
+        }
+    }
+    if (self->host != Py_None) {
+        int good = PySet_Contains(self->good_hosts, self->host);
+        if (good < 0) {
+            return NULL;
+        }
+        if (!good) {
+            Py_RETURN_NONE;  /* not validated yet: the parser validates (and remembers) */
+        }
+    }
+    int keep_alive = http11;
+    if (self->connection != Py_None) {
+        keep_alive = connection_says(self->connection, keep_alive);
+    }
+    PyObject *method_text = PyUnicode_DecodeASCII(m, method_len, NULL);
+    if (method_text == NULL) {
+        return NULL;
+    }
+    PyObject *head = Py_BuildValue("(ONOO)", version, method_text, target,
+                                   keep_alive ? Py_True : Py_False);
+    return head;
+}
+
 static int
 HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
 {
@@ -344,6 +437,7 @@ HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->connection);
     Py_VISIT(self->content_length);
     Py_VISIT(self->forbidden);
+    Py_VISIT(self->good_hosts);
     Py_VISIT(self->bad_request);
     Py_VISIT(self->too_large);
     Py_VISIT(self->uri_too_long);
@@ -360,6 +454,7 @@ HeadFields_clear(HeadFieldsObject *self)
     Py_CLEAR(self->connection);
     Py_CLEAR(self->content_length);
     Py_CLEAR(self->forbidden);
+    Py_CLEAR(self->good_hosts);
     Py_CLEAR(self->bad_request);
     Py_CLEAR(self->too_large);
     Py_CLEAR(self->uri_too_long);
@@ -380,6 +475,8 @@ static PyMethodDef HeadFields_methods[] = {
     {"on_url", (PyCFunction)HeadFields_on_url, METH_O, "A piece of the request target."},
     {"on_header", (PyCFunction)(void (*)(void))HeadFields_on_header, METH_FASTCALL,
      "A field line: checked, noted and kept (or a trailer's, checked and dropped)."},
+    {"origin_head", (PyCFunction)(void (*)(void))HeadFields_origin_head, METH_FASTCALL,
+     "origin_head(version, method) -> (version, method, target, keep_alive) | None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -408,7 +505,8 @@ PyTypeObject HeadFieldsType = {
     .tp_name = "prefork._native.HeadFields",
     .tp_basicsize = sizeof(HeadFieldsObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "HeadFields(forbidden, bad_request, too_large, uri_too_long, line_limit, "
+    .tp_doc = "HeadFields(forbidden, good_hosts, bad_request, too_large, uri_too_long, "
+              "line_limit, "
               "max_fields, field_size): llhttp's callbacks for a request head "
               "(prefork/http/fields.py is the reference).",
     .tp_new = PyType_GenericNew,

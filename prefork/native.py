@@ -16,7 +16,7 @@ from functools import partial
 
 from prefork import _native, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
-from prefork.http import response
+from prefork.http import parser, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
 
@@ -38,5 +38,5 @@ build_environ: wsgi.BuildEnviron = partial(
     wsgi.SINGLETON_KEYS, wsgi._environ_key)
 
 # llhttp's callbacks for a head (the reference: prefork.http.fields.HeadFields).
-head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, BadRequest,
-                                     HeaderFieldsTooLarge, URITooLong)
+head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, parser._GOOD_HOSTS,
+                                     BadRequest, HeaderFieldsTooLarge, URITooLong)

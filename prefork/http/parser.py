@@ -100,6 +100,19 @@ def method_error(lead: bytes) -> HTTPError | None:
     return BadRequest("the method is not a token (RFC 9110 §9.1)")
 
 
+def other_version(version: str) -> str:
+    """The version served for a request line's other than HTTP/1.1 and 1.0, or its error."""
+    if version[0] == "1":
+        # RFC 9110 §6.2: a higher minor version of HTTP/1 is served as the highest minor
+        # version we support.
+        return "1.1"
+    if version == "0.9":
+        raise BadRequest("request line has no HTTP version")
+    if version[0] == "0":
+        raise BadRequest(f"HTTP/{version} is not an HTTP version")
+    raise VersionNotSupported(f"HTTP/{version} is not supported")
+
+
 @dataclass(frozen=True, slots=True)
 class ParserLimits:
     """What one connection's parser accepts (from the settings of the same names)."""
@@ -135,6 +148,11 @@ class Fields(Protocol):
     def on_header(self, name: bytes, value: bytes, /) -> None: ...
 
 
+# The compiled twin's judgement of a common head: (version, method, target, keep_alive),
+# or None for the parser to judge it (prefork._native.HeadFields.origin_head).
+OriginHead = Callable[[str, bytes], "tuple[str, str, bytes, bool] | None"]
+
+
 # How an engine makes a connection's Fields: (line_limit, max_fields, field_size).
 FieldsFactory = Callable[[int, int, int], Fields]
 
@@ -165,6 +183,7 @@ class RequestParser:
         "_head_limit",
         "_lead",
         "_max_body",
+        "_origin_head",
         "_parser",
         "_req",
         "_sniffing",
@@ -177,6 +196,8 @@ class RequestParser:
                  fields: FieldsFactory = HeadFields) -> None:
         self._fields = fields(limits.limit_request_line, limits.limit_request_fields,
                               limits.limit_request_field_size)
+        # The native engine's fields judge a common head in C; the reference's do not.
+        self._origin_head: OriginHead | None = getattr(self._fields, "origin_head", None)
         self._head_limit = limits.head_limit
         self._max_body = limits.max_body
         self._framing_limit = limits.framing_limit
@@ -313,28 +334,26 @@ class RequestParser:
                                   fields.expect_continue)
         self._lead = b""
         parser = self._parser
-        version = parser.get_http_version()
-        if version == "1.1" or version == "1.0":
-            req.version = version
-        elif version[0] == "1":
-            # RFC 9110 §6.2: a higher minor version of HTTP/1 is served as the highest
-            # minor version we support.
-            req.version = "1.1"
-        elif version == "0.9":
-            raise BadRequest("request line has no HTTP version")
-        elif version[0] == "0":
-            raise BadRequest(f"HTTP/{version} is not an HTTP version")
+        head = None
+        if self._origin_head is not None:  # the native engine: a common head is judged in C
+            head = self._origin_head(parser.get_http_version(), parser.get_method())
+        if head is not None:  # what the branch below would have found
+            req.version, req.method, req.target, req.keep_alive = head
+            if req.version == "1.0":
+                req.expect_continue = False  # RFC 9110 §10.1.1, as in _check_fields
         else:
-            raise VersionNotSupported(f"HTTP/{version} is not supported")
-        method = req.method = parser.get_method().decode("ascii")
-        url = fields.url
-        target = url[0] if len(url) == 1 else b"".join(url)
-        if _HASH in target:
-            raise BadRequest("request target contains a fragment")
-        req.target = target
-        if not target or target[0] != _SLASH or method == "CONNECT":
-            self._check_target_form(req, method, target)
-        self._check_fields(req, fields)
+            version = parser.get_http_version()
+            req.version = version if version == "1.1" or version == "1.0" else \
+                other_version(version)
+            method = req.method = parser.get_method().decode("ascii")
+            url = fields.url
+            target = url[0] if len(url) == 1 else b"".join(url)
+            if _HASH in target:
+                raise BadRequest("request target contains a fragment")
+            req.target = target
+            if not target or target[0] != _SLASH or method == "CONNECT":
+                self._check_target_form(req, method, target)
+            self._check_fields(req, fields)
         if parser.should_upgrade():
             if req.chunked or req.content_length:
                 raise BadRequest("Upgrade with a body is not supported")

@@ -119,6 +119,18 @@ CASES = [
     b"GET http://h:1/p?q HTTP/1.1\r\nHost: x\r\n\r\nGET * HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /" + b"a" * 40 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET / HTTP/1.0\r\nX: " + b"v" * 40 + b"\r\n\r\n",
+    # what the compiled twin judges itself (origin_head), and what it leaves to the parser
+    b"GET /a HTTP/1.1\r\nHost: h:80\r\nConnection: Keep-Alive , CLOSE\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive,\tx\r\n\r\n",
+    b"GET /a HTTP/1.0\r\nConnection:  KEEP-ALIVE \r\nExpect: 100-continue\r\n\r\n",
+    b"GET /a HTTP/1.0\r\nHost: h\r\nConnection: close\r\n\r\n",
+    b"GET /a HTTP/1.2\r\nHost: h\r\n\r\n",
+    b"GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: bad host\r\n\r\nGET /b HTTP/1.1\r\nHost: good\r\n\r\n",
+    b"GET /a HTTP/1.1\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: h\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabGET /c HTTP/1.1\r\n"
+    b"Host: h\r\n\r\n",
 ]
 
 
