@@ -18,9 +18,6 @@ class EpollCtl:
 
 # _native_wsgi.c: the WSGI adapter's per-field loops (bound by prefork/native.py).
 
-def environ_fields(keys: dict[bytes, str], singletons: frozenset[str],
-                   key_of: Callable[[bytes], str], environ: dict[str, Any],
-                   headers: list[tuple[bytes, bytes]], /) -> bytes | None: ...
 def response_fields(names: dict[str, str], check: Callable[[object, object], str],
                     headers: list[tuple[str, str]], /) -> tuple[int | None, bool, bool]: ...
 def encode_head(reference: Callable[[str, list[tuple[str, str]], bytes], bytes], status: str,

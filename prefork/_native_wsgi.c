@@ -11,13 +11,11 @@
  *       A request's environ (wsgi.build_environ): for an origin-form target with no
  *       percent-escape and an empty SCRIPT_NAME, made here; anything else (absolute- or
  *       asterisk-form, a path to unquote, a root_path, a repeated singleton field to
- *       refuse) by reference(req, base, remote_addr, remote_port).
- *   environ_fields(keys, singletons, key_of, environ, headers)
- *       The request's header fields into the environ (wsgi.build_environ's loop): each
- *       name's key from the `keys` cache (key_of(name) on a miss, which fills it), the
- *       value decoded as latin-1, a repeated field joined with ", " ("; " for Cookie).
- *       Returns None, or the name of a repeated field that may occur once (`singletons`)
- *       for the caller to refuse with a 400 (as the reference does).
+ *       refuse) by reference(req, base, remote_addr, remote_port). The header fields:
+ *       each name's key from the `keys` cache (key_of(name) on a miss, which fills it),
+ *       the value decoded as latin-1, a repeated field joined with ", " ("; " for
+ *       Cookie); a repeated field that may occur once (`singletons`) is the reference's
+ *       to refuse (400).
  *   response_fields(names, check, headers)
  *       An app's start_response header list checked (Exchange.start_response's loop): each
  *       item a (name, value) tuple; the name a token and the value free of control
@@ -48,9 +46,10 @@
 
 #include "_native.h"
 
-/* ---- environ_fields ------------------------------------------------------------------- */
+/* ---- build_environ -------------------------------------------------------------------- */
 
-/* The loop of environ_fields: args are (keys, singletons, key_of, environ, headers). */
+/* The header fields into the environ: args are (keys, singletons, key_of, environ,
+   headers). None, or the name of a singleton field found repeated. */
 static PyObject *
 fill_fields(PyObject *const *args)
 {
@@ -151,19 +150,6 @@ fill_fields(PyObject *const *args)
     }
     Py_RETURN_NONE;
 }
-
-static PyObject *
-environ_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "environ_fields(keys, singletons, key_of, environ, headers)");
-        return NULL;
-    }
-    return fill_fields(args);
-}
-
-/* ---- build_environ -------------------------------------------------------------------- */
 
 enum {
     K_AUTHORITY, K_TARGET, K_METHOD, K_VERSION, K_BODY, K_HEADERS, K_SCRIPT_NAME,
@@ -562,8 +548,6 @@ PyMethodDef native_wsgi_methods[] = {
     {"build_environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL,
      "build_environ(reference, keys, singletons, key_of, req, base, remote_addr, remote_port)"
      " -> dict"},
-    {"environ_fields", (PyCFunction)(void (*)(void))environ_fields, METH_FASTCALL,
-     "environ_fields(keys, singletons, key_of, environ, headers) -> None | bytes"},
     {"response_fields", (PyCFunction)(void (*)(void))response_fields, METH_FASTCALL,
      "response_fields(names, check, headers) -> (length | None, has_connection, close)"},
     {"encode_head", (PyCFunction)(void (*)(void))encode_head, METH_FASTCALL,

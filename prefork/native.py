@@ -30,12 +30,10 @@ class NativeExchange(wsgi.Exchange):
     encode = staticmethod(partial(_native.encode_head, response.encode_head))
 
 
-environ_fields: wsgi.EnvironFields = partial(
-    _native.environ_fields, wsgi._ENV_KEYS, wsgi.SINGLETON_KEYS, wsgi._environ_key)
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(
-    _native.build_environ, partial(wsgi.build_environ, fields=environ_fields), wsgi._ENV_KEYS,
-    wsgi.SINGLETON_KEYS, wsgi._environ_key)
+    _native.build_environ, wsgi.build_environ, wsgi._ENV_KEYS, wsgi.SINGLETON_KEYS,
+    wsgi._environ_key)
 
 # llhttp's callbacks for a head (the reference: prefork.http.fields.HeadFields).
 head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, parser._GOOD_HOSTS,

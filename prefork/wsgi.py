@@ -132,35 +132,15 @@ def base_environ(
     }
 
 
-def environ_fields(environ: dict[str, Any], headers: list[tuple[bytes, bytes]], /
-                   ) -> bytes | None:
-    """The request's header fields into the environ; the name of a field that may not be
-    repeated and was, else None. The native engine's is prefork._native.environ_fields
-    (bound to the same cache by prefork.native), which must agree with this one."""
-    for name, value in headers:
-        key = _ENV_KEYS.get(name) or _environ_key(name)
-        if not key:
-            continue
-        text = value.decode("latin-1")
-        if key in environ:
-            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ". A field
-            # that is not a list (a singleton) may not be repeated: 400.
-            if key in SINGLETON_KEYS:
-                return name
-            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-        environ[key] = text
-    return None
-
-
-EnvironFields = Callable[[dict[str, Any], list[tuple[bytes, bytes]]], bytes | None]
 # build_environ's signature, for the engine's choice of it: (req, base, addr, port).
 BuildEnviron = Callable[[Request, dict[str, Any], str, str], dict[str, Any]]
 
 
 def build_environ(
-    req: Request, base: dict[str, Any], remote_addr: str, remote_port: str,
-    fields: EnvironFields = environ_fields,
+    req: Request, base: dict[str, Any], remote_addr: str, remote_port: str
 ) -> dict[str, Any]:
+    """A request's environ. The native engine's is prefork._native.build_environ (bound
+    by prefork.native), which must agree with this one."""
     environ = base.copy()
     target = req.target
     uri = target.decode("latin-1")
@@ -187,9 +167,18 @@ def build_environ(
     environ["REMOTE_ADDR"] = remote_addr
     environ["REMOTE_PORT"] = remote_port
     environ["wsgi.input"] = req.body
-    repeated = fields(environ, req.headers)
-    if repeated is not None:
-        raise BadRequest(f"repeated {repeated.decode('latin-1')} field (RFC 9110 §5.3)")
+    for name, value in req.headers:
+        key = _ENV_KEYS.get(name) or _environ_key(name)
+        if not key:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            # RFC 9110 §5.3: repeated fields combine with commas; Cookie with "; ". A field
+            # that is not a list (a singleton) may not be repeated: 400.
+            if key in SINGLETON_KEYS:
+                raise BadRequest(f"repeated {name.decode('latin-1')} field (RFC 9110 §5.3)")
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
     return environ
 
 

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 pytest.importorskip("prefork._native")
 
 from prefork import native, wsgi
+from prefork.errors import BadRequest
 from prefork.http import response
+from prefork.http.request import Request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,7 +42,7 @@ def both(first_native: bool, python: Callable[[], Any], compiled: Callable[[], A
     return p, outcome(compiled)
 
 
-# -- environ_fields -------------------------------------------------------------------------
+# -- build_environ: the fields -------------------------------------------------------------
 
 REQUEST_NAMES = [b"Host", b"host", b"Cookie", b"cookie", b"Accept", b"accept", b"X-Forwarded-For",
                  b"X_Forwarded_For", b"Content-Type", b"content-length", b"User-Agent",
@@ -51,31 +53,42 @@ request_names = st.one_of(st.sampled_from(REQUEST_NAMES),
 request_fields = st.lists(st.tuples(request_names, st.binary(max_size=20)), max_size=12)
 
 
+def stand_in(headers: list[Any], target: bytes = b"/x?y") -> Request:
+    """A request as the parser hands it on, with any fields at all (build_environ reads
+    them as given: the parser has checked them before)."""
+    req = Request(0, list(headers))
+    req.method, req.target = "GET", target
+    return req
+
+
+def environ(build: Callable[..., dict[str, Any]], req: Request) -> dict[str, Any]:
+    env = dict(build(req, wsgi.base_environ("h", "80", "", True), "10.0.0.1", "5000"))
+    assert env.pop("wsgi.input") is req.body
+    return env
+
+
 @settings(max_examples=1500, deadline=None)
 @given(request_fields, st.booleans())
 def test_environ_fields_agree(headers: list[tuple[bytes, bytes]], first_native: bool) -> None:
-    base = wsgi.base_environ("h", "80", "", True)
-    env_p, env_c = dict(base), dict(base)
-    p, c = both(first_native, lambda: wsgi.environ_fields(env_p, headers),
-                lambda: native.environ_fields(env_c, headers))
+    p, c = both(first_native, lambda: environ(wsgi.build_environ, stand_in(headers)),
+                lambda: environ(native.build_environ, stand_in(headers)))
     assert p == c
-    assert env_p == env_c
 
 
 def test_environ_fields_refuse_a_repeated_singleton_and_join_cookies() -> None:
-    env: dict[str, Any] = {}
-    assert native.environ_fields(env, [(b"Cookie", b"a=1"), (b"cookie", b"b=2"),
-                                       (b"Accept", b"x"), (b"ACCEPT", b"y"),
-                                       (b"X_Bad", b"dropped")]) is None
-    assert env == {"HTTP_COOKIE": "a=1; b=2", "HTTP_ACCEPT": "x, y"}
-    assert native.environ_fields({}, [(b"Host", b"a"), (b"host", b"b")]) == b"host"
+    env = environ(native.build_environ, stand_in([
+        (b"Cookie", b"a=1"), (b"cookie", b"b=2"), (b"Accept", b"x"), (b"ACCEPT", b"y"),
+        (b"X_Bad", b"dropped")]))
+    assert env["HTTP_COOKIE"] == "a=1; b=2" and env["HTTP_ACCEPT"] == "x, y"
+    assert not any(k.startswith("HTTP_X") for k in env)
+    with pytest.raises(BadRequest, match="repeated host field"):
+        environ(native.build_environ, stand_in([(b"Host", b"a"), (b"host", b"b")]))
 
 
 def test_environ_fields_refuse_what_the_parser_never_gives() -> None:
-    with pytest.raises(TypeError):
-        native.environ_fields({}, [(b"Host", "text")])  # type: ignore[list-item]
-    with pytest.raises(TypeError):
-        native.environ_fields({}, [(b"Host",)])  # type: ignore[list-item]
+    for bad in ([(b"Host", "text")], [(b"Host",)], ["Host: x"]):
+        with pytest.raises(TypeError):
+            environ(native.build_environ, stand_in(bad))
 
 
 # -- response_fields ------------------------------------------------------------------------
@@ -161,8 +174,8 @@ def test_no_reference_is_leaked() -> None:
         outcome(lambda: native.NativeExchange.fields(bad))
         native.NativeExchange.encode("200 OK", headers, b"")
         outcome(lambda: native.NativeExchange.encode("200 \u20ac", headers, b""))
-        native.environ_fields({}, req_headers)
-        native.environ_fields({"HTTP_HOST": "y"}, req_headers)
+        native.build_environ(stand_in(req_headers), base, "a", "1")
+        outcome(lambda: native.build_environ(stand_in(req_headers * 2), base, "a", "1"))
     assert [sys.getrefcount(o) for o in objects] == before
 
 
