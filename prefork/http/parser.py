@@ -28,6 +28,12 @@ Checks added on top of llhttp's strict mode (RFC 9112 / RFC 9110):
   * HTTP/1.x with x > 1 is served as HTTP/1.1 (RFC 9110 §6.2)
   * no framing, routing, authentication or content field in a trailer (RFC 9110 §6.5.1)
 
+The checks made field by field as llhttp reads a head (the target's length, the number
+and size of fields, a second Transfer-Encoding, forbidden trailer fields) and the notes of
+the framing fields are `fields.HeadFields`'; this module judges the complete head. The
+native engine gives the parser the compiled twin of HeadFields, which also judges the
+common head itself (`origin_head`); any other head is judged here.
+
 Touched by one thread at a time: the pool thread that owns the connection.
 """
 
