@@ -49,8 +49,8 @@ class Engine:
     # The native engine's types (prefork._native.Sock, .EpollCtl), from a descriptor.
     sock_type: Callable[[int], SocketIO] | None = None
     epoll_type: Callable[[int], EpollIO] | None = None
-    # The WSGI adapter's per-field loops: the response head's (in the Exchange type) and
-    # the environ's; the native engine's are prefork.native's.
+    # The per-field code: the response head's loops (in the Exchange type), the environ,
+    # llhttp's callbacks for a head; the native engine's are prefork.native's (C twins).
     exchange: type[Exchange] = Exchange
     build_environ: BuildEnviron = build_environ
     head_fields: FieldsFactory = HeadFields  # llhttp's callbacks for a head's fields
