@@ -16,9 +16,10 @@ def test_chaos_soak_loses_nothing_it_may_not() -> None:
     print(f"  recycled by max_requests: {soak.log.count('; recycling')}, "
           f"by memory: {soak.log.count('over max_worker_memory')}")
     assert report.verified > 10_000, "the load ran"
-    assert sum(report.chaos.values()) >= 20, report.chaos
-    for action in ("hup", "kill", "usr2", "hang"):
-        assert any(k == action for k in report.chaos), (action, report.chaos)
+    # Every kind of chaos ran (the driver tries each once early on, then at random). Not a
+    # total count: one action can take 30 s on a loaded machine (leaking into every worker).
+    for action in ("hup", "ttin", "ttou", "usr2", "kill", "leak", "hang"):
+        assert report.chaos[action] >= 1, (action, report.chaos)
     assert report.unexplained == [], report.text(60)
     assert report.timeouts_answered >= 1, "a hung request was answered 504"
     assert "recycling" in soak.log, "max_requests recycled a worker"
