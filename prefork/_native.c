@@ -26,8 +26,9 @@
  * tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
  *
  * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
- * head) and _native_wsgi.c (the per-field loops of the WSGI adapter: environ, response
- * head); _native.h declares what they share.
+ * head), _native_wsgi.c (the per-field loops of the WSGI adapter: environ, response
+ * head) and _native_exchange.c (the app called and a single-item response sent);
+ * _native.h declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -296,7 +297,8 @@ PyInit__native(void)
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
         PyModule_AddObjectRef(module, "HeadFields", (PyObject *)&HeadFieldsType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
-        PyModule_AddFunctions(module, native_wsgi_methods) < 0) {
+        PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
+        PyModule_AddFunctions(module, native_exchange_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

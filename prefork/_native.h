@@ -5,8 +5,18 @@
 
 #include <Python.h>
 
-/* _native_wsgi.c: environ_fields, response_fields, encode_head. */
+/* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
+
+/* _native_wsgi.c: a response head's bytes ("HTTP/1.1 " status, the fields, `extra`, the
+   blank line) followed by `body`, in one new bytes object. NULL with no exception set
+   when a part is not of the plain shape (a list of (str, str) tuples of characters up to
+   U+00FF): the Python reference's to encode or refuse. */
+PyObject *native_head(PyObject *status, PyObject *headers, const char *extra,
+                      Py_ssize_t extra_size, const char *body, Py_ssize_t body_size);
+
+/* _native_exchange.c: exchange_run, http_date. */
+extern PyMethodDef native_exchange_methods[];
 
 /* _native_http.c: HeadFields, llhttp's callbacks for a request head. */
 extern PyTypeObject HeadFieldsType;

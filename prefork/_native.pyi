@@ -23,6 +23,11 @@ def response_fields(names: dict[str, str], check: Callable[[object, object], str
 def encode_head(reference: Callable[[str, list[tuple[str, str]], bytes], bytes], status: str,
                 headers: list[tuple[str, str]], extra: bytes, /) -> bytes: ...
 
+# _native_exchange.c: the app called and a single-item response sent (bound by native.py).
+def exchange_run(server_fields: bytes, ex: Any, app: Callable[..., Any],
+                 environ: dict[str, Any], /) -> None: ...
+def http_date(seconds: int, /) -> bytes: ...
+
 # _native_http.c: llhttp's callbacks for a request head (bound by prefork/native.py).
 class HeadFields:
     line_limit: int

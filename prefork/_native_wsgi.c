@@ -452,16 +452,16 @@ latin1(PyObject *text, const char **data, Py_ssize_t *size)
 }
 
 /* The size of the head, or -1 if a part is not of the plain shape: a (str, str) tuple,
-   each str latin-1. */
+   each str latin-1; -2 if it would not fit in a bytes object. */
 static Py_ssize_t
-head_size(PyObject *status, PyObject *headers, PyObject *extra)
+head_size(PyObject *status, PyObject *headers, Py_ssize_t tail)
 {
     const char *data;
     Py_ssize_t size;
     if (!latin1(status, &data, &size)) {
         return -1;
     }
-    Py_ssize_t total = 9 + size + 2 + PyBytes_GET_SIZE(extra) + 2;
+    Py_ssize_t total = 9 + size + 2 + 2;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
         PyObject *item = PyList_GET_ITEM(headers, i);
         Py_ssize_t name_size, value_size;
@@ -477,26 +477,26 @@ head_size(PyObject *status, PyObject *headers, PyObject *extra)
         }
         total += name_size + 2 + value_size + 2;
     }
-    return total;
+    if (total > PY_SSIZE_T_MAX / 2 - tail) {
+        return -2;
+    }
+    return total + tail;
 }
 
-static PyObject *
-encode_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+PyObject *
+native_head(PyObject *status, PyObject *headers, const char *extra, Py_ssize_t extra_size,
+            const char *body, Py_ssize_t body_size)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "encode_head(reference, status, headers, extra)");
+    if (!PyList_Check(headers) || extra_size < 0 || body_size < 0 ||
+        extra_size > PY_SSIZE_T_MAX / 4 || body_size > PY_SSIZE_T_MAX / 4) {
         return NULL;
     }
-    PyObject *reference = args[0], *status = args[1], *headers = args[2], *extra = args[3];
-    Py_ssize_t total = -1;
-    if (PyList_Check(headers) && PyBytes_Check(extra)) {
-        total = head_size(status, headers, extra);
-    }
+    Py_ssize_t total = head_size(status, headers, extra_size + body_size);
     if (total == -2) {
         return PyErr_NoMemory();
     }
     if (total < 0) {  /* not the plain shape: the reference says what it makes of it */
-        return PyObject_CallFunctionObjArgs(reference, status, headers, extra, NULL);
+        return NULL;
     }
     /* Nothing from here runs Python code: the list and its strs cannot change while the
        GIL is held, and every copy is checked against the room left all the same. */
@@ -531,8 +531,9 @@ encode_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
             PUT(k == 0 ? ": " : "\r\n", 2);
         }
     }
-    PUT(PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra));
+    PUT(extra, extra_size);
     PUT("\r\n", 2);
+    PUT(body, body_size);
 #undef PUT
     if (out != end) {
         goto overflow;
@@ -542,6 +543,26 @@ overflow:
     Py_DECREF(head);
     PyErr_SetString(PyExc_RuntimeError, "encode_head: the head changed while it was written");
     return NULL;
+}
+
+static PyObject *
+encode_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode_head(reference, status, headers, extra)");
+        return NULL;
+    }
+    PyObject *reference = args[0], *status = args[1], *headers = args[2], *extra = args[3];
+    PyObject *head = NULL;
+    if (PyBytes_Check(extra)) {
+        head = native_head(status, headers, PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra),
+                           "", 0);
+    }
+    if (head != NULL || PyErr_Occurred()) {
+        return head;
+    }
+    /* not the plain shape: the reference says what it makes of it */
+    return PyObject_CallFunctionObjArgs(reference, status, headers, extra, NULL);
 }
 
 PyMethodDef native_wsgi_methods[] = {

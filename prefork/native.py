@@ -1,8 +1,10 @@
 """The native engine's per-field code: the compiled core's, bound to the references'.
 
 prefork._native has in C the callbacks llhttp makes for each field of a request head
-(_native_http.c: HeadFields, twin of prefork.http.fields.HeadFields) and the per-field
-loops of the environ and of the response head (_native_wsgi.c). They take the
+(_native_http.c: HeadFields, twin of prefork.http.fields.HeadFields), the per-field
+loops of the environ and of the response head (_native_wsgi.c), and the app's call with
+the single-item response nearly every app gives (_native_exchange.c, twin of
+wsgi.Exchange.run). They take the
 references' caches, error classes and fallbacks as their first arguments; this module
 binds them, so that both engines share one header-name cache and one set of rules, and
 any case the C code does not decide itself is decided by the Python reference. Imported
@@ -13,21 +15,29 @@ shared by all pool threads.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from prefork import _native, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
+from prefork.loader import WSGIApp
+
+_exchange_run = partial(_native.exchange_run, wsgi._SERVER_FIELDS)
 
 
 class NativeExchange(wsgi.Exchange):
-    """wsgi.Exchange with the response head's loops in C (same results, by test)."""
+    """wsgi.Exchange with the response head's loops in C, and the app's call and a
+    single-item response too (_native_exchange.c); the same results, by test."""
 
     __slots__ = ()
     fields = staticmethod(partial(_native.response_fields, response._NAMES,
                                   response.header_name))
     encode = staticmethod(partial(_native.encode_head, response.encode_head))
+
+    def run(self, app: WSGIApp, environ: dict[str, Any]) -> None:
+        _exchange_run(self, app, environ)  # anything but a one-item list: self.respond()
 
 
 # A request's environ: made in C for an origin-form target, else by the reference.

@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
@@ -353,7 +353,11 @@ class Exchange:
         return True
 
     def run(self, app: WSGIApp, environ: dict[str, Any]) -> None:
-        result = app(environ, self.start_response)
+        """Call the app and send its response (prefork.native's does it in C)."""
+        self.respond(app(environ, self.start_response))
+
+    def respond(self, result: Iterable[bytes]) -> None:
+        """Send what the app returned, then close it (PEP 3333)."""
         try:
             if type(result) is list and len(result) == 1 and not self.head_sent:
                 data = result[0]

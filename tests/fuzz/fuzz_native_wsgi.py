@@ -1,6 +1,6 @@
 """Coverage-guided, differential fuzzing of the compiled core's per-field code
-(prefork/_native_http.c, _native_wsgi.c) against the Python references, under
-AddressSanitizer (atheris; not in CI). Built and run as fuzz_native.py says, with this
+(prefork/_native_http.c, _native_wsgi.c, _native_exchange.c) against the Python
+references, under AddressSanitizer (atheris; not in CI). Built and run as fuzz_native.py says, with this
 file instead:
 
     LD_PRELOAD=... ASAN_OPTIONS=detect_leaks=0 NATIVE_SO=/tmp/native-asan/prefork/_native*.so \\
@@ -10,7 +10,10 @@ Each input becomes a request's header fields (any bytes, names that repeat in an
 an app's response header list (items of every shape: tuples of str of any code point,
 ints, bytes, lists, wrong lengths; Content-Length and Connection values of any text) and a
 status line. build_environ, response_fields and encode_head must each give what the
-reference gives: the same value and environ, or the same exception type and text. Then
+reference gives: the same value and environ, or the same exception type and text; an
+exchange whose app gives that status, that list and a body (GET or HEAD, HTTP/1.1 or 1.0,
+keep-alive or not, a send that fails or not) sends the same bytes and ends in the same
+state in both engines. Then
 the input's remaining bytes, cut where it says, go to two RequestParsers, one on each
 HeadFields, at tight limits: the same requests, the same error. ASan reports any read
 or write outside a buffer.
@@ -18,6 +21,7 @@ or write outside a buffer.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -108,10 +112,45 @@ def test_one(data: bytes) -> None:
     c = outcome(lambda: native.NativeExchange.encode(status, items, extra))  # type: ignore[arg-type]
     assert p == c, (p, c)
 
+    body = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40))
+    how = (fdp.PickValueInList(["GET", "HEAD"]), fdp.PickValueInList(["1.1", "1.0"]),
+           fdp.ConsumeBool(), fdp.ConsumeBool())
+    assert exchange(wsgi.Exchange, status, items, body, how) == \
+        exchange(native.NativeExchange, status, items, body, how)
+
     cuts = sorted(fdp.ConsumeIntInRange(0, 300) for _ in range(fdp.ConsumeIntInRange(0, 4)))
     raw = fdp.ConsumeBytes(fdp.remaining_bytes())
     assert parse(HeadFields, wsgi.build_environ, raw, cuts) == \
         parse(native.head_fields, native.build_environ, raw, cuts)
+
+
+class Sink:
+    def __init__(self, fail: bool) -> None:
+        self.sent: list[bytes] = []
+        self.fail = fail
+
+    def send(self, data: bytes) -> None:
+        if self.fail:
+            raise OSError("gone")
+        self.sent.append(bytes(data))
+
+
+def exchange(kind: Any, status: str, items: list[object], body: bytes,
+             how: tuple[str, str, bool, bool]) -> tuple[Any, ...]:
+    """One exchange (wsgi.Exchange.run, or the compiled exchange_run): an app that gives
+    `status` and `items` to start_response and returns [body]."""
+    req = Request(0, [])
+    req.method, req.version, keep_alive, fail = how
+    out = Sink(fail)
+    ex = kind(out, req, keep_alive)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, list(items))
+        return [body]
+
+    result = outcome(lambda: ex.run(app, {}))
+    sent = re.sub(rb"Date: [^\r]*\r\n", b"", b"".join(out.sent))  # it may be a second later
+    return result, sent, ex.head_sent, ex.sent, ex.keep_alive, ex.length, ex.code
 
 
 BASES = [wsgi.base_environ("h", "80", "", True), wsgi.base_environ("h", "80", "/a", True)]
