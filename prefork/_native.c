@@ -286,7 +286,7 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0 ||
-        PyType_Ready(&HeadFieldsType) < 0) {
+        PyType_Ready(&HeadFieldsType) < 0 || PyType_Ready(&ExchangeType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&native_module);
@@ -296,6 +296,7 @@ PyInit__native(void)
     if (PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
         PyModule_AddObjectRef(module, "HeadFields", (PyObject *)&HeadFieldsType) < 0 ||
+        PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
         PyModule_AddFunctions(module, native_exchange_methods) < 0) {

@@ -8,6 +8,12 @@
 /* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 
+/* _native_wsgi.c: response_fields' work on an app's header list (`names`: the name cache,
+   `check`: response.header_name for a miss). 0 with *length (a new reference: None or
+   the Content-Length), *has_connection and *close set; -1 with an exception set. */
+int native_response_fields(PyObject *names, PyObject *check, PyObject *headers,
+                           PyObject **length, int *has_connection, int *close);
+
 /* _native_wsgi.c: a response head's bytes ("HTTP/1.1 " status, the fields, `extra`, the
    blank line) followed by `body`, in one new bytes object. NULL with no exception set
    when a part is not of the plain shape (a list of (str, str) tuples of characters up to
@@ -15,8 +21,10 @@ extern PyMethodDef native_wsgi_methods[];
 PyObject *native_head(PyObject *status, PyObject *headers, const char *extra,
                       Py_ssize_t extra_size, const char *body, Py_ssize_t body_size);
 
-/* _native_exchange.c: exchange_run, http_date. */
+/* _native_exchange.c: the Exchange type (twin of wsgi.Exchange's state, start_response
+   and run), bind_exchange, http_date. */
 extern PyMethodDef native_exchange_methods[];
+extern PyTypeObject ExchangeType;
 
 /* _native_http.c: HeadFields, llhttp's callbacks for a request head. */
 extern PyTypeObject HeadFieldsType;

@@ -23,9 +23,28 @@ def response_fields(names: dict[str, str], check: Callable[[object, object], str
 def encode_head(reference: Callable[[str, list[tuple[str, str]], bytes], bytes], status: str,
                 headers: list[tuple[str, str]], extra: bytes, /) -> bytes: ...
 
-# _native_exchange.c: the app called and a single-item response sent (bound by native.py).
-def exchange_run(server_fields: bytes, ex: Any, app: Callable[..., Any],
-                 environ: dict[str, Any], /) -> None: ...
+# _native_exchange.c: an exchange's state, start_response and run (NativeExchange in
+# native.py adds the reference's other methods).
+class Exchange:
+    out: Any
+    status: str | None
+    headers: list[tuple[str, str]]
+    length: int | None
+    guard: Any
+    code: int
+    sent: int
+    head_only: bool
+    version10: bool
+    keep_alive: bool
+    head_sent: bool
+    chunked: bool
+    def __init__(self, out: Any, req: Any, keep_alive: bool, guarded: bool = False) -> None: ...
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]: ...
+    def run(self, app: Callable[..., Any], environ: dict[str, Any], /) -> None: ...
+def bind_exchange(status_codes: dict[str, int], start_response: Callable[..., Any],
+                  names: dict[str, str], check: Callable[[object, object], str],
+                  server_fields: bytes, allocate_lock: Callable[[], Any], /) -> None: ...
 def http_date(seconds: int, /) -> bytes: ...
 
 # _native_http.c: llhttp's callbacks for a request head (bound by prefork/native.py).

@@ -363,14 +363,10 @@ says_close(PyObject *value)
     return found;
 }
 
-static PyObject *
-response_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+int
+native_response_fields(PyObject *names, PyObject *check, PyObject *headers,
+                       PyObject **length_out, int *has_connection_out, int *close_out)
 {
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "response_fields(names: dict, check, headers: list)");
-        return NULL;
-    }
-    PyObject *names = args[0], *check = args[1], *headers = args[2];
     PyObject *length = Py_NewRef(Py_None);
     int has_connection = 0, close = 0;
     /* The list is the app's: `check` (Python) could change it, so each item is taken with
@@ -428,6 +424,25 @@ response_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     fail:
         Py_DECREF(item);
         Py_DECREF(length);
+        return -1;
+    }
+    *length_out = length;
+    *has_connection_out = has_connection;
+    *close_out = close;
+    return 0;
+}
+
+static PyObject *
+response_fields(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "response_fields(names: dict, check, headers: list)");
+        return NULL;
+    }
+    PyObject *length;
+    int has_connection, close;
+    if (native_response_fields(args[0], args[1], args[2], &length, &has_connection,
+                               &close) < 0) {
         return NULL;
     }
     PyObject *result = Py_BuildValue("(OOO)", length, has_connection ? Py_True : Py_False,

@@ -15,7 +15,7 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from prefork.config import HttpEngine
 from prefork.errors import ConfigError
@@ -80,6 +80,9 @@ def choose(setting: HttpEngine) -> Engine:
                               "or python") from None
         return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
     from prefork import native
+    # NativeExchange has Exchange's attributes and methods (tests/unit/
+    # test_native_exchange.py), not its class: its state lives in a C type.
+    exchange = cast("type[Exchange]", native.NativeExchange)
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
-                  _native.Sock, _native.EpollCtl, native.NativeExchange, native.build_environ,
+                  _native.Sock, _native.EpollCtl, exchange, native.build_environ,
                   native.head_fields)

@@ -14,30 +14,38 @@ shared by all pool threads.
 
 from __future__ import annotations
 
+import threading
 from functools import partial
-from typing import Any
 
 from prefork import _native, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
-from prefork.loader import WSGIApp
 
-_exchange_run = partial(_native.exchange_run, wsgi._SERVER_FIELDS)
+_native.bind_exchange(response._STATUS_CODES, wsgi.Exchange.start_response, response._NAMES,
+                      response.header_name, wsgi._SERVER_FIELDS, threading.Lock)
+
+_REFERENCE = wsgi.Exchange
 
 
-class NativeExchange(wsgi.Exchange):
-    """wsgi.Exchange with the response head's loops in C, and the app's call and a
-    single-item response too (_native_exchange.c); the same results, by test."""
+class NativeExchange(_native.Exchange):
+    """wsgi.Exchange with its state in C fields, start_response and run in C for the
+    common cases (_native_exchange.c), the response head's loops in C; everything else
+    is the reference's own code, which works on these fields by their names. The same
+    results, by test."""
 
     __slots__ = ()
     fields = staticmethod(partial(_native.response_fields, response._NAMES,
                                   response.header_name))
     encode = staticmethod(partial(_native.encode_head, response.encode_head))
-
-    def run(self, app: WSGIApp, environ: dict[str, Any]) -> None:
-        _exchange_run(self, app, environ)  # anything but a one-item list: self.respond()
+    time_out = _REFERENCE.time_out
+    _head = _REFERENCE._head
+    _frame = _REFERENCE._frame
+    write = _REFERENCE.write
+    finish = _REFERENCE.finish
+    send_file = _REFERENCE.send_file
+    respond = _REFERENCE.respond
 
 
 # A request's environ: made in C for an origin-form target, else by the reference.

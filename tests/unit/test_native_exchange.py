@@ -57,10 +57,15 @@ class Closing(list):  # type: ignore[type-arg]
 def make_app(spec: dict[str, Any], log: list[str]) -> Callable[..., Any]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         write = None
-        if spec["start"]:
+        if spec["start"] == "keywords":
+            write = start_response(status=spec["status"], headers=list(spec["headers"]),
+                                   exc_info=None)
+        elif spec["start"]:
             write = start_response(spec["status"], list(spec["headers"]))
-        if spec["again"]:
+        if spec["again"] == "exc_info":
             start_response("500 Oops", [], (ValueError, ValueError("x"), None))
+        elif spec["again"]:  # a second call without exc_info: an error (PEP 3333)
+            start_response("200 OK", [])
         if spec["write"] is not None and write is not None:
             write(spec["write"])
         if spec["raise_"]:
@@ -114,7 +119,8 @@ bodies = st.lists(st.one_of(st.binary(max_size=20), st.just(b"Hello, world!"),
                             st.binary(max_size=20).map(bytearray), st.just("text"),
                             st.just(1)), max_size=3)
 specs = st.fixed_dictionaries({
-    "start": st.booleans(), "status": statuses, "headers": fields, "again": st.booleans(),
+    "start": st.sampled_from([True, True, False, "keywords"]), "status": statuses,
+    "headers": fields, "again": st.sampled_from([False, False, "exc_info", "plain"]),
     "write": st.one_of(st.none(), st.just(b"early"), st.just(b"")),
     "raise_": st.booleans(), "body": bodies,
     "shape": st.sampled_from(["list", "list", "list", "tuple", "closing", "generator",
