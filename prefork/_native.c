@@ -74,6 +74,20 @@ init_fd(PyObject *args, PyObject *kwds, char *name, int *fd)
     return fd_from(fd_obj, fd);
 }
 
+int
+native_intern_all(PyObject **objs, const char *const *text, int count)
+{
+    if (objs[count - 1] != NULL) {
+        return 0;
+    }
+    for (int i = 0; i < count; i++) {
+        if (objs[i] == NULL && (objs[i] = PyUnicode_InternFromString(text[i])) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* errno after a failed call -> the OSError subclass socket.socket would raise. A signal
    handler that raised (EINTR on the main thread) has set its own exception already. */
 static PyObject *

@@ -5,6 +5,10 @@
 
 #include <Python.h>
 
+/* _native.c: each of `count` strs interned into objs[i] (once: a filled table is left as
+   it is; the objects live as long as the process). 0, or -1 with an exception set. */
+int native_intern_all(PyObject **objs, const char *const *text, int count);
+
 /* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 

@@ -55,15 +55,7 @@ static PyObject *attr[A_COUNT];  /* interned once, kept for the process's life *
 static int
 attrs_ready(void)
 {
-    if (attr[A_COUNT - 1] != NULL) {
-        return 0;
-    }
-    for (int i = 0; i < A_COUNT; i++) {
-        if (attr[i] == NULL && (attr[i] = PyUnicode_InternFromString(attr_text[i])) == NULL) {
-            return -1;
-        }
-    }
-    return 0;
+    return native_intern_all(attr, attr_text, A_COUNT);
 }
 
 /* ---- the Date line ------------------------------------------------------------------- */

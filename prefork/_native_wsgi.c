@@ -166,15 +166,7 @@ static PyObject *key_obj[K_COUNT];  /* interned once, kept for the process's lif
 static int
 keys_ready(void)
 {
-    if (key_obj[K_COUNT - 1] != NULL) {
-        return 0;
-    }
-    for (int i = 0; i < K_COUNT; i++) {
-        if (key_obj[i] == NULL && (key_obj[i] = PyUnicode_InternFromString(key_text[i])) == NULL) {
-            return -1;
-        }
-    }
-    return 0;
+    return native_intern_all(key_obj, key_text, K_COUNT);
 }
 
 /* The request attributes build_environ reads, each a new reference (or NULL: error). */
