@@ -27,8 +27,8 @@
  *
  * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
  * head), _native_wsgi.c (the per-field loops of the WSGI adapter: environ, response
- * head) and _native_exchange.c (the app called and a single-item response sent);
- * _native.h declares what they share.
+ * head) and _native_exchange.c (an exchange's state as a C type, its start_response and
+ * run); _native.h declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */

@@ -2,12 +2,12 @@
 
 prefork._native has in C the callbacks llhttp makes for each field of a request head
 (_native_http.c: HeadFields, twin of prefork.http.fields.HeadFields), the per-field
-loops of the environ and of the response head (_native_wsgi.c), and the app's call with
-the single-item response nearly every app gives (_native_exchange.c, twin of
-wsgi.Exchange.run). They take the
-references' caches, error classes and fallbacks as their first arguments; this module
-binds them, so that both engines share one header-name cache and one set of rules, and
-any case the C code does not decide itself is decided by the Python reference. Imported
+loops of the environ and of the response head (_native_wsgi.c), and the exchange: its
+state as a C type, with start_response and run (the app's single-item response) as twins
+of wsgi.Exchange's (_native_exchange.c). They take the references' caches, error classes
+and fallbacks as their first arguments (or from bind_exchange, once); this module binds
+them, so that both engines share one header-name cache and one set of rules, and any
+case the C code does not decide itself is decided by the Python reference. Imported
 only when the compiled core is (engine.choose); the objects here are immutable and
 shared by all pool threads.
 """

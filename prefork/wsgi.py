@@ -187,10 +187,14 @@ def build_environ(
 
 
 class Exchange:
-    """Runs the app for one request and frames its response onto an Output."""
+    """Runs the app for one request and frames its response onto an Output.
 
-    # The per-field loops, the Python engine's; prefork.native's subclass has the compiled
-    # core's (the same results, by test).
+    The reference: prefork.native.NativeExchange keeps these fields in a C type under the
+    same names and takes this class's methods, all but start_response and run, whose C
+    twins decide the common cases and call these for the rest (the same results, by
+    test). A field added here must be added there too."""
+
+    # The per-field loops, the Python engine's; NativeExchange has the compiled core's.
     fields = staticmethod(response_fields)
     encode = staticmethod(encode_head)
 

@@ -246,3 +246,16 @@ def test_no_reference_is_leaked() -> None:
             run(native.NativeExchange, spec)
     gc.collect()
     assert [sys.getrefcount(o) for o in objects] == before
+
+
+def test_the_c_type_has_every_field_and_method_of_the_reference() -> None:
+    """NativeExchange is not a wsgi.Exchange subclass: its fields are a C type's and its
+    methods the reference's, by name. A field or method added to one must be in the other."""
+    members = {name for name, value in vars(_native.Exchange).items()
+               if type(value).__name__ == "member_descriptor"}
+    assert members == set(wsgi.Exchange.__slots__)
+    methods = {name for name, value in vars(wsgi.Exchange).items()
+               if callable(value) or isinstance(value, staticmethod)} - {"__init__"}
+    assert methods <= set(dir(native.NativeExchange))
+    for name in methods - {"start_response", "run", "fields", "encode"}:
+        assert getattr(native.NativeExchange, name) is getattr(wsgi.Exchange, name), name
