@@ -195,8 +195,7 @@ def test_exchange_run_writes_the_head_and_body_at_once(
     spec = {**COMMON, "headers": headers, "body": [body], "version": version,
             "keep_alive": keep_alive}
     error, sent, sends, _log, state = run(native.NativeExchange, spec)
-    assert (error, sent, sends) == (None, expect.replace(b"prefork", wsgi._SERVER_FIELDS[8:-2]),
-                                    1)
+    assert (error, sent, sends) == (None, expect, 1)
     assert state[STATE.index("head_sent")] is True
     long_body = len(body) > 5 and ("Content-Length", "5") in headers
     assert state[STATE.index("keep_alive")] is (keep_alive and not long_body
@@ -214,8 +213,6 @@ def test_http_date_is_the_references_format() -> None:
 def test_the_date_sent_is_the_current_second() -> None:
     spec = {**COMMON, "headers": [], "body": [b"x"]}
     before = int(time.time())
-    out = run(native.NativeExchange, {**spec})[1]
-    assert out  # the Date line was replaced by the comparison's placeholder: check it raw
     req = Request(0, [])
     req.method, req.version = "GET", "1.1"
     sink = Out(None)
