@@ -35,6 +35,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <structmember.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -84,6 +86,33 @@ native_intern_all(PyObject **objs, const char *const *text, int count)
         if (objs[i] == NULL && (objs[i] = PyUnicode_InternFromString(text[i])) == NULL) {
             return -1;
         }
+    }
+    return 0;
+}
+
+int
+native_bind_slots(PyObject *cls, const char *const *names, Py_ssize_t *offsets, int count)
+{
+    if (!PyType_Check(cls) || !(((PyTypeObject *)cls)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyErr_SetString(PyExc_TypeError, "expected a class defined in Python");
+        return -1;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    for (int i = 0; i < count; i++) {
+        PyObject *d = PyDict_GetItemString(type->tp_dict, names[i]);  /* borrowed */
+        PyMemberDef *m = NULL;
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+            ((PyDescrObject *)d)->d_type == type) {
+            m = ((PyMemberDescrObject *)d)->d_member;
+        }
+        if (m == NULL || m->type != T_OBJECT_EX || (m->flags & READONLY) ||
+            m->offset < (Py_ssize_t)sizeof(PyObject) ||
+            m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ field of its own",
+                         type->tp_name, names[i]);
+            return -1;
+        }
+        offsets[i] = m->offset;
     }
     return 0;
 }
@@ -313,6 +342,7 @@ PyInit__native(void)
         PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
+        PyModule_AddFunctions(module, native_http_methods) < 0 ||
         PyModule_AddFunctions(module, native_exchange_methods) < 0) {
         Py_DECREF(module);
         return NULL;

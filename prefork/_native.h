@@ -9,6 +9,24 @@
    it is; the objects live as long as the process). 0, or -1 with an exception set. */
 int native_intern_all(PyObject **objs, const char *const *text, int count);
 
+/* _native.c: the offsets of a Python class's own __slots__ fields (`names`), checked to
+   be plain object fields inside its instances, so that C reads and writes them where
+   CPython's own specialised attribute access does. Valid only for an object whose type
+   is exactly `cls` (check Py_IS_TYPE first). 0, or -1 with an exception set. */
+int native_bind_slots(PyObject *cls, const char *const *names, Py_ssize_t *offsets,
+                      int count);
+
+/* A field at such an offset: borrowed (NULL when unset), and replaced (`value` stolen). */
+#define NATIVE_SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+static inline void
+native_slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject **field = (PyObject **)((char *)obj + offset);
+    PyObject *old = *field;
+    *field = value;
+    Py_XDECREF(old);
+}
+
 /* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 
@@ -30,7 +48,8 @@ PyObject *native_head(PyObject *status, PyObject *headers, const char *extra,
 extern PyMethodDef native_exchange_methods[];
 extern PyTypeObject ExchangeType;
 
-/* _native_http.c: HeadFields, llhttp's callbacks for a request head. */
+/* _native_http.c: HeadFields, llhttp's callbacks for a request head; bind_parser. */
 extern PyTypeObject HeadFieldsType;
+extern PyMethodDef native_http_methods[];
 
 #endif

@@ -62,6 +62,7 @@ class HeadFields:
     te: bytes | None
     connection: bytes | None
     content_length: int | None
+    parser: Any  # the RequestParser whose heads end here (on_headers_complete)
     def __init__(self, forbidden: frozenset[bytes], good_hosts: set[bytes],
                  bad_request: type[Exception],
                  too_large: type[Exception], uri_too_long: type[Exception],
@@ -71,6 +72,9 @@ class HeadFields:
     def on_header(self, name: bytes, value: bytes, /) -> None: ...
     def origin_head(self, version: str, method: bytes, /
                     ) -> tuple[str, str, bytes, bool] | None: ...
+    def on_headers_complete(self) -> None: ...
+def bind_parser(parser: type, request: type, body: type,
+                on_headers_complete: Callable[[Any], None], /) -> None: ...
 def build_environ(reference: Callable[[Any, dict[str, Any], str, str], dict[str, Any]],
                   keys: dict[bytes, str], singletons: frozenset[str],
                   key_of: Callable[[bytes], str], req: Any, base: dict[str, Any],

@@ -23,6 +23,16 @@
  *       values it validated), keep-alive from the version and the Connection tokens.
  *       Returns (version, method, target, keep_alive), or None: the parser then judges
  *       the head in Python, as it does every head of the Python engine.
+ *   on_headers_complete()
+ *       the twin of the parser's own (RequestParser.on_headers_complete), which httptools
+ *       calls instead of it: a head origin_head's rules find common, with no Upgrade and
+ *       no Content-Length over the body limit, ends here: its Request and Body are made
+ *       and their fields set, and the parser's state (the request under way, the counts)
+ *       is set, all through the classes' __slots__ offsets (bind_parser binds the classes
+ *       and checks their fields; the parser is checked to be exactly that class and the
+ *       owner of these fields before any is touched). Any other head goes to the
+ *       reference before anything is changed, so that the reference alone ends, judges
+ *       and refuses it.
  *
  * Its errors are the prefork.errors classes given to the constructor (prefork/native.py
  * binds them and the parser's Host cache), with the reference's words.
@@ -57,6 +67,7 @@ typedef struct {
     PyObject *forbidden;       /* the names refused in a trailer (a frozenset of bytes) */
     PyObject *good_hosts;      /* Host values the parser has found valid (its cache, a set) */
     PyObject *bad_request, *too_large, *uri_too_long;  /* prefork.errors classes */
+    PyObject *parser;          /* the RequestParser whose head ends here, or NULL */
 } HeadFieldsObject;
 
 /* Raise `cls(text)`, text formatted by PyUnicode_FromFormat (an ASCII format). */
@@ -372,8 +383,46 @@ connection_says(PyObject *connection, int otherwise)
 
 /* The common head, judged here: HTTP/1.1 or 1.0, an origin-form target ("/...", no
    fragment), not CONNECT, no Transfer-Encoding, the Host fields the version wants and a
-   Host value the parser has validated before. Returns (version, method, target,
-   keep_alive); None for any other head, which the parser judges in Python. */
+   Host value the parser has validated before. 1 with *http11, *keep_alive and *target
+   (borrowed) set; 0 for any other head, which the parser judges in Python; -1 with an
+   exception set. */
+static int
+judge_origin(HeadFieldsObject *self, PyObject *version, PyObject *method, int *http11,
+             int *keep_alive, PyObject **target)
+{
+    *http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
+    if ((!*http11 && PyUnicode_CompareWithASCIIString(version, "1.0") != 0) ||
+        self->te != Py_None || (*http11 ? self->hosts != 1 : self->hosts > 1) ||
+        PyList_GET_SIZE(self->url) != 1) {
+        return 0;
+    }
+    *target = PyList_GET_ITEM(self->url, 0);  /* on_url appended bytes only */
+    const char *t = PyBytes_AS_STRING(*target);
+    Py_ssize_t n = PyBytes_GET_SIZE(*target);
+    const char *m = PyBytes_AS_STRING(method);
+    Py_ssize_t method_len = PyBytes_GET_SIZE(method);
+    if (n == 0 || t[0] != '/' || memchr(t, '#', (size_t)n) != NULL ||
+        (method_len == 7 && memcmp(m, "CONNECT", 7) == 0)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < method_len; i++) {
+        if ((unsigned char)m[i] >= 0x80) {
+            return 0;  /* the reference's decode("ascii") says what that is */
+        }
+    }
+    if (self->host != Py_None) {
+        int good = PySet_Contains(self->good_hosts, self->host);
+        if (good <= 0) {
+            return good;  /* not validated yet: the parser validates (and remembers) */
+        }
+    }
+    *keep_alive = *http11;
+    if (self->connection != Py_None) {
+        *keep_alive = connection_says(self->connection, *keep_alive);
+    }
+    return 1;
+}
+
 static PyObject *
 HeadFields_origin_head(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -384,49 +433,221 @@ HeadFields_origin_head(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_TypeError, "origin_head(version: str, method: bytes)");
         return NULL;
     }
-    PyObject *version = args[0], *method = args[1];
-    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
-    if ((!http11 && PyUnicode_CompareWithASCIIString(version, "1.0") != 0) ||
-        self->te != Py_None || (http11 ? self->hosts != 1 : self->hosts > 1) ||
-        PyList_GET_SIZE(self->url) != 1) {
-        Py_RETURN_NONE;
+    PyObject *version = args[0], *method = args[1], *target;
+    int http11, keep_alive;
+    int common = judge_origin(self, version, method, &http11, &keep_alive, &target);
+    if (common <= 0) {
+        return common < 0 ? NULL : Py_NewRef(Py_None);
     }
-    PyObject *target = PyList_GET_ITEM(self->url, 0);  /* on_url appended bytes only */
-    const char *t = PyBytes_AS_STRING(target);
-    Py_ssize_t n = PyBytes_GET_SIZE(target);
-    const char *m = PyBytes_AS_STRING(method);
-    Py_ssize_t method_len = PyBytes_GET_SIZE(method);
-    if (n == 0 || t[0] != '/' || memchr(t, '#', (size_t)n) != NULL ||
-        (method_len == 7 && memcmp(m, "CONNECT", 7) == 0)) {
-        Py_RETURN_NONE;
-    }
-    for (Py_ssize_t i = 0; i < method_len; i++) {
-        if ((unsigned char)m[i] >= 0x80) {
-            Py_RETURN_NONE;  /* the reference's decode("ascii") says what that is */
-        }
-    }
-    if (self->host != Py_None) {
-        int good = PySet_Contains(self->good_hosts, self->host);
-        if (good < 0) {
-            return NULL;
-        }
-        if (!good) {
-            Py_RETURN_NONE;  /* not validated yet: the parser validates (and remembers) */
-        }
-    }
-    int keep_alive = http11;
-    if (self->connection != Py_None) {
-        keep_alive = connection_says(self->connection, keep_alive);
-    }
-    PyObject *method_text = PyUnicode_DecodeASCII(m, method_len, NULL);
+    PyObject *method_text = PyUnicode_DecodeASCII(PyBytes_AS_STRING(method),
+                                                  PyBytes_GET_SIZE(method), NULL);
     if (method_text == NULL) {
         return NULL;
     }
-    PyObject *head = Py_BuildValue("(ONOO)", version, method_text, target,
-                                   keep_alive ? Py_True : Py_False);
-    return head;
+    return Py_BuildValue("(ONOO)", version, method_text, target,
+                         keep_alive ? Py_True : Py_False);
 }
 
+/* ---- the end of a head: RequestParser.on_headers_complete's twin ----------------------- */
+
+/* What bind_parser binds: the parser's classes (prefork/http/parser.py, request.py), their
+   fields' offsets, and the reference for every head this code does not end itself. */
+enum { P_FIELDS, P_PARSER, P_REQ, P_LEAD, P_HEAD_BYTES, P_CHUNKS, P_READY, P_MAX_BODY,
+       P_COUNT };
+static const char *const parser_slots[P_COUNT] = {
+    "_fields", "_parser", "_req", "_lead", "_head_bytes", "_chunks", "ready", "_max_body"};
+enum { R_METHOD, R_TARGET, R_VERSION, R_HEADERS, R_KEEP_ALIVE, R_CONTENT_LENGTH,
+       R_CHUNKED, R_EXPECT_CONTINUE, R_UPGRADE, R_AUTHORITY, R_PATH_QUERY, R_BODY,
+       R_COUNT };
+static const char *const request_slots[R_COUNT] = {
+    "method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
+    "expect_continue", "upgrade", "authority", "path_query", "body"};
+enum { B_BUF, B_POS, B_COMPLETE, B_FILL, B_LIMIT, B_RECEIVED, B_COUNT };
+static const char *const body_slots[B_COUNT] = {
+    "_buf", "_pos", "complete", "fill", "limit", "received"};
+
+static struct {
+    PyObject *parser_cls, *request_cls, *body_cls, *reference;
+    Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
+} bound;
+
+/* Interned texts: llhttp's method names (a request's method, shared, not decoded anew for
+   each request) and the names of the httptools methods called. */
+enum { S_GET, S_HEAD, S_POST, S_PUT, S_DELETE, S_OPTIONS, S_PATCH, S_METHODS,
+       S_HTTP_VERSION = S_METHODS, S_GET_METHOD, S_SHOULD_UPGRADE, S_APPEND, S_V11, S_V10,
+       S_COUNT };
+static const char *const texts[S_COUNT] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
+    "get_http_version", "get_method", "should_upgrade", "append", "1.1", "1.0"};
+static PyObject *text_objs[S_COUNT];
+
+static PyObject *
+bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_parser(RequestParser, Request, Body, on_headers_complete)");
+        return NULL;
+    }
+    Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
+    if (native_bind_slots(args[0], parser_slots, parser, P_COUNT) < 0 ||
+        native_bind_slots(args[1], request_slots, request, R_COUNT) < 0 ||
+        native_bind_slots(args[2], body_slots, body, B_COUNT) < 0 ||
+        native_intern_all(text_objs, texts, S_COUNT) < 0) {
+        return NULL;
+    }
+    memcpy(bound.parser, parser, sizeof parser);
+    memcpy(bound.request, request, sizeof request);
+    memcpy(bound.body, body, sizeof body);
+    Py_XSETREF(bound.parser_cls, Py_NewRef(args[0]));
+    Py_XSETREF(bound.request_cls, Py_NewRef(args[1]));
+    Py_XSETREF(bound.body_cls, Py_NewRef(args[2]));
+    Py_XSETREF(bound.reference, Py_NewRef(args[3]));
+    Py_RETURN_NONE;
+}
+
+/* A new instance of a bound class, every field unset (NULL) until the caller sets it. */
+static PyObject *
+blank(PyObject *cls)
+{
+    PyTypeObject *type = (PyTypeObject *)cls;
+    return type->tp_alloc(type, 0);
+}
+
+static PyObject *
+method_text(PyObject *method)
+{
+    const char *m = PyBytes_AS_STRING(method);
+    Py_ssize_t n = PyBytes_GET_SIZE(method);
+    for (int i = 0; i < S_METHODS; i++) {
+        if ((size_t)n == strlen(texts[i]) && memcmp(m, texts[i], (size_t)n) == 0) {
+            return Py_NewRef(text_objs[i]);
+        }
+    }
+    return PyUnicode_DecodeASCII(m, n, NULL);
+}
+
+/* The new Request and its Body, as Request(max_body, headers, content_length,
+   expect_continue) makes them, with the judged head's version, method, target and
+   keep_alive (a new reference, or NULL with an exception set). */
+static PyObject *
+new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *method,
+            PyObject *target, int keep_alive)
+{
+    const Py_ssize_t *r = bound.request, *b = bound.body;
+    PyObject *body = blank(bound.body_cls), *req = NULL;
+    PyObject *buf = PyByteArray_FromStringAndSize(NULL, 0);
+    PyObject *text = method_text(method);
+    if (body == NULL || buf == NULL || text == NULL ||
+        (req = blank(bound.request_cls)) == NULL) {
+        Py_XDECREF(body);
+        Py_XDECREF(buf);
+        Py_XDECREF(text);
+        return NULL;
+    }
+    PyObject *length = self->content_length;
+    int empty = length == Py_None || !PyObject_IsTrue(length);  /* an int: cannot fail */
+    native_slot_set(body, b[B_BUF], buf);
+    native_slot_set(body, b[B_POS], PyLong_FromLong(0));
+    native_slot_set(body, b[B_COMPLETE], Py_NewRef(empty ? Py_True : Py_False));
+    native_slot_set(body, b[B_RECEIVED], PyLong_FromLong(0));
+    native_slot_set(body, b[B_LIMIT], Py_NewRef(max_body));
+    native_slot_set(body, b[B_FILL], Py_NewRef(Py_None));
+    native_slot_set(req, r[R_METHOD], text);
+    native_slot_set(req, r[R_TARGET], Py_NewRef(target));
+    native_slot_set(req, r[R_VERSION], Py_NewRef(text_objs[http11 ? S_V11 : S_V10]));
+    native_slot_set(req, r[R_HEADERS], Py_NewRef(self->headers));
+    native_slot_set(req, r[R_KEEP_ALIVE], Py_NewRef(keep_alive ? Py_True : Py_False));
+    native_slot_set(req, r[R_CONTENT_LENGTH], Py_NewRef(length));
+    native_slot_set(req, r[R_CHUNKED], Py_NewRef(Py_False));
+    /* RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 is ignored. */
+    native_slot_set(req, r[R_EXPECT_CONTINUE],
+                    Py_NewRef(http11 && self->expect_continue ? Py_True : Py_False));
+    native_slot_set(req, r[R_UPGRADE], Py_NewRef(Py_False));
+    native_slot_set(req, r[R_AUTHORITY], Py_NewRef(Py_None));
+    native_slot_set(req, r[R_PATH_QUERY], PyBytes_FromStringAndSize(NULL, 0));
+    native_slot_set(req, r[R_BODY], body);
+    return req;
+}
+
+/* llhttp has read a whole head (httptools calls this, GIL held): the parser's
+   on_headers_complete for a head judge_origin finds common, with no Upgrade and no
+   Content-Length over the body limit; any other head goes to the reference before
+   anything is changed, so that it alone decides (and refuses) those. */
+static PyObject *
+HeadFields_on_headers_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *parser = self->parser;
+    if (unready(self)) {
+        return NULL;
+    }
+    if (parser == NULL || bound.parser_cls == NULL ||
+        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
+        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "on_headers_complete: not bound to this head's RequestParser");
+        return NULL;
+    }
+    const Py_ssize_t *p = bound.parser;
+    PyObject *llhttp = NATIVE_SLOT(parser, p[P_PARSER]);
+    PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
+    PyObject *max_body = NATIVE_SLOT(parser, p[P_MAX_BODY]);
+    if (llhttp == NULL || ready == NULL || max_body == NULL || !PyLong_Check(max_body)) {
+        return PyObject_CallOneArg(bound.reference, parser);
+    }
+    PyObject *version = NULL, *method = NULL, *upgrade = NULL, *req = NULL, *target;
+    int http11, keep_alive, common = -1;
+    version = PyObject_CallMethodNoArgs(llhttp, text_objs[S_HTTP_VERSION]);
+    if (version == NULL || !PyUnicode_Check(version) ||
+        (method = PyObject_CallMethodNoArgs(llhttp, text_objs[S_GET_METHOD])) == NULL ||
+        !PyBytes_Check(method) ||
+        (common = judge_origin(self, version, method, &http11, &keep_alive, &target)) <= 0 ||
+        (upgrade = PyObject_CallMethodNoArgs(llhttp, text_objs[S_SHOULD_UPGRADE])) == NULL ||
+        upgrade != Py_False) {
+        goto reference;
+    }
+    PyObject *length = self->content_length;
+    if (length != Py_None) {
+        int zero = PyObject_Not(max_body);
+        int over = zero ? 0 : PyObject_RichCompareBool(length, max_body, Py_GT);
+        if (zero < 0 || over != 0) {
+            common = over < 0 ? -1 : 0;
+            goto reference;  /* 413 before the body is read: the reference says it */
+        }
+    }
+    req = new_request(self, max_body, http11, method, target, keep_alive);
+    if (req == NULL) {
+        goto failed;
+    }
+    self->in_head = 0;
+    Py_INCREF(req);
+    native_slot_set(parser, p[P_REQ], req);
+    native_slot_set(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0));
+    native_slot_set(parser, p[P_HEAD_BYTES], PyLong_FromLong(0));
+    native_slot_set(parser, p[P_CHUNKS], PyLong_FromLong(0));
+    PyObject *appended = PyObject_CallMethodOneArg(ready, text_objs[S_APPEND], req);
+    Py_DECREF(req);
+    Py_XDECREF(appended);
+    Py_DECREF(version);
+    Py_DECREF(method);
+    Py_DECREF(upgrade);
+    return appended == NULL ? NULL : Py_NewRef(Py_None);
+reference:
+    if (common >= 0 && !PyErr_Occurred()) {
+        Py_XDECREF(version);
+        Py_XDECREF(method);
+        Py_XDECREF(upgrade);
+        return PyObject_CallOneArg(bound.reference, parser);
+    }
+failed:
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "httptools returned an unexpected type");
+    }
+    Py_XDECREF(version);
+    Py_XDECREF(method);
+    Py_XDECREF(upgrade);
+    return NULL;
+}
 static int
 HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
 {
@@ -441,6 +662,7 @@ HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->bad_request);
     Py_VISIT(self->too_large);
     Py_VISIT(self->uri_too_long);
+    Py_VISIT(self->parser);
     return 0;
 }
 
@@ -458,6 +680,7 @@ HeadFields_clear(HeadFieldsObject *self)
     Py_CLEAR(self->bad_request);
     Py_CLEAR(self->too_large);
     Py_CLEAR(self->uri_too_long);
+    Py_CLEAR(self->parser);
     return 0;
 }
 
@@ -477,6 +700,16 @@ static PyMethodDef HeadFields_methods[] = {
      "A field line: checked, noted and kept (or a trailer's, checked and dropped)."},
     {"origin_head", (PyCFunction)(void (*)(void))HeadFields_origin_head, METH_FASTCALL,
      "origin_head(version, method) -> (version, method, target, keep_alive) | None"},
+    {"on_headers_complete", (PyCFunction)HeadFields_on_headers_complete, METH_NOARGS,
+     "The head is complete: a common head ends here, any other in the reference "
+     "(RequestParser.on_headers_complete) of `parser`."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyMethodDef native_http_methods[] = {
+    {"bind_parser", (PyCFunction)(void (*)(void))bind_parser, METH_FASTCALL,
+     "bind_parser(RequestParser, Request, Body, on_headers_complete): the classes whose "
+     "fields HeadFields.on_headers_complete sets, and the reference it defers to."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -496,6 +729,7 @@ static PyMemberDef HeadFields_members[] = {
     MEMBER(te, T_OBJECT, READONLY),
     MEMBER(connection, T_OBJECT, READONLY),
     MEMBER(content_length, T_OBJECT, READONLY),
+    MEMBER(parser, T_OBJECT, 0),  /* set by the RequestParser, cleared by its close() */
     {NULL, 0, 0, 0, NULL},
 };
 #undef MEMBER

@@ -19,7 +19,7 @@ from functools import partial
 
 from prefork import _native, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
-from prefork.http import parser, response
+from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
 
@@ -27,6 +27,11 @@ _native.bind_exchange(response._STATUS_CODES, wsgi.Exchange.start_response, resp
                       response.header_name, wsgi._SERVER_FIELDS, threading.Lock)
 
 _REFERENCE = wsgi.Exchange
+
+# HeadFields.on_headers_complete ends a common head in C, setting these classes' fields
+# (by their __slots__ offsets); any other head goes to the parser's own method.
+_native.bind_parser(parser.RequestParser, request.Request, request.Body,
+                    parser.RequestParser.on_headers_complete)
 
 
 class NativeExchange(_native.Exchange):

@@ -32,7 +32,9 @@ The checks made field by field as llhttp reads a head (the target's length, the 
 and size of fields, a second Transfer-Encoding, forbidden trailer fields) and the notes of
 the framing fields are `fields.HeadFields`'; this module judges the complete head. The
 native engine gives the parser the compiled twin of HeadFields, which also judges the
-common head itself (`origin_head`); any other head is judged here.
+common head itself (`origin_head`) and ends it (`on_headers_complete`, called by llhttp
+instead of this module's: it makes the Request in C); any other head is judged and
+ended here.
 
 Touched by one thread at a time: the pool thread that owns the connection.
 """
@@ -43,7 +45,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -163,6 +165,16 @@ OriginHead = Callable[[str, bytes], "tuple[str, str, bytes, bool] | None"]
 FieldsFactory = Callable[[int, int, int], Fields]
 
 
+class EndsHead(Protocol):
+    """Fields that also end a head (prefork._native.HeadFields): llhttp calls their
+    on_headers_complete, which ends a common head itself and hands any other to
+    `parser`'s (the reference)."""
+
+    parser: RequestParser | None
+
+    def on_headers_complete(self) -> None: ...
+
+
 class _Callbacks:
     """What llhttp (httptools) calls back: the head's start, target and fields go to the
     Fields, the rest to the parser. httptools looks each up once, when it is made."""
@@ -174,7 +186,8 @@ class _Callbacks:
         self.on_message_begin = fields.on_message_begin
         self.on_url = fields.on_url
         self.on_header = fields.on_header
-        self.on_headers_complete = parser.on_headers_complete
+        self.on_headers_complete = getattr(fields, "on_headers_complete",
+                                           parser.on_headers_complete)
         self.on_chunk_header = parser.on_chunk_header
         self.on_body = parser.on_body
         self.on_message_complete = parser.on_message_complete
@@ -204,6 +217,8 @@ class RequestParser:
                               limits.limit_request_field_size)
         # The native engine's fields judge a common head in C; the reference's do not.
         self._origin_head: OriginHead | None = getattr(self._fields, "origin_head", None)
+        if hasattr(self._fields, "on_headers_complete"):
+            cast(EndsHead, self._fields).parser = self
         self._head_limit = limits.head_limit
         self._max_body = limits.max_body
         self._framing_limit = limits.framing_limit
@@ -225,11 +240,14 @@ class RequestParser:
                                               lenient_version=True)
 
     def close(self) -> None:
-        """No more bytes: break the cycle with llhttp's parser (it holds our callbacks), so
-        that both are freed at once, not later by the cyclic garbage collector."""
+        """No more bytes: break the cycles with llhttp's parser (it holds our callbacks)
+        and with fields that end heads (they hold this parser), so that all are freed at
+        once, not later by the cyclic garbage collector."""
         self.stopped = True
         if hasattr(self, "_parser"):
             del self._parser
+        if hasattr(self._fields, "on_headers_complete"):
+            cast(EndsHead, self._fields).parser = None
 
     @property
     def idle(self) -> bool:

@@ -15,7 +15,8 @@ exchange whose app gives that status, that list and a body (GET or HEAD, HTTP/1.
 keep-alive or not, a send that fails or not) sends the same bytes and ends in the same
 state in both engines. Then
 the input's remaining bytes, cut where it says, go to two RequestParsers, one on each
-HeadFields, at tight limits: the same requests, the same error. ASan reports any read
+HeadFields (the compiled one also ends common heads: on_headers_complete), at tight
+limits: the same requests (every field, the body's too), the same error and state. ASan reports any read
 or write outside a buffer.
 """
 
@@ -43,7 +44,8 @@ with atheris.instrument_imports():
     from prefork.http.request import Request
 
 LIMITS = ParserLimits(limit_request_line=40, limit_request_fields=6,
-                      limit_request_field_size=60, head_limit=400, framing_limit=200)
+                      limit_request_field_size=60, head_limit=400, framing_limit=200,
+                      max_body=30)
 
 NAMES = [b"Host", b"Cookie", b"cookie", b"Accept", b"X_Under", b"Content-Type",
          b"content-length", b"Authorization", b"X-A"]
@@ -166,11 +168,14 @@ def parse(fields: Any, build: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ..
         start = end
     seen = [(r.method, r.target, r.version, r.headers, r.keep_alive, r.content_length,
              r.chunked, r.expect_continue, r.upgrade, r.authority, r.path_query,
+             type(r), r.body.limit, r.body.received, r.body.complete, r.body.fill,
              outcome(r.body.read) if r.body.complete else None,
              [outcome(lambda r=r, b=b: environ_of(build, r, b)) for b in BASES])
             for r in parser.ready]
     error = parser.error
-    return seen, (type(error).__name__, str(error)) if error else None, parser.idle
+    state = (parser.idle, parser.stopped, parser._head_bytes, parser._chunks, parser._lead)
+    parser.close()
+    return seen, (type(error).__name__, str(error)) if error else None, state
 
 
 def stand_in(fields: list[tuple[bytes, bytes]]) -> Request:

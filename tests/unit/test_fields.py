@@ -6,10 +6,17 @@
    with the framing names in any case, the head ending, trailer fields) leaves both with
    the same notes, and each call returns or raises alike (type and words).
 2. The same bytes, cut into the same pieces, give two RequestParsers (one per HeadFields)
-   the same requests (every attribute a request has, and its body) and the same error."""
+   the same requests (every field of a request and of its body, and the body's bytes),
+   the same error and the same state after each piece. The compiled twin also ends a
+   common head itself (on_headers_complete, setting the Request's fields in C); which
+   heads it ends and which it hands to the reference is checked too."""
 
 from __future__ import annotations
 
+import gc
+import sys
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +25,7 @@ from hypothesis import strategies as st
 
 from prefork.http.fields import HeadFields
 from prefork.http.parser import FieldsFactory, ParserLimits, RequestParser
+from prefork.http.request import Body, Request
 from tests.unit.test_parser_properties import mutations, requests
 
 native = pytest.importorskip("prefork.native")
@@ -86,28 +94,41 @@ def test_the_twin_checks_what_it_is_given() -> None:
         native._native.HeadFields.__new__(native._native.HeadFields).on_header(b"a", b"b")
 
 
-REQUEST_ATTRS = ("method", "target", "version", "headers", "keep_alive", "content_length",
-                 "chunked", "expect_continue", "upgrade", "authority", "path_query")
+REQUEST_ATTRS = tuple(a for a in Request.__slots__ if a != "body")
+BODY_ATTRS = tuple(a for a in Body.__slots__ if a not in ("_buf", "_pos"))
+PARSER_STATE = ("stopped", "idle", "_head_bytes", "_chunks", "_lead", "_sniffing")
+
+
+def state(parser: RequestParser) -> tuple[Any, ...]:
+    """What the parser keeps between pieces (not the Request under way: see parse)."""
+    return (*(getattr(parser, a) for a in PARSER_STATE), len(parser.ready),
+            None if parser._req is None else any(r is parser._req for r in parser.ready))
 
 
 def parse(fields: FieldsFactory, data: bytes, pieces: list[int], limits: ParserLimits
-          ) -> tuple[list[tuple[Any, ...]], Any, bool]:
+          ) -> tuple[list[tuple[Any, ...]], Any, list[tuple[Any, ...]]]:
     parser = RequestParser(limits, fields)
     start = 0
+    states = []
     for cut in [*sorted(pieces), len(data)]:
         end = max(start, min(cut, len(data)))
         parser.feed(data[start:end])
+        states.append(state(parser))
         start = end
     seen = []
     for req in parser.ready:
+        fields_of_body = tuple(getattr(req.body, a) for a in BODY_ATTRS)
         body = call(req.body.read) if req.body.complete else ("incomplete", None)
-        seen.append((*(getattr(req, a) for a in REQUEST_ATTRS), body))
+        seen.append((type(req), *(getattr(req, a) for a in REQUEST_ATTRS), fields_of_body,
+                     body))
     error = (type(parser.error).__name__, str(parser.error)) if parser.error else None
-    return seen, error, parser.idle
+    parser.close()
+    return seen, error, states
 
 
 LIMITS = [ParserLimits(), ParserLimits(limit_request_line=12, limit_request_fields=2,
-                                       limit_request_field_size=24, head_limit=80)]
+                                       limit_request_field_size=24, head_limit=80),
+          ParserLimits(max_body=2)]
 CASES = [
     b"GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: a\r\nConnection: close\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
@@ -131,7 +152,107 @@ CASES = [
     b"POST /a HTTP/1.1\r\nHost: h\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabGET /c HTTP/1.1\r\n"
     b"Host: h\r\n\r\n",
+    # what the compiled twin ends itself (on_headers_complete), and what it hands over
+    b"PUT /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\nHEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"PATCH /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+    b"PROPFIND /a HTTP/1.1\r\nHost: h\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"DELETE /a HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+    b"GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"CONNECT h:1 HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
 ]
+
+
+class Recorder:
+    """The reference on_headers_complete, counting the heads handed to it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, parser: RequestParser) -> None:
+        self.calls += 1
+        RequestParser.on_headers_complete(parser)
+
+
+@pytest.fixture
+def handed_over() -> Iterator[Recorder]:
+    """The compiled on_headers_complete bound to a Recorder for one test."""
+    recorder = Recorder()
+    native._native.bind_parser(RequestParser, Request, Body, recorder)
+    try:
+        yield recorder
+    finally:
+        native._native.bind_parser(RequestParser, Request, Body,
+                                   RequestParser.on_headers_complete)
+
+
+@pytest.mark.parametrize(("data", "max_body", "handed"), [
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", 0, 0),
+    (b"GET / HTTP/1.0\r\n\r\nGET /b?c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0, 0),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", 2, 0),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 2, 1),  # 413
+    (b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 0, 1),  # absolute-form
+    (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n", 0, 1),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 1),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", 0, 1),  # 400
+])
+def test_which_heads_end_in_c(handed_over: Recorder, data: bytes, max_body: int,
+                              handed: int) -> None:
+    limits = ParserLimits(max_body=max_body)
+    for host in (b"127.0.0.1:8080", b"x"):  # the Host cache: validated once, by the reference
+        RequestParser(limits, HeadFields).feed(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    handed_over.calls = 0
+    parser = RequestParser(limits, native.head_fields)
+    parser.feed(data)
+    assert handed_over.calls == handed
+    assert parse(HeadFields, data, [], limits) == parse(native.head_fields, data, [], limits)
+
+
+def test_a_host_not_validated_yet_goes_to_the_reference(handed_over: Recorder) -> None:
+    host = f"h{uuid.uuid4().hex}.example".encode()
+    data = b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+    for handed in (1, 1):  # validated (and remembered) by the reference, then ended in C
+        parser = RequestParser(ParserLimits(), native.head_fields)
+        parser.feed(data)
+        assert handed_over.calls == handed and parser.ready[0].target == b"/"
+
+
+def test_the_end_of_a_head_refuses_what_is_not_its_parser() -> None:
+    fields = native.head_fields(100, 10, 100)
+    with pytest.raises(RuntimeError):
+        fields.on_headers_complete()  # bound to no parser: refuses, never crashes
+    other = RequestParser(ParserLimits(), native.head_fields)
+    fields.parser = other  # not the parser whose fields these are
+    with pytest.raises(RuntimeError):
+        fields.on_headers_complete()
+    with pytest.raises(TypeError):
+        native._native.bind_parser(RequestParser, Request, dict, RequestParser.on_headers_complete)
+    other.close()
+    assert fields.parser is other and other._fields.parser is None
+
+
+def test_a_parser_closed_frees_its_requests() -> None:
+    """The C code's references: every object it makes or keeps is released (the Request
+    and Body it makes, the values it stores in them and in the parser)."""
+    data = b"GET /r HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
+    target_probe = [b"/r"]
+    def run() -> None:
+        for _ in range(200):
+            parser = RequestParser(ParserLimits(), native.head_fields)
+            parser.feed(data)
+            req = parser.ready.popleft()
+            target_probe.append(req.target)
+            del target_probe[-1]
+            parser.close()
+    run()
+    gc.collect()
+    singletons = [True, False, None, b"", "GET", "1.1", 0]
+    before = [sys.getrefcount(o) for o in singletons]
+    objects = len(gc.get_objects())
+    run()
+    gc.collect()
+    assert [sys.getrefcount(o) for o in singletons] == before
+    assert len(gc.get_objects()) <= objects
 
 
 @pytest.mark.parametrize("data", CASES)
