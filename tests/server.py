@@ -121,10 +121,17 @@ class Server:
     # -- processes -------------------------------------------------------------------------
     def worker_pids(self) -> set[int]:
         try:
-            return {p.pid for p in psutil.Process(self.pid).children()
-                    if p.status() != psutil.STATUS_ZOMBIE}
+            children = psutil.Process(self.pid).children()
         except psutil.NoSuchProcess:
             return set()
+        pids = set()
+        for child in children:
+            try:  # a child may exit between the listing and this look (a failed start)
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    pids.add(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return pids
 
     def tree_pids(self) -> set[int]:
         return {self.pid} | self.worker_pids()
