@@ -26,9 +26,10 @@
  * tests/fuzz/fuzz_native.py drives them under AddressSanitizer.
  *
  * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
- * head), _native_wsgi.c (the per-field loops of the WSGI adapter: environ, response
- * head) and _native_exchange.c (an exchange's state as a C type, its start_response and
- * run); _native.h declares what they share.
+ * head, and the end of a head), _native_wsgi.c (the per-field loops of the WSGI adapter:
+ * environ, response head), _native_exchange.c (an exchange's state as a C type, its
+ * start_response and run) and _native_conn.c (a connection's serve_one); _native.h
+ * declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -142,17 +143,10 @@ Sock_init(SockObject *self, PyObject *args, PyObject *kwds)
     return init_fd(args, kwds, "fd", &self->fd);
 }
 
+/* recv(size) on the descriptor, MSG_DONTWAIT: the bytes, or NULL with the OSError set. */
 static PyObject *
-Sock_recv(SockObject *self, PyObject *arg)
+recv_bytes(SockObject *self, Py_ssize_t size)
 {
-    Py_ssize_t size = PyLong_AsSsize_t(arg);
-    if (size == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (size < 0) {
-        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
-        return NULL;
-    }
     if (size == 0) {
         /* As socket.recv(0): nothing asked, nothing read (no system call, no EAGAIN). */
         return PyBytes_FromStringAndSize(NULL, 0);
@@ -177,6 +171,20 @@ Sock_recv(SockObject *self, PyObject *arg)
         return NULL;  /* buf was freed and set to NULL by _PyBytes_Resize */
     }
     return buf;
+}
+
+static PyObject *
+Sock_recv(SockObject *self, PyObject *arg)
+{
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    return recv_bytes(self, size);
 }
 
 static PyObject *
@@ -242,6 +250,22 @@ static PyTypeObject SockType = {
     .tp_repr = (reprfunc)Sock_repr,
     .tp_methods = Sock_methods,
 };
+
+PyObject *
+native_sock_recv(PyObject *sock, Py_ssize_t size)
+{
+    if (!Py_IS_TYPE(sock, &SockType) || size < 0) {
+        PyErr_SetString(PyExc_TypeError, "native_sock_recv: not a Sock");
+        return NULL;
+    }
+    return recv_bytes((SockObject *)sock, size);
+}
+
+int
+native_is_sock(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, &SockType);
+}
 
 /* ---- EpollCtl ------------------------------------------------------------------------- */
 
@@ -343,6 +367,7 @@ PyInit__native(void)
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
         PyModule_AddFunctions(module, native_http_methods) < 0 ||
+        PyModule_AddFunctions(module, native_conn_methods) < 0 ||
         PyModule_AddFunctions(module, native_exchange_methods) < 0) {
         Py_DECREF(module);
         return NULL;

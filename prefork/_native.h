@@ -27,6 +27,14 @@ native_slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
     Py_XDECREF(old);
 }
 
+/* _native.c: Sock.recv(size) for C callers (NULL with the OSError set: BlockingIOError
+   when nothing is there), and whether an object is a Sock. */
+PyObject *native_sock_recv(PyObject *sock, Py_ssize_t size);
+int native_is_sock(PyObject *obj);
+
+/* _native_http.c: a HeadFields' in_head (-1: not a HeadFields). */
+int native_fields_in_head(PyObject *fields);
+
 /* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 
@@ -47,6 +55,17 @@ PyObject *native_head(PyObject *status, PyObject *headers, const char *extra,
    and run), bind_exchange, http_date. */
 extern PyMethodDef native_exchange_methods[];
 extern PyTypeObject ExchangeType;
+
+/* _native_exchange.c, for C callers: a new exchange of type `cls` (Exchange or a
+   subclass), as cls(out, req, keep_alive, guarded) makes it; its run(app, environ); its
+   keep_alive (-1: not an Exchange). */
+PyObject *native_exchange_new(PyObject *cls, PyObject *out, PyObject *req, int keep_alive,
+                              int guarded);
+PyObject *native_exchange_run(PyObject *self, PyObject *app, PyObject *environ);
+int native_exchange_keep_alive(PyObject *self);
+
+/* _native_conn.c: serve_one (Connection.serve_one's twin) and bind_connection. */
+extern PyMethodDef native_conn_methods[];
 
 /* _native_http.c: HeadFields, llhttp's callbacks for a request head; bind_parser. */
 extern PyTypeObject HeadFieldsType;

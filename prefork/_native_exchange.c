@@ -131,14 +131,11 @@ typedef struct {
     char head_only, version10, keep_alive, head_sent, chunked;
 } Exchange;
 
+/* What __init__(out, req, keep_alive, guarded) sets. */
 static int
-exchange_init(Exchange *self, PyObject *args, PyObject *kwds)
+exchange_setup(Exchange *self, PyObject *out, PyObject *req, int keep_alive, int guarded)
 {
-    static char *kwlist[] = {"out", "req", "keep_alive", "guarded", NULL};
-    PyObject *out, *req;
-    int keep_alive, guarded = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOp|p", kwlist, &out, &req, &keep_alive,
-                                     &guarded) || attrs_ready() < 0) {
+    if (attrs_ready() < 0) {
         return -1;
     }
     PyObject *method = PyObject_GetAttr(req, attr[A_METHOD]);
@@ -179,6 +176,34 @@ exchange_init(Exchange *self, PyObject *args, PyObject *kwds)
     self->keep_alive = (char)keep_alive;
     self->head_sent = self->chunked = 0;
     return 0;
+}
+
+static int
+exchange_init(Exchange *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"out", "req", "keep_alive", "guarded", NULL};
+    PyObject *out, *req;
+    int keep_alive, guarded = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOp|p", kwlist, &out, &req, &keep_alive,
+                                     &guarded)) {
+        return -1;
+    }
+    return exchange_setup(self, out, req, keep_alive, guarded);
+}
+
+PyObject *
+native_exchange_new(PyObject *cls, PyObject *out, PyObject *req, int keep_alive, int guarded)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &ExchangeType)) {
+        PyErr_SetString(PyExc_TypeError, "not an Exchange type");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self != NULL && exchange_setup((Exchange *)self, out, req, keep_alive, guarded) < 0) {
+        Py_CLEAR(self);
+    }
+    return self;
 }
 
 static int
@@ -420,6 +445,23 @@ exchange_run(Exchange *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+PyObject *
+native_exchange_run(PyObject *self, PyObject *app, PyObject *environ)
+{
+    if (!PyObject_TypeCheck(self, &ExchangeType)) {
+        PyErr_SetString(PyExc_TypeError, "not an Exchange");
+        return NULL;
+    }
+    PyObject *args[2] = {app, environ};
+    return exchange_run((Exchange *)self, args, 2);
+}
+
+int
+native_exchange_keep_alive(PyObject *self)
+{
+    return PyObject_TypeCheck(self, &ExchangeType) ? ((Exchange *)self)->keep_alive : -1;
 }
 
 static PyMethodDef exchange_methods[] = {

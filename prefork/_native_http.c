@@ -706,6 +706,12 @@ static PyMethodDef HeadFields_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+int
+native_fields_in_head(PyObject *fields)
+{
+    return Py_IS_TYPE(fields, &HeadFieldsType) ? ((HeadFieldsObject *)fields)->in_head : -1;
+}
+
 PyMethodDef native_http_methods[] = {
     {"bind_parser", (PyCFunction)(void (*)(void))bind_parser, METH_FASTCALL,
      "bind_parser(RequestParser, Request, Body, on_headers_complete): the classes whose "

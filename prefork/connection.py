@@ -28,6 +28,12 @@ closes it.
 
 Sockets are non-blocking; waits use poll() with their own deadlines (body_timeout,
 send_timeout), so no settimeout() system call is needed per request.
+
+This is the reference. The native engine wakes a parked connection through a compiled
+twin of on_ready, serve, settle and serve_one (prefork/_native_conn.c, by the engine's
+on_ready and serve_one), which reads and writes these same fields and hands every case it
+does not decide itself to the methods here; tests/unit/test_native_conn.py holds them
+alike.
 """
 
 from __future__ import annotations
@@ -319,10 +325,11 @@ class Connection:
     def serve(self) -> Next:
         """Answer every complete request; leave unsent output to EPOLLOUT; then settle."""
         parser = self.parser
+        serve_one = self.ctx.engine.serve_one or _serve_one  # native: _native_conn.c
         while self.end is KEEP:
             if parser.ready:
                 req = parser.ready.popleft()
-                if not self.serve_one(req):
+                if not serve_one(self, req):
                     clean = (parser.idle and not parser.ready and parser.error is None
                              and req.body.complete)
                     self.end = END_CLEAN if clean else END_LINGER
@@ -550,3 +557,7 @@ class Connection:
         self.parser.close()
         self.io.close()  # the native engine's forgets the descriptor before it is reused
         self.sock.close()
+
+
+# The reference's serve_one, where the engine has no compiled twin (the Python engine).
+_serve_one = Connection.serve_one

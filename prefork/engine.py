@@ -15,7 +15,7 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from prefork.config import HttpEngine
 from prefork.errors import ConfigError
@@ -54,6 +54,10 @@ class Engine:
     exchange: type[Exchange] = Exchange
     build_environ: BuildEnviron = build_environ
     head_fields: FieldsFactory = HeadFields  # llhttp's callbacks for a head's fields
+    # A connection's serve_one(conn, req) and on_ready(conn); None: Connection's own
+    # methods, the reference (the native engine's are prefork/_native_conn.c's).
+    serve_one: Callable[[Any, Any], bool] | None = None
+    on_ready: Callable[[Any], Any] | None = None
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -85,4 +89,4 @@ def choose(setting: HttpEngine) -> Engine:
     exchange = cast("type[Exchange]", native.NativeExchange)
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
-                  native.head_fields)
+                  native.head_fields, _native.serve_one, _native.on_ready)

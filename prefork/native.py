@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from functools import partial
 
-from prefork import _native, wsgi
+from prefork import _native, connection, engine, output, proxy, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
@@ -52,6 +52,21 @@ class NativeExchange(_native.Exchange):
     send_file = _REFERENCE.send_file
     respond = _REFERENCE.respond
 
+
+# Connection.serve_one's twin reads and writes these classes' fields by their offsets;
+# a request it does not serve itself (hooks, static files, timing) goes to the reference.
+_native.bind_connection(connection.Connection, connection.ServerContext, engine.Engine,
+                        request.Request, request.Body, connection.Connection.serve_one,
+                        proxy.apply_forwarded)
+
+# Connection.on_ready's twin, for a PARKED connection: the read, the parser fed, the
+# requests served (serve_one), the connection settled; any other state is the reference's.
+_native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
+                  parser.RequestParser, output.Output,
+                  (connection.PARKED, connection.ACTIVE, connection.WRITING, connection.KEEP,
+                   connection.END_CLEAN, connection.END_LINGER, connection.READ,
+                   connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
+                  connection.RECV_BYTES)
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

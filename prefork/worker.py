@@ -33,6 +33,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,8 @@ class Worker:
         self.ep = select.epoll()  # connections and listeners: the pool threads wait here
         self.engine = engine.choose(config.http_engine)
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
+        # What a connection does when woken: its own on_ready, or the engine's C twin.
+        self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready
         self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
@@ -368,7 +371,7 @@ class Worker:
     def _serve(self, conn: Connection) -> None:
         """Serve a connection the epoll woke us for (the caller has claimed it): it says
         what comes next, and we arm it in the epoll or close it."""
-        self._arm(conn, conn.on_ready())
+        self._arm(conn, self.on_ready(conn))
 
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for the same

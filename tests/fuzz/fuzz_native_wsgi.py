@@ -1,6 +1,6 @@
-"""Coverage-guided, differential fuzzing of the compiled core's per-field code
-(prefork/_native_http.c, _native_wsgi.c, _native_exchange.c) against the Python
-references, under AddressSanitizer (atheris; not in CI). Built and run as fuzz_native.py says, with this
+"""Coverage-guided, differential fuzzing of the compiled core's request path
+(prefork/_native_http.c, _native_wsgi.c, _native_exchange.c, _native_conn.c) against the
+Python references, under AddressSanitizer (atheris; not in CI). Built and run as fuzz_native.py says, with this
 file instead:
 
     LD_PRELOAD=... ASAN_OPTIONS=detect_leaks=0 NATIVE_SO=/tmp/native-asan/prefork/_native*.so \\
@@ -16,13 +16,19 @@ keep-alive or not, a send that fails or not) sends the same bytes and ends in th
 state in both engines. Then
 the input's remaining bytes, cut where it says, go to two RequestParsers, one on each
 HeadFields (the compiled one also ends common heads: on_headers_complete), at tight
-limits: the same requests (every field, the body's too), the same error and state. ASan reports any read
+limits: the same requests (every field, the body's too), the same error and state; and
+to a connection of each engine over a socketpair (the compiled on_ready, serve, settle
+and serve_one), with an app that reads the body or fails: the same answer, bytes and
+state. ASan reports any read
 or write outside a buffer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -38,10 +44,15 @@ prefork._native = asan_native  # type: ignore[attr-defined]
 
 with atheris.instrument_imports():
     from prefork import native, wsgi
+    from prefork.connection import Connection, ServerContext
+    from prefork.engine import choose
     from prefork.http import response
     from prefork.http.fields import HeadFields
     from prefork.http.parser import ParserLimits, RequestParser
     from prefork.http.request import Request
+    from prefork.proxy import Trust
+
+logging.disable(logging.ERROR)  # the app's exceptions are logged by both engines alike
 
 LIMITS = ParserLimits(limit_request_line=40, limit_request_fields=6,
                       limit_request_field_size=60, head_limit=400, framing_limit=200,
@@ -125,6 +136,14 @@ def test_one(data: bytes) -> None:
     assert parse(HeadFields, wsgi.build_environ, raw, cuts) == \
         parse(native.head_fields, native.build_environ, raw, cuts)
 
+    # The same bytes to a connection of each engine (serve_one: _native_conn.c).
+    options = {"keepalive_s": 5.0 if how[2] else 0.0,
+               "max_keepalive_requests": len(cuts), "stopping": how[3],
+               "trust": Trust(("127.0.0.1",), True) if body[:1] > b"m" else None}
+    kind = len(body) % 4
+    assert served(PYTHON_ENGINE, raw, kind, options) == \
+        served(NATIVE_ENGINE, raw, kind, options)
+
 
 class Sink:
     def __init__(self, fail: bool) -> None:
@@ -156,6 +175,41 @@ def exchange(kind: Any, status: str, items: list[object], body: bytes,
 
 
 BASES = [wsgi.base_environ("h", "80", "", True), wsgi.base_environ("h", "80", "/a", True)]
+PYTHON_ENGINE, NATIVE_ENGINE = choose("python"), choose("native")
+
+
+def connection_app(kind: int) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if kind == 0:
+            raise ValueError("the app failed")
+        data = environ["wsgi.input"].read(kind - 1 if kind > 1 else -1)
+        start_response("200 OK", [("X-A", environ.get("HTTP_X_FORWARDED_FOR", "-"))])
+        return [environ["REMOTE_ADDR"].encode(), environ["PATH_INFO"].encode("latin-1"), data]
+    return app
+
+
+def served(engine: Any, raw: bytes, kind: int, options: dict[str, Any]) -> tuple[Any, ...]:
+    """What a connection of this engine answers to `raw` (one wake-up), and its state."""
+    client, server = socket.socketpair()
+    ctx = ServerContext(connection_app(kind), engine=engine, body_timeout_s=0.01,
+                        parser_limits=LIMITS, **options)
+    conn = Connection(server, ("127.0.0.1", "4000"), BASES[0], ctx)
+    try:
+        client.sendall(raw)
+        try:  # woken as its worker wakes it: the engine's on_ready (C) or the reference
+            answer: Any = (engine.on_ready or Connection.on_ready)(conn)
+        except BaseException as exc:  # compared, not handled
+            answer = type(exc).__name__
+        client.setblocking(False)
+        got = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := client.recv(65536):
+                got += chunk
+        got = re.sub(rb"Date: [^\r]*\r\n", b"", got)
+        return answer, got, conn.state, conn.end, conn.served, conn.request, conn.parser.idle
+    finally:
+        conn.close()
+        client.close()
 
 
 def parse(fields: Any, build: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:

@@ -1,0 +1,690 @@
+/*
+ * prefork._native, the connection half: the twins of Connection's request loop.
+ *
+ *   on_ready(conn)
+ *       Connection.on_ready for a PARKED connection with no PROXY header due (its _read):
+ *       recv (the native Sock's, GIL held), the parser fed (its own feed or _feed, in
+ *       Python), and when a request is complete, serve: each complete request served
+ *       (serve_one, below), the parser's error refused (the connection's _refuse), a
+ *       stopped parser ended, unsent output left to EPOLLOUT (WRITING, send_timeout);
+ *       then settle: closed, or parked with the keep-alive or header deadline. A
+ *       connection to linger goes to Connection.settle; any other state, or objects not
+ *       of the bound classes, to Connection.on_ready, whole. Returns what comes next
+ *       (connection.Next).
+ *   serve_one(conn, req)
+ *       One request of a connection, as prefork/connection.py's Connection.serve_one
+ *       serves it (with _begin and _finish): the count and the keep-alive decision, the
+ *       exchange (made in C: native_exchange_new), the worker's begin_request, the
+ *       environ (the engine's build_environ), the forwarded headers (proxy.apply_forwarded,
+ *       when forwarded_allow_ips is set), the app (the exchange's run, in C), an exception
+ *       of the app's or the client's handed to the connection's _failed, then
+ *       end_request; True if the connection may carry another request (the body read to
+ *       its end, else the connection's _ready_for_next decides). Served here when the
+ *       worker has no pre_request or post_request hook, no static mount, no access log or
+ *       metrics (the context's `timed`): any other request, or objects not exactly of
+ *       the bound classes, goes to Connection.serve_one (the reference), whole.
+ *   bind_connection(...)  the classes whose fields this reads and writes (by their
+ *                         __slots__ offsets, native_bind_slots) and the references
+ *
+ * The Python engine's worker wakes a connection with Connection.on_ready, which calls
+ * Connection.serve_one; the native engine's, with these (engine.Engine.on_ready and
+ * serve_one). tests/unit/test_native_conn.py serves the same requests
+ * and apps through both and compares the bytes, the state and the calls.
+ *
+ * Memory safety: no buffer is touched here; every field read is checked for presence
+ * (a field never set is NULL) and every object read from one is checked for its type
+ * before a C-level accessor is used on it.
+ *
+ * Called by the pool thread that owns the connection (GIL held).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <time.h>
+
+#include "_native.h"
+
+enum { C_CTX, C_SERVED, C_REQUEST, C_CONTINUE_SENT, C_OUT, C_BASE, C_REMOTE_ADDR,
+       C_REMOTE_PORT, C_TRUSTED, C_STATE, C_PROXY_STATE, C_IO, C_PARSER, C_DEADLINE, C_END,
+       C_COUNT };
+static const char *const conn_slots[C_COUNT] = {
+    "ctx", "served", "request", "continue_sent", "out", "base", "remote_addr", "remote_port",
+    "trusted", "state", "proxy_state", "io", "parser", "deadline", "end"};
+enum { X_APP, X_KEEPALIVE_S, X_STOPPING, X_MAX_KEEPALIVE, X_ENGINE, X_REQUEST_TIMEOUT_S,
+       X_BEGIN_REQUEST, X_END_REQUEST, X_TRUST, X_PRE_REQUEST, X_STATIC, X_TIMED,
+       X_POST_REQUEST, X_HEADER_TIMEOUT_S, X_SEND_TIMEOUT_S, X_COUNT };
+static const char *const ctx_slots[X_COUNT] = {
+    "app", "keepalive_s", "stopping", "max_keepalive_requests", "engine", "request_timeout_s",
+    "begin_request", "end_request", "trust", "pre_request", "static", "timed",
+    "post_request", "header_timeout_s", "send_timeout_s"};
+enum { E_EXCHANGE, E_BUILD_ENVIRON, E_COUNT };
+static const char *const engine_slots[E_COUNT] = {"exchange", "build_environ"};
+enum { R_KEEP_ALIVE, R_BODY, R_COUNT };
+static const char *const request_slots[R_COUNT] = {"keep_alive", "body"};
+enum { B_COMPLETE, B_FILL, B_COUNT };
+static const char *const body_slots[B_COUNT] = {"complete", "fill"};
+
+enum { P_REQ, P_FIELDS, P_READY, P_ERROR, P_STOPPED, P_FRAMING_LIMIT, P_COUNT };
+static const char *const parser_slots[P_COUNT] = {
+    "_req", "_fields", "ready", "error", "stopped", "_framing_limit"};
+enum { O_QUEUE, O_COUNT };
+static const char *const output_slots[O_COUNT] = {"queue"};
+
+/* The connection module's names (prefork/connection.py), as bind_loop gives them. */
+enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
+       K_CLOSE, K_PROXY_NONE, K_COUNT };
+
+static struct {
+    PyObject *conn_cls, *ctx_cls, *engine_cls, *request_cls, *body_cls;
+    PyObject *reference, *apply_forwarded;
+    Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT],
+        body[B_COUNT];
+    /* bind_loop's */
+    PyObject *on_ready_reference, *settle_reference, *parser_cls, *output_cls;
+    PyObject *k[K_COUNT];
+    Py_ssize_t parser[P_COUNT], output[O_COUNT], recv_bytes;
+} bound;
+
+enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
+       N_COUNT };
+static const char *const names[N_COUNT] = {"fill", "_failed", "_ready_for_next", "feed",
+                                           "_feed", "popleft", "_refuse"};
+static PyObject *name_objs[N_COUNT];
+
+static PyObject *
+bind_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "bind_connection(Connection, ServerContext, Engine, "
+                        "Request, Body, Connection.serve_one, apply_forwarded)");
+        return NULL;
+    }
+    Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT], body[B_COUNT];
+    if (native_bind_slots(args[0], conn_slots, conn, C_COUNT) < 0 ||
+        native_bind_slots(args[1], ctx_slots, ctx, X_COUNT) < 0 ||
+        native_bind_slots(args[2], engine_slots, engine, E_COUNT) < 0 ||
+        native_bind_slots(args[3], request_slots, request, R_COUNT) < 0 ||
+        native_bind_slots(args[4], body_slots, body, B_COUNT) < 0 ||
+        native_intern_all(name_objs, names, N_COUNT) < 0) {
+        return NULL;
+    }
+    memcpy(bound.conn, conn, sizeof conn);
+    memcpy(bound.ctx, ctx, sizeof ctx);
+    memcpy(bound.engine, engine, sizeof engine);
+    memcpy(bound.request, request, sizeof request);
+    memcpy(bound.body, body, sizeof body);
+    PyObject **keep[7] = {&bound.conn_cls, &bound.ctx_cls, &bound.engine_cls,
+                          &bound.request_cls, &bound.body_cls, &bound.reference,
+                          &bound.apply_forwarded};
+    for (int i = 0; i < 7; i++) {
+        Py_XSETREF(*keep[i], Py_NewRef(args[i]));
+    }
+    Py_RETURN_NONE;
+}
+
+/* The exception being raised, taken (with its traceback), or NULL if none is. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise `exc` again (stolen; NULL: nothing). */
+static void
+raise_again(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Connection._finish for a context with no access log, metrics or post_request hook:
+   the body's source detached, the request forgotten, the watchdog told. An exception
+   pending on entry is raised again after, unless this raises its own (which then has
+   it as its context, as a `finally` block gives it). 0, or -1 with an exception set. */
+static int
+finish(PyObject *conn, PyObject *ctx, PyObject *body)
+{
+    PyObject *pending = take_exception();
+    native_slot_set(body, bound.body[B_FILL], Py_NewRef(Py_None));
+    native_slot_set(conn, bound.conn[C_REQUEST], Py_NewRef(Py_None));
+    PyObject *end = NATIVE_SLOT(ctx, bound.ctx[X_END_REQUEST]);
+    PyObject *r = end == NULL ? NULL : PyObject_CallNoArgs(end);
+    if (r == NULL) {
+        if (end == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "ServerContext.end_request is not set");
+        }
+        if (pending != NULL) {
+            PyObject *exc = take_exception();
+            PyException_SetContext(exc, pending);  /* steals `pending` */
+            raise_again(exc);
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    raise_again(pending);
+    return pending == NULL ? 0 : -1;
+}
+
+/* A field of a bound object, required set: borrowed, or NULL with AttributeError. */
+static PyObject *
+field(PyObject *obj, Py_ssize_t offset, const char *name)
+{
+    PyObject *value = NATIVE_SLOT(obj, offset);
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%s' is not set", name);
+    }
+    return value;
+}
+
+/* The request, served with the app's exception caught as `except Exception` catches it:
+   0 served, 1 the app's or the client's exception handed to _failed (the connection
+   then closes), -1 an exception to raise (set). */
+static int
+run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject *exchange)
+{
+    const Py_ssize_t *c = bound.conn;
+    PyObject *build = field(engine, bound.engine[E_BUILD_ENVIRON], "build_environ");
+    PyObject *base = build == NULL ? NULL : field(conn, c[C_BASE], "base");
+    PyObject *addr = base == NULL ? NULL : field(conn, c[C_REMOTE_ADDR], "remote_addr");
+    PyObject *port = addr == NULL ? NULL : field(conn, c[C_REMOTE_PORT], "remote_port");
+    PyObject *app = port == NULL ? NULL : field(ctx, bound.ctx[X_APP], "app");
+    PyObject *trust = app == NULL ? NULL : field(ctx, bound.ctx[X_TRUST], "trust");
+    PyObject *trusted = trust == NULL ? NULL : field(conn, c[C_TRUSTED], "trusted");
+    PyObject *environ = NULL, *r = NULL;
+    if (trusted != NULL) {
+        PyObject *args[4] = {req, base, addr, port};
+        environ = PyObject_Vectorcall(build, args, 4, NULL);
+    }
+    if (environ != NULL && trust != Py_None) {
+        PyObject *args[3] = {environ, trust, trusted};
+        r = PyObject_Vectorcall(bound.apply_forwarded, args, 3, NULL);
+        Py_XSETREF(r, r == NULL ? NULL : native_exchange_run(exchange, app, environ));
+    }
+    else if (environ != NULL) {
+        r = native_exchange_run(exchange, app, environ);
+    }
+    Py_XDECREF(environ);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *exc = take_exception();
+    if (exc == NULL || !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        raise_again(exc);  /* not an Exception (SystemExit, KeyboardInterrupt...) */
+        return -1;
+    }
+    /* except Exception as exc: status = self._failed(req, exchange, exc) */
+    PyObject *handled = PyErr_GetHandledException();
+    PyErr_SetHandledException(exc);
+    PyObject *args[4] = {conn, req, exchange, exc};
+    PyObject *status = PyObject_VectorcallMethod(name_objs[N_FAILED], args,
+                                                 4, NULL);
+    PyErr_SetHandledException(handled);
+    Py_XDECREF(handled);
+    Py_DECREF(exc);
+    if (status == NULL) {
+        return -1;
+    }
+    Py_DECREF(status);
+    return 1;
+}
+
+static PyObject *
+serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "serve_one(conn, req)");
+        return NULL;
+    }
+    if (bound.reference == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_connection() was not called");
+        return NULL;
+    }
+    PyObject *conn = args[0], *req = args[1];
+    const Py_ssize_t *c = bound.conn, *x = bound.ctx;
+    PyObject *ctx = NULL, *engine = NULL, *body = NULL, *cls = NULL;
+    if (Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls) &&
+        Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        ctx = NATIVE_SLOT(conn, c[C_CTX]);
+        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+    }
+    if (ctx != NULL && Py_IS_TYPE(ctx, (PyTypeObject *)bound.ctx_cls)) {
+        engine = NATIVE_SLOT(ctx, x[X_ENGINE]);
+    }
+    if (engine != NULL && Py_IS_TYPE(engine, (PyTypeObject *)bound.engine_cls)) {
+        cls = NATIVE_SLOT(engine, bound.engine[E_EXCHANGE]);
+    }
+    /* The common case only: no hooks, no static mount, not timed; the bound classes. */
+    if (cls == NULL || !PyType_Check(cls) ||
+        !PyType_IsSubtype((PyTypeObject *)cls, &ExchangeType) ||
+        body == NULL || !Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) ||
+        NATIVE_SLOT(ctx, x[X_PRE_REQUEST]) != Py_None ||
+        NATIVE_SLOT(ctx, x[X_POST_REQUEST]) != Py_None ||
+        NATIVE_SLOT(ctx, x[X_STATIC]) != Py_None ||
+        NATIVE_SLOT(ctx, x[X_TIMED]) != Py_False) {
+        return PyObject_Vectorcall(bound.reference, args, 2, NULL);
+    }
+    /* _begin: count it; may the connection carry another after it? */
+    PyObject *served = field(conn, c[C_SERVED], "served");
+    PyObject *keepalive_s = field(ctx, x[X_KEEPALIVE_S], "keepalive_s");
+    PyObject *stopping = field(ctx, x[X_STOPPING], "stopping");
+    PyObject *most = field(ctx, x[X_MAX_KEEPALIVE], "max_keepalive_requests");
+    PyObject *timeout_s = field(ctx, x[X_REQUEST_TIMEOUT_S], "request_timeout_s");
+    PyObject *wants = field(req, bound.request[R_KEEP_ALIVE], "keep_alive");
+    PyObject *out = field(conn, c[C_OUT], "out");
+    PyObject *begin = field(ctx, x[X_BEGIN_REQUEST], "begin_request");
+    PyObject *complete = field(body, bound.body[B_COMPLETE], "complete");
+    if (served == NULL || keepalive_s == NULL || stopping == NULL || most == NULL ||
+        timeout_s == NULL || wants == NULL || out == NULL || begin == NULL ||
+        complete == NULL) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(bound.reference, args, 2, NULL);  /* its own error */
+    }
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *count = PyNumber_Add(served, one);
+    Py_DECREF(one);
+    if (count == NULL) {
+        return NULL;
+    }
+    native_slot_set(conn, c[C_SERVED], count);  /* `served` is gone now; `count` is held */
+    int keep_alive = PyObject_IsTrue(wants);
+    if (keep_alive > 0) {  /* req.keep_alive and ctx.keepalive_s > 0 and ... */
+        PyObject *zero = PyLong_FromLong(0);
+        keep_alive = PyObject_RichCompareBool(keepalive_s, zero, Py_GT);
+        if (keep_alive > 0) {
+            int stop = PyObject_IsTrue(stopping);
+            keep_alive = stop < 0 ? -1 : !stop;
+        }
+        if (keep_alive > 0) {
+            int unlimited = PyObject_RichCompareBool(most, zero, Py_EQ);
+            keep_alive = unlimited != 0 ? unlimited
+                                        : PyObject_RichCompareBool(count, most, Py_LT);
+        }
+        Py_DECREF(zero);
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    int guarded = keep_alive < 0 ? -1 : PyObject_RichCompareBool(timeout_s, zero, Py_GT);
+    Py_DECREF(zero);
+    int incomplete = guarded < 0 ? -1 : PyObject_Not(complete);
+    if (keep_alive < 0 || guarded < 0 || incomplete < 0) {
+        return NULL;
+    }
+    native_slot_set(conn, c[C_REQUEST], Py_NewRef(req));
+    native_slot_set(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False));
+    if (incomplete) {  /* the app may read what has not arrived yet */
+        PyObject *fill = PyObject_GetAttr(conn, name_objs[N_FILL]);
+        if (fill == NULL) {
+            return NULL;
+        }
+        native_slot_set(body, bound.body[B_FILL], fill);
+    }
+    PyObject *exchange = native_exchange_new(cls, out, req, keep_alive, guarded);
+    if (exchange == NULL) {
+        return NULL;
+    }
+    PyObject *call[2] = {req, exchange};
+    PyObject *r = PyObject_Vectorcall(begin, call, 2, NULL);
+    if (r == NULL) {
+        Py_DECREF(exchange);
+        return NULL;
+    }
+    Py_DECREF(r);
+    /* try: ... except Exception: ...; return False  finally: self._finish(...) */
+    int outcome = run_app(conn, ctx, engine, req, exchange);
+    if (finish(conn, ctx, body) < 0 || outcome < 0) {
+        Py_DECREF(exchange);
+        return NULL;
+    }
+    keep_alive = native_exchange_keep_alive(exchange);
+    Py_DECREF(exchange);
+    if (outcome == 1 || keep_alive == 0) {
+        Py_RETURN_FALSE;
+    }
+    /* return exchange.keep_alive and self._ready_for_next(req) */
+    complete = field(body, bound.body[B_COMPLETE], "complete");
+    if (complete == Py_True) {
+        Py_RETURN_TRUE;
+    }
+    PyObject *next[2] = {conn, req};
+    return PyObject_VectorcallMethod(name_objs[N_READY_FOR_NEXT], next,
+                                     2, NULL);
+}
+
+/* ---- the connection's loop: on_ready (PARKED), serve, settle -------------------------- */
+
+static PyObject *
+bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != K_COUNT ||
+        !PyLong_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "bind_loop(Connection.on_ready, Connection.settle, "
+                        "RequestParser, Output, (PARKED, ACTIVE, WRITING, KEEP, END_CLEAN, "
+                        "END_LINGER, READ, WRITE, CLOSE, PROXY_NONE), RECV_BYTES)");
+        return NULL;
+    }
+    Py_ssize_t parser[P_COUNT], output[O_COUNT];
+    Py_ssize_t recv_bytes = PyLong_AsSsize_t(args[5]);
+    if ((recv_bytes <= 0 && !PyErr_Occurred() &&
+         (PyErr_SetString(PyExc_ValueError, "RECV_BYTES must be positive"), 1)) ||
+        PyErr_Occurred() ||
+        native_bind_slots(args[2], parser_slots, parser, P_COUNT) < 0 ||
+        native_bind_slots(args[3], output_slots, output, O_COUNT) < 0) {
+        return NULL;
+    }
+    memcpy(bound.parser, parser, sizeof parser);
+    memcpy(bound.output, output, sizeof output);
+    bound.recv_bytes = recv_bytes;
+    Py_XSETREF(bound.on_ready_reference, Py_NewRef(args[0]));
+    Py_XSETREF(bound.settle_reference, Py_NewRef(args[1]));
+    Py_XSETREF(bound.parser_cls, Py_NewRef(args[2]));
+    Py_XSETREF(bound.output_cls, Py_NewRef(args[3]));
+    for (int i = 0; i < K_COUNT; i++) {
+        Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[4], i)));
+    }
+    Py_RETURN_NONE;
+}
+
+static double
+monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A float field set to now + a context's timeout (a number). 0, or -1 with an error. */
+static int
+set_deadline(PyObject *conn, double now, PyObject *ctx, Py_ssize_t timeout_field)
+{
+    PyObject *timeout = NATIVE_SLOT(ctx, bound.ctx[timeout_field]);
+    double t = timeout == NULL ? -1.0 : PyFloat_AsDouble(timeout);
+    if (timeout == NULL || (t == -1.0 && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_AttributeError, "a timeout of the context is not set");
+        }
+        return -1;
+    }
+    PyObject *deadline = PyFloat_FromDouble(now + t);
+    if (deadline == NULL) {
+        return -1;
+    }
+    native_slot_set(conn, bound.conn[C_DEADLINE], deadline);
+    return 0;
+}
+
+/* RequestParser.idle: no partial request received (1, 0; -1 with an error). */
+static int
+parser_idle(PyObject *parser)
+{
+    PyObject *req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
+    PyObject *fields = NATIVE_SLOT(parser, bound.parser[P_FIELDS]);
+    int in_head = fields == NULL ? -1 : native_fields_in_head(fields);
+    if (req == NULL || in_head < 0) {
+        PyErr_SetString(PyExc_TypeError, "the parser's fields are not the compiled ones");
+        return -1;
+    }
+    return req == Py_None && !in_head;
+}
+
+/* Connection.settle: all output is written; park for the next request, or close. A
+   connection to linger goes to the reference (it shuts the socket's write side). */
+static PyObject *
+settle(PyObject *conn, PyObject *ctx, PyObject *parser)
+{
+    PyObject *end = NATIVE_SLOT(conn, bound.conn[C_END]);
+    if (end == bound.k[K_END_CLEAN]) {
+        return Py_NewRef(bound.k[K_CLOSE]);
+    }
+    if (end != bound.k[K_KEEP]) {
+        return PyObject_CallOneArg(bound.settle_reference, conn);
+    }
+    double now = monotonic();
+    int idle = parser_idle(parser);
+    if (idle < 0) {
+        return NULL;
+    }
+    if (idle) {
+        if (set_deadline(conn, now, ctx, X_KEEPALIVE_S) < 0) {
+            return NULL;
+        }
+    }
+    else {  /* part of the next head is here already */
+        PyObject *deadline = NATIVE_SLOT(conn, bound.conn[C_DEADLINE]);
+        double d = deadline == NULL ? -1.0 : PyFloat_AsDouble(deadline);
+        if (deadline == NULL || (d == -1.0 && PyErr_Occurred())) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError, "'deadline' is not set");
+            }
+            return NULL;
+        }
+        if (d <= now && set_deadline(conn, now, ctx, X_HEADER_TIMEOUT_S) < 0) {
+            return NULL;
+        }
+    }
+    native_slot_set(conn, bound.conn[C_STATE], Py_NewRef(bound.k[K_PARKED]));
+    return Py_NewRef(bound.k[K_READ]);
+}
+
+/* Connection.serve: answer every complete request; leave unsent output to EPOLLOUT;
+   then settle. */
+static PyObject *
+serve(PyObject *conn, PyObject *ctx, PyObject *parser)
+{
+    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    PyObject *out = NATIVE_SLOT(conn, c[C_OUT]);
+    PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
+    if (out == NULL || !Py_IS_TYPE(out, (PyTypeObject *)bound.output_cls) || ready == NULL) {
+        PyErr_SetString(PyExc_TypeError, "serve: the connection's output or queue");
+        return NULL;
+    }
+    while (NATIVE_SLOT(conn, c[C_END]) == bound.k[K_KEEP]) {
+        Py_ssize_t waiting = PyObject_Length(ready);
+        PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
+        PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
+        if (waiting < 0 || error == NULL || stopped == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError, "the parser's state is not set");
+            }
+            return NULL;
+        }
+        if (waiting > 0) {
+            PyObject *req = PyObject_CallMethodNoArgs(ready, name_objs[N_POPLEFT]);
+            if (req == NULL) {
+                return NULL;
+            }
+            PyObject *call[2] = {conn, req};
+            PyObject *ok = serve_one(NULL, call, 2);
+            int keep = ok == NULL ? -1 : PyObject_IsTrue(ok);
+            Py_XDECREF(ok);
+            if (keep < 0) {
+                Py_DECREF(req);
+                return NULL;
+            }
+            if (!keep) {
+                /* clean = parser.idle and not parser.ready and parser.error is None and
+                   req.body.complete */
+                int clean = parser_idle(parser);
+                if (clean > 0) {
+                    Py_ssize_t more = PyObject_Length(ready);
+                    clean = more < 0 ? -1 : more == 0;
+                }
+                if (clean > 0) {
+                    clean = NATIVE_SLOT(parser, p[P_ERROR]) == Py_None;
+                }
+                if (clean > 0) {
+                    PyObject *body = Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)
+                        ? NATIVE_SLOT(req, bound.request[R_BODY]) : NULL;
+                    PyObject *complete = body != NULL &&
+                        Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)
+                        ? NATIVE_SLOT(body, bound.body[B_COMPLETE]) : NULL;
+                    clean = complete == NULL ? -1 : PyObject_IsTrue(complete);
+                    if (complete == NULL && !PyErr_Occurred()) {
+                        PyErr_SetString(PyExc_TypeError, "serve: not a Request");
+                    }
+                }
+                if (clean < 0) {
+                    Py_DECREF(req);
+                    return NULL;
+                }
+                native_slot_set(conn, c[C_END],
+                                Py_NewRef(bound.k[clean ? K_END_CLEAN : K_END_LINGER]));
+            }
+            Py_DECREF(req);
+        }
+        else if (error != Py_None) {
+            PyObject *args[2] = {conn, error};
+            PyObject *r = PyObject_VectorcallMethod(name_objs[N_REFUSE], args, 2, NULL);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        else if (stopped == Py_True) {
+            int idle = parser_idle(parser);
+            if (idle < 0) {
+                return NULL;
+            }
+            native_slot_set(conn, c[C_END],
+                            Py_NewRef(bound.k[idle ? K_END_CLEAN : K_END_LINGER]));
+        }
+        else {
+            /* Wait for the next request, even when the worker is draining (see
+               Connection.serve). */
+            break;
+        }
+        PyObject *queue = NATIVE_SLOT(out, bound.output[O_QUEUE]);
+        Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);
+        if (queued < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError, "'queue' is not set");
+            }
+            return NULL;
+        }
+        if (queued > 0) {  /* the client is slow to read: EPOLLOUT writes the rest */
+            native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_WRITING]));
+            if (set_deadline(conn, monotonic(), ctx, X_SEND_TIMEOUT_S) < 0) {
+                return NULL;
+            }
+            return Py_NewRef(bound.k[K_WRITE]);
+        }
+    }
+    return settle(conn, ctx, parser);
+}
+
+/* Connection.on_ready for a PARKED connection of the native engine (no PROXY header
+   due): read what has arrived, feed the parser, serve what is complete. Any other
+   state, or objects not of the bound classes, go to the reference. */
+static PyObject *
+on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
+{
+    if (bound.on_ready_reference == NULL || bound.reference == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_connection() and bind_loop() were not called");
+        return NULL;
+    }
+    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    PyObject *ctx = NULL, *io = NULL, *parser = NULL, *fields = NULL;
+    if (Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls) &&
+        NATIVE_SLOT(conn, c[C_STATE]) == bound.k[K_PARKED] &&
+        NATIVE_SLOT(conn, c[C_PROXY_STATE]) == bound.k[K_PROXY_NONE]) {
+        ctx = NATIVE_SLOT(conn, c[C_CTX]);
+        io = NATIVE_SLOT(conn, c[C_IO]);
+        parser = NATIVE_SLOT(conn, c[C_PARSER]);
+    }
+    if (parser != NULL && Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls)) {
+        fields = NATIVE_SLOT(parser, p[P_FIELDS]);
+    }
+    if (fields == NULL || native_fields_in_head(fields) < 0 || io == NULL ||
+        !native_is_sock(io) || ctx == NULL || !Py_IS_TYPE(ctx, (PyTypeObject *)bound.ctx_cls) ||
+        NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]) == NULL ||
+        !PyLong_CheckExact(NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]))) {
+        return PyObject_CallOneArg(bound.on_ready_reference, conn);
+    }
+    PyObject *data = native_sock_recv(io, bound.recv_bytes);
+    if (data == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
+            PyErr_Clear();
+            return Py_NewRef(bound.k[K_READ]);
+        }
+        if (PyErr_ExceptionMatches(PyExc_OSError)) {
+            PyErr_Clear();
+            return Py_NewRef(bound.k[K_CLOSE]);
+        }
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(data) == 0) {
+        Py_DECREF(data);
+        return Py_NewRef(bound.k[K_CLOSE]);
+    }
+    int was_idle = parser_idle(parser);
+    if (was_idle < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    /* parser.feed(data): slices above the framing limit are feed()'s; one piece, _feed */
+    Py_ssize_t limit = PyLong_AsSsize_t(NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]));
+    if (limit == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        limit = 0;  /* out of range: feed() decides */
+    }
+    PyObject *args[2] = {parser, data};
+    PyObject *r = PyObject_VectorcallMethod(
+        name_objs[PyBytes_GET_SIZE(data) > limit ? N_FEED : N_UNDER_FEED], args, 2, NULL);
+    Py_DECREF(data);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
+    PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
+    PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
+    Py_ssize_t waiting = ready == NULL ? -1 : PyObject_Length(ready);
+    if (waiting < 0 || error == NULL || stopped == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_AttributeError, "the parser's state is not set");
+        }
+        return NULL;
+    }
+    if (waiting > 0 || error != Py_None || stopped == Py_True) {
+        native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_ACTIVE]));
+        return serve(conn, ctx, parser);
+    }
+    if (was_idle && set_deadline(conn, monotonic(), ctx, X_HEADER_TIMEOUT_S) < 0) {
+        return NULL;  /* a new head has begun: it must complete within header_timeout */
+    }
+    return Py_NewRef(bound.k[K_READ]);
+}
+
+PyMethodDef native_conn_methods[] = {
+    {"on_ready", (PyCFunction)on_ready, METH_O,
+     "on_ready(conn) -> Next: Connection.on_ready's twin (see _native_conn.c)."},
+    {"bind_loop", (PyCFunction)(void (*)(void))bind_loop, METH_FASTCALL,
+     "bind_loop(Connection.on_ready, Connection.settle, RequestParser, Output, names, "
+     "RECV_BYTES): what on_ready reads, and its references."},
+    {"serve_one", (PyCFunction)(void (*)(void))serve_one, METH_FASTCALL,
+     "serve_one(conn, req) -> bool: Connection.serve_one's twin (see _native_conn.c)."},
+    {"bind_connection", (PyCFunction)(void (*)(void))bind_connection, METH_FASTCALL,
+     "bind_connection(Connection, ServerContext, Engine, Request, Body, "
+     "Connection.serve_one, apply_forwarded): the classes serve_one reads, the references."},
+    {NULL, NULL, 0, NULL},
+};
