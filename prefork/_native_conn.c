@@ -19,10 +19,11 @@
  *       when forwarded_allow_ips is set), the app (the exchange's run, in C), an exception
  *       of the app's or the client's handed to the connection's _failed, then
  *       end_request; True if the connection may carry another request (the body read to
- *       its end, else the connection's _ready_for_next decides). Served here when the
- *       worker has no pre_request or post_request hook, no static mount, no access log or
- *       metrics (the context's `timed`): any other request, or objects not exactly of
- *       the bound classes, goes to Connection.serve_one (the reference), whole.
+ *       its end, else the connection's _ready_for_next decides); when requests are timed
+ *       (an access log, metrics), the connection's account(). Served here when the
+ *       worker has no pre_request or post_request hook and no static mount: any other
+ *       request, or objects not exactly of the bound classes, goes to
+ *       Connection.serve_one (the reference), whole.
  *   bind_connection(...)  the classes whose fields this reads and writes (by their
  *                         __slots__ offsets, native_bind_slots) and the references
  *
@@ -74,6 +75,8 @@ static const char *const output_slots[O_COUNT] = {"queue"};
 enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
        K_CLOSE, K_PROXY_NONE, K_COUNT };
 
+static double monotonic(void);
+
 static struct {
     PyObject *conn_cls, *ctx_cls, *engine_cls, *request_cls, *body_cls;
     PyObject *reference, *apply_forwarded;
@@ -86,9 +89,9 @@ static struct {
 } bound;
 
 enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
-       N_COUNT };
+       N_ACCOUNT, N_COUNT };
 static const char *const names[N_COUNT] = {"fill", "_failed", "_ready_for_next", "feed",
-                                           "_feed", "popleft", "_refuse"};
+                                           "_feed", "popleft", "_refuse", "account"};
 static PyObject *name_objs[N_COUNT];
 
 static PyObject *
@@ -158,18 +161,26 @@ raise_again(PyObject *exc)
 #endif
 }
 
-/* Connection._finish for a context with no access log, metrics or post_request hook:
-   the body's source detached, the request forgotten, the watchdog told. An exception
-   pending on entry is raised again after, unless this raises its own (which then has
-   it as its context, as a `finally` block gives it). 0, or -1 with an exception set. */
+/* Connection._finish for a context with no post_request hook: the body's source
+   detached, the request forgotten, the watchdog told, and when requests are timed (an
+   access log, metrics: `timing` holds the status the server chose, 0 if the app's
+   stands, and the start), the connection's account(). An exception pending on entry is
+   raised again after, unless this raises its own (which then has it as its context, as
+   a `finally` block gives it). 0, or -1 with an exception set. */
 static int
-finish(PyObject *conn, PyObject *ctx, PyObject *body)
+finish(PyObject *conn, PyObject *ctx, PyObject *req, PyObject *body, PyObject *exchange,
+       PyObject *const *timing)
 {
     PyObject *pending = take_exception();
     native_slot_set(body, bound.body[B_FILL], Py_NewRef(Py_None));
     native_slot_set(conn, bound.conn[C_REQUEST], Py_NewRef(Py_None));
     PyObject *end = NATIVE_SLOT(ctx, bound.ctx[X_END_REQUEST]);
     PyObject *r = end == NULL ? NULL : PyObject_CallNoArgs(end);
+    if (r != NULL && timing != NULL) {
+        Py_DECREF(r);
+        PyObject *args[5] = {conn, req, exchange, timing[0], timing[1]};
+        r = PyObject_VectorcallMethod(name_objs[N_ACCOUNT], args, 5, NULL);
+    }
     if (r == NULL) {
         if (end == NULL) {
             PyErr_SetString(PyExc_AttributeError, "ServerContext.end_request is not set");
@@ -199,9 +210,10 @@ field(PyObject *obj, Py_ssize_t offset, const char *name)
 
 /* The request, served with the app's exception caught as `except Exception` catches it:
    0 served, 1 the app's or the client's exception handed to _failed (the connection
-   then closes), -1 an exception to raise (set). */
+   then closes; *status: what _failed returned), -1 an exception to raise (set). */
 static int
-run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject *exchange)
+run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject *exchange,
+        PyObject **status)
 {
     const Py_ssize_t *c = bound.conn;
     PyObject *build = field(engine, bound.engine[E_BUILD_ENVIRON], "build_environ");
@@ -238,15 +250,14 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
     PyObject *handled = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
     PyObject *args[4] = {conn, req, exchange, exc};
-    PyObject *status = PyObject_VectorcallMethod(name_objs[N_FAILED], args,
-                                                 4, NULL);
+    PyObject *chosen = PyObject_VectorcallMethod(name_objs[N_FAILED], args, 4, NULL);
     PyErr_SetHandledException(handled);
     Py_XDECREF(handled);
     Py_DECREF(exc);
-    if (status == NULL) {
+    if (chosen == NULL) {
         return -1;
     }
-    Py_DECREF(status);
+    Py_SETREF(*status, chosen);
     return 1;
 }
 
@@ -275,14 +286,15 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (engine != NULL && Py_IS_TYPE(engine, (PyTypeObject *)bound.engine_cls)) {
         cls = NATIVE_SLOT(engine, bound.engine[E_EXCHANGE]);
     }
-    /* The common case only: no hooks, no static mount, not timed; the bound classes. */
+    /* The common case only: no hooks, no static mount; the bound classes. */
+    PyObject *timed = ctx == NULL ? NULL : NATIVE_SLOT(ctx, x[X_TIMED]);
     if (cls == NULL || !PyType_Check(cls) ||
         !PyType_IsSubtype((PyTypeObject *)cls, &ExchangeType) ||
         body == NULL || !Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) ||
         NATIVE_SLOT(ctx, x[X_PRE_REQUEST]) != Py_None ||
         NATIVE_SLOT(ctx, x[X_POST_REQUEST]) != Py_None ||
         NATIVE_SLOT(ctx, x[X_STATIC]) != Py_None ||
-        NATIVE_SLOT(ctx, x[X_TIMED]) != Py_False) {
+        (timed != Py_False && timed != Py_True)) {
         return PyObject_Vectorcall(bound.reference, args, 2, NULL);
     }
     /* _begin: count it; may the connection carry another after it? */
@@ -350,9 +362,19 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_DECREF(r);
+    /* started = time.monotonic() if timed else 0.0 */
+    PyObject *timing[2] = {PyLong_FromLong(0), NULL};  /* status, started */
+    if (timed == Py_True && (timing[1] = PyFloat_FromDouble(monotonic())) == NULL) {
+        Py_DECREF(timing[0]);
+        Py_DECREF(exchange);
+        return NULL;
+    }
     /* try: ... except Exception: ...; return False  finally: self._finish(...) */
-    int outcome = run_app(conn, ctx, engine, req, exchange);
-    if (finish(conn, ctx, body) < 0 || outcome < 0) {
+    int outcome = run_app(conn, ctx, engine, req, exchange, &timing[0]);
+    int finished = finish(conn, ctx, req, body, exchange, timing[1] != NULL ? timing : NULL);
+    Py_DECREF(timing[0]);
+    Py_XDECREF(timing[1]);
+    if (finished < 0 || outcome < 0) {
         Py_DECREF(exchange);
         return NULL;
     }
