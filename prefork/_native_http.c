@@ -33,6 +33,9 @@
  *       owner of these fields before any is touched). Any other head goes to the
  *       reference before anything is changed, so that the reference alone ends, judges
  *       and refuses it.
+ *   on_message_complete()
+ *       the twin of the parser's own: the request's body complete, no request under
+ *       way, the framing count reset.
  *
  * Its errors are the prefork.errors classes given to the constructor (prefork/native.py
  * binds them and the parser's Host cache), with the reference's words.
@@ -467,7 +470,7 @@ static const char *const body_slots[B_COUNT] = {
     "_buf", "_pos", "complete", "fill", "limit", "received"};
 
 static struct {
-    PyObject *parser_cls, *request_cls, *body_cls, *reference;
+    PyObject *parser_cls, *request_cls, *body_cls, *reference, *message_reference;
     Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
 } bound;
 
@@ -484,9 +487,9 @@ static PyObject *text_objs[S_COUNT];
 static PyObject *
 bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError,
-                        "bind_parser(RequestParser, Request, Body, on_headers_complete)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "bind_parser(RequestParser, Request, Body, "
+                        "on_headers_complete, on_message_complete)");
         return NULL;
     }
     Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
@@ -503,6 +506,7 @@ bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(bound.request_cls, Py_NewRef(args[1]));
     Py_XSETREF(bound.body_cls, Py_NewRef(args[2]));
     Py_XSETREF(bound.reference, Py_NewRef(args[3]));
+    Py_XSETREF(bound.message_reference, Py_NewRef(args[4]));
     Py_RETURN_NONE;
 }
 
@@ -648,6 +652,33 @@ failed:
     Py_XDECREF(upgrade);
     return NULL;
 }
+/* llhttp has read a whole request (head and body): RequestParser.on_message_complete's
+   twin (the body complete, no request under way, the framing count reset); a parser or
+   request not of the bound classes goes to the reference. */
+static PyObject *
+HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *parser = self->parser, *req = NULL, *body = NULL;
+    if (parser == NULL || bound.parser_cls == NULL ||
+        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
+        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "on_message_complete: not bound to this head's RequestParser");
+        return NULL;
+    }
+    req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
+    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+    }
+    if (body == NULL || !Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)) {
+        return PyObject_CallOneArg(bound.message_reference, parser);
+    }
+    native_slot_set(body, bound.body[B_COMPLETE], Py_NewRef(Py_True));
+    native_slot_set(parser, bound.parser[P_REQ], Py_NewRef(Py_None));  /* `req` is gone */
+    native_slot_set(parser, bound.parser[P_HEAD_BYTES], PyLong_FromLong(0));
+    Py_RETURN_NONE;
+}
+
 static int
 HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
 {
@@ -703,6 +734,8 @@ static PyMethodDef HeadFields_methods[] = {
     {"on_headers_complete", (PyCFunction)HeadFields_on_headers_complete, METH_NOARGS,
      "The head is complete: a common head ends here, any other in the reference "
      "(RequestParser.on_headers_complete) of `parser`."},
+    {"on_message_complete", (PyCFunction)HeadFields_on_message_complete, METH_NOARGS,
+     "The request is complete (RequestParser.on_message_complete's twin)."},
     {NULL, NULL, 0, NULL},
 };
 

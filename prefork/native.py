@@ -29,9 +29,11 @@ _native.bind_exchange(response._STATUS_CODES, wsgi.Exchange.start_response, resp
 _REFERENCE = wsgi.Exchange
 
 # HeadFields.on_headers_complete ends a common head in C, setting these classes' fields
-# (by their __slots__ offsets); any other head goes to the parser's own method.
+# (by their __slots__ offsets); any other head goes to the parser's own method. And
+# HeadFields.on_message_complete ends a request.
 _native.bind_parser(parser.RequestParser, request.Request, request.Body,
-                    parser.RequestParser.on_headers_complete)
+                    parser.RequestParser.on_headers_complete,
+                    parser.RequestParser.on_message_complete)
 
 
 class NativeExchange(_native.Exchange):

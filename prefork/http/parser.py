@@ -166,13 +166,15 @@ FieldsFactory = Callable[[int, int, int], Fields]
 
 
 class EndsHead(Protocol):
-    """Fields that also end a head (prefork._native.HeadFields): llhttp calls their
-    on_headers_complete, which ends a common head itself and hands any other to
-    `parser`'s (the reference)."""
+    """Fields that also end a head and a request (prefork._native.HeadFields): llhttp
+    calls their on_headers_complete, which ends a common head itself and hands any other
+    to `parser`'s (the reference), and their on_message_complete."""
 
     parser: RequestParser | None
 
     def on_headers_complete(self) -> None: ...
+
+    def on_message_complete(self) -> None: ...
 
 
 class _Callbacks:
@@ -190,7 +192,8 @@ class _Callbacks:
                                            parser.on_headers_complete)
         self.on_chunk_header = parser.on_chunk_header
         self.on_body = parser.on_body
-        self.on_message_complete = parser.on_message_complete
+        self.on_message_complete = getattr(fields, "on_message_complete",
+                                           parser.on_message_complete)
 
 
 class RequestParser:

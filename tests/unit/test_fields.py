@@ -178,12 +178,14 @@ class Recorder:
 def handed_over() -> Iterator[Recorder]:
     """The compiled on_headers_complete bound to a Recorder for one test."""
     recorder = Recorder()
-    native._native.bind_parser(RequestParser, Request, Body, recorder)
+    native._native.bind_parser(RequestParser, Request, Body, recorder,
+                               RequestParser.on_message_complete)
     try:
         yield recorder
     finally:
         native._native.bind_parser(RequestParser, Request, Body,
-                                   RequestParser.on_headers_complete)
+                                   RequestParser.on_headers_complete,
+                                   RequestParser.on_message_complete)
 
 
 @pytest.mark.parametrize(("data", "max_body", "handed"), [
@@ -221,12 +223,16 @@ def test_the_end_of_a_head_refuses_what_is_not_its_parser() -> None:
     fields = native.head_fields(100, 10, 100)
     with pytest.raises(RuntimeError):
         fields.on_headers_complete()  # bound to no parser: refuses, never crashes
+    with pytest.raises(RuntimeError):
+        fields.on_message_complete()
     other = RequestParser(ParserLimits(), native.head_fields)
     fields.parser = other  # not the parser whose fields these are
     with pytest.raises(RuntimeError):
         fields.on_headers_complete()
     with pytest.raises(TypeError):
-        native._native.bind_parser(RequestParser, Request, dict, RequestParser.on_headers_complete)
+        native._native.bind_parser(RequestParser, Request, dict,
+                                   RequestParser.on_headers_complete,
+                                   RequestParser.on_message_complete)
     other.close()
     assert fields.parser is other and other._fields.parser is None
 
