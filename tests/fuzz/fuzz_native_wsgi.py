@@ -18,8 +18,8 @@ the input's remaining bytes, cut where it says, go to two RequestParsers, one on
 HeadFields (the compiled one also ends common heads: on_headers_complete), at tight
 limits: the same requests (every field, the body's too), the same error and state; and
 to a connection of each engine over a socketpair (the compiled on_ready, serve, settle
-and serve_one), with an app that reads the body or fails: the same answer, bytes and
-state. ASan reports any read
+and serve_one), with an app that reads the body or fails, with metrics or without: the
+same answer, bytes, state and counts. ASan reports any read
 or write outside a buffer.
 """
 
@@ -50,6 +50,7 @@ with atheris.instrument_imports():
     from prefork.http.fields import HeadFields
     from prefork.http.parser import ParserLimits, RequestParser
     from prefork.http.request import Request
+    from prefork.metrics import WorkerMetrics
     from prefork.proxy import Trust
 
 logging.disable(logging.ERROR)  # the app's exceptions are logged by both engines alike
@@ -192,7 +193,8 @@ def served(engine: Any, raw: bytes, kind: int, options: dict[str, Any]) -> tuple
     """What a connection of this engine answers to `raw` (one wake-up), and its state."""
     client, server = socket.socketpair()
     ctx = ServerContext(connection_app(kind), engine=engine, body_timeout_s=0.01,
-                        parser_limits=LIMITS, **options)
+                        parser_limits=LIMITS, metrics=WorkerMetrics() if kind > 1 else None,
+                        **options)
     conn = Connection(server, ("127.0.0.1", "4000"), BASES[0], ctx)
     try:
         client.sendall(raw)
@@ -206,7 +208,11 @@ def served(engine: Any, raw: bytes, kind: int, options: dict[str, Any]) -> tuple
             while chunk := client.recv(65536):
                 got += chunk
         got = re.sub(rb"Date: [^\r]*\r\n", b"", got)
-        return answer, got, conn.state, conn.end, conn.served, conn.request, conn.parser.idle
+        metrics = ctx.metrics
+        counted = None if metrics is None else (metrics.requests, metrics.rejected,
+                                                metrics.bytes_in, metrics.bytes_out)
+        return (answer, got, conn.state, conn.end, conn.served, conn.request,
+                conn.parser.idle, counted)
     finally:
         conn.close()
         client.close()
