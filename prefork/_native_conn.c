@@ -34,7 +34,9 @@
  *
  * Memory safety: no buffer is touched here; every field read is checked for presence
  * (a field never set is NULL) and every object read from one is checked for its type
- * before a C-level accessor is used on it.
+ * before a C-level accessor is used on it; an object read from a field and used after a
+ * call that can run Python (the parser, the app, the hooks and callbacks) is held by a
+ * reference of this code's own for that time, so that nothing run meanwhile frees it.
  *
  * Called by the pool thread that owns the connection (GIL held).
  */
@@ -224,7 +226,11 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
     PyObject *trust = app == NULL ? NULL : field(ctx, bound.ctx[X_TRUST], "trust");
     PyObject *trusted = trust == NULL ? NULL : field(conn, c[C_TRUSTED], "trusted");
     PyObject *environ = NULL, *r = NULL;
+    PyObject *held[7] = {build, base, addr, port, app, trust, trusted};
     if (trusted != NULL) {
+        for (int i = 0; i < 7; i++) {  /* held while the environ and the app are made */
+            Py_INCREF(held[i]);
+        }
         PyObject *args[4] = {req, base, addr, port};
         environ = PyObject_Vectorcall(build, args, 4, NULL);
     }
@@ -237,6 +243,11 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
         r = native_exchange_run(exchange, app, environ);
     }
     Py_XDECREF(environ);
+    if (trusted != NULL) {
+        for (int i = 0; i < 7; i++) {
+            Py_DECREF(held[i]);
+        }
+    }
     if (r != NULL) {
         Py_DECREF(r);
         return 0;
@@ -260,6 +271,12 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
     Py_SETREF(*status, chosen);
     return 1;
 }
+
+static PyObject *serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed,
+                            PyObject *ctx, PyObject *engine, PyObject *body,
+                            PyObject *served, PyObject *keepalive_s, PyObject *stopping,
+                            PyObject *most, PyObject *timeout_s, PyObject *wants,
+                            PyObject *out, PyObject *begin, PyObject *complete);
 
 static PyObject *
 serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -298,21 +315,46 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return PyObject_Vectorcall(bound.reference, args, 2, NULL);
     }
     /* _begin: count it; may the connection carry another after it? */
-    PyObject *served = field(conn, c[C_SERVED], "served");
-    PyObject *keepalive_s = field(ctx, x[X_KEEPALIVE_S], "keepalive_s");
-    PyObject *stopping = field(ctx, x[X_STOPPING], "stopping");
-    PyObject *most = field(ctx, x[X_MAX_KEEPALIVE], "max_keepalive_requests");
-    PyObject *timeout_s = field(ctx, x[X_REQUEST_TIMEOUT_S], "request_timeout_s");
-    PyObject *wants = field(req, bound.request[R_KEEP_ALIVE], "keep_alive");
-    PyObject *out = field(conn, c[C_OUT], "out");
-    PyObject *begin = field(ctx, x[X_BEGIN_REQUEST], "begin_request");
-    PyObject *complete = field(body, bound.body[B_COMPLETE], "complete");
-    if (served == NULL || keepalive_s == NULL || stopping == NULL || most == NULL ||
-        timeout_s == NULL || wants == NULL || out == NULL || begin == NULL ||
-        complete == NULL) {
-        PyErr_Clear();
-        return PyObject_Vectorcall(bound.reference, args, 2, NULL);  /* its own error */
+    enum { H_CTX, H_ENGINE, H_BODY, H_SERVED, H_KEEPALIVE_S, H_STOPPING, H_MOST, H_TIMEOUT_S,
+           H_WANTS, H_OUT, H_BEGIN, H_COMPLETE, H_COUNT };
+    PyObject *held[H_COUNT] = {
+        ctx, engine, body, field(conn, c[C_SERVED], "served"),
+        field(ctx, x[X_KEEPALIVE_S], "keepalive_s"), field(ctx, x[X_STOPPING], "stopping"),
+        field(ctx, x[X_MAX_KEEPALIVE], "max_keepalive_requests"),
+        field(ctx, x[X_REQUEST_TIMEOUT_S], "request_timeout_s"),
+        field(req, bound.request[R_KEEP_ALIVE], "keep_alive"), field(conn, c[C_OUT], "out"),
+        field(ctx, x[X_BEGIN_REQUEST], "begin_request"),
+        field(body, bound.body[B_COMPLETE], "complete")};
+    for (int i = 0; i < H_COUNT; i++) {
+        if (held[i] == NULL) {
+            PyErr_Clear();
+            return PyObject_Vectorcall(bound.reference, args, 2, NULL);  /* its own error */
+        }
     }
+    /* Held for the request: the app and the hooks it reaches run any code, which must not
+       free what this function still reads. */
+    for (int i = 0; i < H_COUNT; i++) {
+        Py_INCREF(held[i]);
+    }
+    PyObject *result = serve_held(conn, req, cls, timed == Py_True, held[H_CTX],
+                                  held[H_ENGINE], held[H_BODY], held[H_SERVED],
+                                  held[H_KEEPALIVE_S], held[H_STOPPING], held[H_MOST],
+                                  held[H_TIMEOUT_S], held[H_WANTS], held[H_OUT],
+                                  held[H_BEGIN], held[H_COMPLETE]);
+    for (int i = 0; i < H_COUNT; i++) {
+        Py_DECREF(held[i]);
+    }
+    return result;
+}
+
+/* serve_one once its objects are checked and held (by the caller). */
+static PyObject *
+serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ctx,
+           PyObject *engine, PyObject *body, PyObject *served, PyObject *keepalive_s,
+           PyObject *stopping, PyObject *most, PyObject *timeout_s, PyObject *wants,
+           PyObject *out, PyObject *begin, PyObject *complete)
+{
+    const Py_ssize_t *c = bound.conn;
     PyObject *one = PyLong_FromLong(1);
     PyObject *count = PyNumber_Add(served, one);
     Py_DECREF(one);
@@ -364,7 +406,7 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(r);
     /* started = time.monotonic() if timed else 0.0 */
     PyObject *timing[2] = {PyLong_FromLong(0), NULL};  /* status, started */
-    if (timed == Py_True && (timing[1] = PyFloat_FromDouble(monotonic())) == NULL) {
+    if (timed && (timing[1] = PyFloat_FromDouble(monotonic())) == NULL) {
         Py_DECREF(timing[0]);
         Py_DECREF(exchange);
         return NULL;
@@ -508,6 +550,9 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
     return Py_NewRef(bound.k[K_READ]);
 }
 
+static PyObject *serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out,
+                            PyObject *ready);
+
 /* Connection.serve: answer every complete request; leave unsent output to EPOLLOUT;
    then settle. */
 static PyObject *
@@ -520,6 +565,18 @@ serve(PyObject *conn, PyObject *ctx, PyObject *parser)
         PyErr_SetString(PyExc_TypeError, "serve: the connection's output or queue");
         return NULL;
     }
+    Py_INCREF(out);  /* held while apps run: they must not free what this still reads */
+    Py_INCREF(ready);
+    PyObject *next = serve_loop(conn, ctx, parser, out, ready);
+    Py_DECREF(out);
+    Py_DECREF(ready);
+    return next;
+}
+
+static PyObject *
+serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObject *ready)
+{
+    const Py_ssize_t *c = bound.conn, *p = bound.parser;
     while (NATIVE_SLOT(conn, c[C_END]) == bound.k[K_KEEP]) {
         Py_ssize_t waiting = PyObject_Length(ready);
         PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
@@ -575,8 +632,10 @@ serve(PyObject *conn, PyObject *ctx, PyObject *parser)
             Py_DECREF(req);
         }
         else if (error != Py_None) {
+            Py_INCREF(error);  /* an argument: held by the caller for the call */
             PyObject *args[2] = {conn, error};
             PyObject *r = PyObject_VectorcallMethod(name_objs[N_REFUSE], args, 2, NULL);
+            Py_DECREF(error);
             if (r == NULL) {
                 return NULL;
             }
@@ -613,6 +672,9 @@ serve(PyObject *conn, PyObject *ctx, PyObject *parser)
     }
     return settle(conn, ctx, parser);
 }
+
+static PyObject *fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data,
+                     Py_ssize_t limit, int was_idle);
 
 /* Connection.on_ready for a PARKED connection of the native engine (no PROXY header
    due): read what has arrived, feed the parser, serve what is complete. Any other
@@ -669,6 +731,20 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
         PyErr_Clear();
         limit = 0;  /* out of range: feed() decides */
     }
+    Py_INCREF(ctx);  /* held from here on: the parser and the app run Python code */
+    Py_INCREF(parser);
+    PyObject *next = fed(conn, ctx, parser, data, limit, was_idle);
+    Py_DECREF(ctx);
+    Py_DECREF(parser);
+    return next;
+}
+
+/* on_ready, from the parser fed with `data` (stolen) on: serve, or wait for more. */
+static PyObject *
+fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t limit,
+    int was_idle)
+{
+    const Py_ssize_t *c = bound.conn, *p = bound.parser;
     PyObject *args[2] = {parser, data};
     PyObject *r = PyObject_VectorcallMethod(
         name_objs[PyBytes_GET_SIZE(data) > limit ? N_FEED : N_UNDER_FEED], args, 2, NULL);
