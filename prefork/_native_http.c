@@ -574,6 +574,23 @@ new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *me
     return req;
 }
 
+/* The RequestParser these fields belong to (borrowed: it holds them, and llhttp calls
+   them while that parser feeds it), checked to be of the bound class and to own them;
+   NULL with RuntimeError if not. */
+static PyObject *
+owner(HeadFieldsObject *self, const char *callback)
+{
+    PyObject *parser = self->parser;
+    if (parser == NULL || bound.parser_cls == NULL ||
+        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
+        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
+        PyErr_Format(PyExc_RuntimeError, "%s: not bound to this head's RequestParser",
+                     callback);
+        return NULL;
+    }
+    return parser;
+}
+
 /* llhttp has read a whole head (httptools calls this, GIL held): the parser's
    on_headers_complete for a head judge_origin finds common, with no Upgrade and no
    Content-Length over the body limit; any other head goes to the reference before
@@ -581,15 +598,8 @@ new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *me
 static PyObject *
 HeadFields_on_headers_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *parser = self->parser;
-    if (unready(self)) {
-        return NULL;
-    }
-    if (parser == NULL || bound.parser_cls == NULL ||
-        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
-        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "on_headers_complete: not bound to this head's RequestParser");
+    PyObject *parser = owner(self, "on_headers_complete");
+    if (parser == NULL || unready(self)) {
         return NULL;
     }
     const Py_ssize_t *p = bound.parser;
@@ -658,12 +668,8 @@ failed:
 static PyObject *
 HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *parser = self->parser, *req = NULL, *body = NULL;
-    if (parser == NULL || bound.parser_cls == NULL ||
-        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
-        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "on_message_complete: not bound to this head's RequestParser");
+    PyObject *parser = owner(self, "on_message_complete"), *req = NULL, *body = NULL;
+    if (parser == NULL) {
         return NULL;
     }
     req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
