@@ -362,22 +362,19 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
         return NULL;
     }
     native_slot_set(conn, c[C_SERVED], count);  /* `served` is gone now; `count` is held */
+    PyObject *zero = PyLong_FromLong(0);  /* a cached small int: cannot fail */
     int keep_alive = PyObject_IsTrue(wants);
     if (keep_alive > 0) {  /* req.keep_alive and ctx.keepalive_s > 0 and ... */
-        PyObject *zero = PyLong_FromLong(0);
         keep_alive = PyObject_RichCompareBool(keepalive_s, zero, Py_GT);
-        if (keep_alive > 0) {
-            int stop = PyObject_IsTrue(stopping);
-            keep_alive = stop < 0 ? -1 : !stop;
-        }
-        if (keep_alive > 0) {
-            int unlimited = PyObject_RichCompareBool(most, zero, Py_EQ);
-            keep_alive = unlimited != 0 ? unlimited
-                                        : PyObject_RichCompareBool(count, most, Py_LT);
-        }
-        Py_DECREF(zero);
     }
-    PyObject *zero = PyLong_FromLong(0);
+    if (keep_alive > 0) {
+        int stop = PyObject_IsTrue(stopping);
+        keep_alive = stop < 0 ? -1 : !stop;
+    }
+    if (keep_alive > 0) {
+        int unlimited = PyObject_RichCompareBool(most, zero, Py_EQ);
+        keep_alive = unlimited != 0 ? unlimited : PyObject_RichCompareBool(count, most, Py_LT);
+    }
     int guarded = keep_alive < 0 ? -1 : PyObject_RichCompareBool(timeout_s, zero, Py_GT);
     Py_DECREF(zero);
     int incomplete = guarded < 0 ? -1 : PyObject_Not(complete);
