@@ -79,7 +79,7 @@ def whole_reply(client: socket.socket) -> bytes:
 def loop(kind: str, n: int) -> float:
     worker, conn, client = make(kind)
     request = REQUESTS[kind]
-    on_ready = worker._serve
+    on_ready = worker.serve
     lock = worker.lock
     client.sendall(request)
     conn.claimed = True

@@ -28,8 +28,9 @@
  * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
  * head, and the end of a head), _native_wsgi.c (the per-field loops of the WSGI adapter:
  * environ, response head), _native_exchange.c (an exchange's state as a C type, its
- * start_response and run) and _native_conn.c (a connection's serve_one); _native.h
- * declares what they share.
+ * start_response and run), _native_conn.c (a connection's request loop) and
+ * _native_worker.c (a worker's calls around each request); _native.h declares what they
+ * share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -353,7 +354,8 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0 ||
-        PyType_Ready(&HeadFieldsType) < 0 || PyType_Ready(&ExchangeType) < 0) {
+        PyType_Ready(&HeadFieldsType) < 0 || PyType_Ready(&ExchangeType) < 0 ||
+        PyType_Ready(&WorkerCallsType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&native_module);
@@ -364,11 +366,13 @@ PyInit__native(void)
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
         PyModule_AddObjectRef(module, "HeadFields", (PyObject *)&HeadFieldsType) < 0 ||
         PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0 ||
+        PyModule_AddObjectRef(module, "WorkerCalls", (PyObject *)&WorkerCallsType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
         PyModule_AddFunctions(module, native_http_methods) < 0 ||
         PyModule_AddFunctions(module, native_conn_methods) < 0 ||
-        PyModule_AddFunctions(module, native_exchange_methods) < 0) {
+        PyModule_AddFunctions(module, native_exchange_methods) < 0 ||
+        PyModule_AddFunctions(module, native_worker_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

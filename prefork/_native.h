@@ -71,4 +71,8 @@ extern PyMethodDef native_conn_methods[];
 extern PyTypeObject HeadFieldsType;
 extern PyMethodDef native_http_methods[];
 
+/* _native_worker.c: WorkerCalls (a worker's per-request calls), bind_worker. */
+extern PyTypeObject WorkerCallsType;
+extern PyMethodDef native_worker_methods[];
+
 #endif

@@ -42,6 +42,19 @@ class EpollIO(Protocol):
     def modify(self, fd: int, eventmask: int, /) -> None: ...
 
 
+class WorkerCalls(Protocol):
+    """A worker's calls for each request, made in one place (the native engine's:
+    prefork._native.WorkerCalls; the Python engine's worker makes them itself)."""
+
+    def serve(self, conn: Any, /) -> None: ...  # Worker._serve
+
+    def begin(self, req: Any, exchange: Any, /) -> None: ...  # Worker._begin_request
+
+    def end(self) -> None: ...  # RequestWatch.end
+
+    def progress(self) -> None: ...  # RequestWatch.progress
+
+
 @dataclass(frozen=True, slots=True)
 class Engine:
     name: Literal["native", "python"]
@@ -58,6 +71,9 @@ class Engine:
     # methods, the reference (the native engine's are prefork/_native_conn.c's).
     serve_one: Callable[[Any, Any], bool] | None = None
     on_ready: Callable[[Any], Any] | None = None
+    # The worker's calls for each request (WorkerCalls(epfd, on_ready, arm, close,
+    # inflight, served, info, max_requests, counted)); None: the worker's own methods.
+    worker_calls: Callable[..., WorkerCalls] | None = None
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -89,4 +105,5 @@ def choose(setting: HttpEngine) -> Engine:
     exchange = cast("type[Exchange]", native.NativeExchange)
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
-                  native.head_fields, _native.serve_one, _native.on_ready)
+                  native.head_fields, _native.serve_one, _native.on_ready,
+                  _native.WorkerCalls)

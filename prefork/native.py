@@ -70,6 +70,9 @@ _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
                    connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
                   connection.RECV_BYTES)
 
+# The worker's calls for each request (_native.WorkerCalls): serve arms these connections.
+_native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE)
+
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(
     _native.build_environ, wsgi.build_environ, wsgi._ENV_KEYS, wsgi.SINGLETON_KEYS,

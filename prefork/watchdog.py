@@ -9,8 +9,9 @@ whether it still moves (README, "Watchdogs").
                                 worker can serve nobody, and it retires.
 
 Pool threads write their own entry (`begin`, `progress`, `end`: one dict operation each,
-keyed by thread, so no lock); the worker's main thread reads them all twice a second
-(`check`) and acts on the verdict.
+keyed by thread, so no lock; the native engine's worker writes the same entries through
+its C twins, prefork/_native_worker.c); the worker's main thread reads them all twice a
+second (`check`) and acts on the verdict.
 """
 
 from __future__ import annotations

@@ -140,6 +140,19 @@ class Worker:
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         # What a connection does when woken: its own on_ready, or the engine's C twin.
         self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready
+        # A pool thread's calls for each request: the worker's own methods, or the
+        # engine's twins of them, made in C (engine.WorkerCalls).
+        self.serve: Callable[[Connection], None] = self._serve
+        self.begin_request: Callable[[Request, Exchange], None] = self._begin_request
+        self.end_request: Callable[[], None] = self.requests.end
+        self.progress: Callable[[], None] = self.requests.progress
+        if self.engine.worker_calls is not None:
+            calls = self.engine.worker_calls(
+                self.ep.fileno(), self.on_ready, self._arm, self._close,
+                self.requests.inflight, self._served, self.info, self.max_requests,
+                self._counted)
+            self.serve, self.begin_request = calls.serve, calls.begin
+            self.end_request, self.progress = calls.end, calls.progress
         self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
@@ -217,9 +230,9 @@ class Worker:
                 max_body=self.config.limit_request_body,
                 framing_limit=self.config.limit_chunk_framing,
             ),
-            begin_request=self._begin_request,
-            end_request=self.requests.end,
-            progress=self.requests.progress,
+            begin_request=self.begin_request,
+            end_request=self.end_request,
+            progress=self.progress,
             access_log=None if is_off(self.config.access_log) else
             AccessLog(self.config.access_log, self.config.access_log_format),
             worker_number=self.number,
@@ -318,6 +331,7 @@ class Worker:
         listeners = {lst.sock.fileno(): lst for lst in self.listeners}
         lock = self.lock
         rest = self.rest
+        serve = self.serve
         conn: Connection | None
         with lock:
             self._rest_then_watch()
@@ -340,7 +354,7 @@ class Worker:
                         conn.claimed = True
             try:
                 if conn is not None:
-                    self._serve(conn)
+                    serve(conn)
                 elif fd in listeners:
                     self._accept(listeners[fd])
             except BaseException:
@@ -395,7 +409,7 @@ class Worker:
                 return  # ECONNABORTED, or a listener closed by a stop: nothing to do
             conn = self._adopt(sock, addr, self.bases[id(listener)], time.monotonic())
         # Its first request often arrives with the connection: serve it at once.
-        self._serve(conn)
+        self.serve(conn)
 
     def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any],
                now: float) -> Connection:
@@ -524,6 +538,11 @@ class Worker:
         self.requests.begin(req, exchange)
         served = next(self._served)
         self.info.served = served
+        if served == 1 or (self.max_requests and served >= self.max_requests):
+            self._counted(served)
+
+    def _counted(self, served: int) -> None:
+        """The first request, or max_requests reached (the end of _begin_request)."""
         if served == 1:
             self._tell_master(Serving())  # a crash from now on is no boot loop
         if self.max_requests and served >= self.max_requests and not self.recycle:

@@ -1,0 +1,380 @@
+/*
+ * prefork._native, the worker half: the calls a pool thread makes for every request
+ * around the connection's own, as one C object per worker (WorkerCalls).
+ *
+ *   serve(conn)
+ *       Worker._serve with Worker._arm: the connection woken (on_ready), then given back
+ *       to the epoll (EPOLLONESHOT, for reading or for writing; added on its first
+ *       parking), its claim released first; a connection to close, or one the epoll
+ *       refuses, goes to the worker's _close. Objects not of the bound class go to the
+ *       worker's _arm, whole.
+ *   begin(req, exchange), end(), progress()
+ *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
+ *       the pool thread's entry in the watchdog's table (keyed by thread ident:
+ *       (began, last progress, request, exchange)), the worker's count of requests
+ *       (its counter, and WorkerInfo.served), and the worker's `counted(served)` called
+ *       at the first request and from max_requests on, where the reference calls it.
+ *
+ * The Python engine's worker makes these calls itself (prefork/worker.py,
+ * prefork/watchdog.py, the reference); the native engine's worker makes them through
+ * this object. tests/unit/test_native_worker.py runs both and compares the table, the
+ * counts, the calls and the epoll's registrations.
+ *
+ * Memory safety: no buffer is touched; the connection's fields are read at their
+ * __slots__ offsets only once its type is checked to be exactly the bound class, and each
+ * field's type is checked before use; the objects the table holds are the caller's.
+ *
+ * Called by pool threads (GIL held); the worker's main thread only reads the table.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "_native.h"
+
+enum { W_CLAIMED, W_REGISTERED, W_FD, W_COUNT };
+static const char *const conn_slots[W_COUNT] = {"claimed", "registered", "fd"};
+
+static struct {
+    PyObject *conn_cls, *close_next, *write_next;
+    Py_ssize_t conn[W_COUNT];
+} bound;
+
+static PyObject *
+bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bind_worker(Connection, Next.CLOSE, Next.WRITE)");
+        return NULL;
+    }
+    Py_ssize_t conn[W_COUNT];
+    if (native_bind_slots(args[0], conn_slots, conn, W_COUNT) < 0) {
+        return NULL;
+    }
+    memcpy(bound.conn, conn, sizeof conn);
+    Py_XSETREF(bound.conn_cls, Py_NewRef(args[0]));
+    Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
+    Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    PyObject *on_ready, *arm, *close;         /* the connection's wake-up; the worker's */
+    PyObject *inflight, *served, *info, *counted;
+    Py_ssize_t max_requests;
+} WorkerCallsObject;
+
+static PyObject *served_name;
+
+static int
+WorkerCalls_init(WorkerCallsObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"epfd", "on_ready", "arm", "close", "inflight", "served",
+                             "info", "max_requests", "counted", NULL};
+    int epfd;
+    PyObject *on_ready, *arm, *close, *inflight, *served, *info, *counted;
+    Py_ssize_t max_requests;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOO!OOnO:WorkerCalls", kwlist, &epfd,
+                                     &on_ready, &arm, &close, &PyDict_Type, &inflight,
+                                     &served, &info, &max_requests, &counted)) {
+        return -1;
+    }
+    if (!PyIter_Check(served)) {
+        PyErr_SetString(PyExc_TypeError, "served must be an iterator (itertools.count)");
+        return -1;
+    }
+    if (served_name == NULL && (served_name = PyUnicode_InternFromString("served")) == NULL) {
+        return -1;
+    }
+    self->epfd = epfd;
+    self->max_requests = max_requests;
+    PyObject **fields[7] = {&self->on_ready, &self->arm, &self->close, &self->inflight,
+                            &self->served, &self->info, &self->counted};
+    PyObject *values[7] = {on_ready, arm, close, inflight, served, info, counted};
+    for (int i = 0; i < 7; i++) {
+        Py_XSETREF(*fields[i], Py_NewRef(values[i]));
+    }
+    return 0;
+}
+
+static int
+WorkerCalls_traverse(WorkerCallsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->on_ready);
+    Py_VISIT(self->arm);
+    Py_VISIT(self->close);
+    Py_VISIT(self->inflight);
+    Py_VISIT(self->served);
+    Py_VISIT(self->info);
+    Py_VISIT(self->counted);
+    return 0;
+}
+
+static int
+WorkerCalls_clear(WorkerCallsObject *self)
+{
+    Py_CLEAR(self->on_ready);
+    Py_CLEAR(self->arm);
+    Py_CLEAR(self->close);
+    Py_CLEAR(self->inflight);
+    Py_CLEAR(self->served);
+    Py_CLEAR(self->info);
+    Py_CLEAR(self->counted);
+    return 0;
+}
+
+static void
+WorkerCalls_dealloc(WorkerCallsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    WorkerCalls_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+ready(WorkerCallsObject *self)
+{
+    if (self->inflight == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "WorkerCalls.__init__ was not called");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- serve: Worker._serve and _arm ---------------------------------------------------- */
+
+/* Worker._arm for a connection of the bound class: 0 when armed, 1 when it must be
+   closed (the epoll refused it), -1 with an exception set. */
+static int
+arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
+{
+    const Py_ssize_t *w = bound.conn;
+    PyObject *fd_obj = NATIVE_SLOT(conn, w[W_FD]);
+    PyObject *registered = NATIVE_SLOT(conn, w[W_REGISTERED]);
+    if (fd_obj == NULL || !PyLong_CheckExact(fd_obj) || registered == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the connection's fd or registered is not set");
+        return -1;
+    }
+    int overflow;
+    long fd = PyLong_AsLongAndOverflow(fd_obj, &overflow);
+    if (overflow || fd < 0 || fd > INT_MAX) {
+        return 1;  /* epoll would refuse it: EBADF */
+    }
+    int was_registered = PyObject_IsTrue(registered);
+    if (was_registered < 0) {
+        return -1;
+    }
+    native_slot_set(conn, w[W_CLAIMED], Py_NewRef(Py_False));
+    struct epoll_event ev = {
+        .events = (then == bound.write_next ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT,
+        .data.fd = (int)fd,
+    };
+    if (!was_registered) {
+        /* before: once armed, another thread may arm it */
+        native_slot_set(conn, w[W_REGISTERED], Py_NewRef(Py_True));
+    }
+    if (epoll_ctl(self->epfd, was_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, (int)fd,
+                  &ev) < 0) {
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
+{
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    PyObject *then = PyObject_CallOneArg(self->on_ready, conn);
+    if (then == NULL) {
+        return NULL;
+    }
+    PyObject *r;
+    int armed = 1;
+    if (bound.conn_cls == NULL || !Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls)) {
+        PyObject *args[2] = {conn, then};
+        r = PyObject_Vectorcall(self->arm, args, 2, NULL);
+        Py_DECREF(then);
+        return r;
+    }
+    if (then != bound.close_next) {
+        armed = arm(self, conn, then);
+    }
+    Py_DECREF(then);
+    if (armed < 0) {
+        return NULL;
+    }
+    if (armed) {
+        return PyObject_CallOneArg(self->close, conn);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- the request's bookkeeping: Worker._begin_request, RequestWatch's ------------------ */
+
+static double
+monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* (began, active, req, exchange), a new reference or NULL. */
+static PyObject *
+running(PyObject *began, double active, PyObject *req, PyObject *exchange)
+{
+    PyObject *now = PyFloat_FromDouble(active);
+    if (now == NULL) {
+        return NULL;
+    }
+    PyObject *run = PyTuple_Pack(4, began != NULL ? began : now, now, req, exchange);
+    Py_DECREF(now);
+    return run;
+}
+
+static PyObject *
+WorkerCalls_begin(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "begin(req, exchange)");
+        return NULL;
+    }
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    /* RequestWatch.begin: inflight[get_ident()] = (now, now, req, exchange) */
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL) {
+        return NULL;
+    }
+    PyObject *run = running(NULL, monotonic(), args[0], args[1]);
+    int failed = run == NULL || PyDict_SetItem(self->inflight, ident, run) < 0;
+    Py_DECREF(ident);
+    Py_XDECREF(run);
+    if (failed) {
+        return NULL;
+    }
+    /* served = next(counter); info.served = served */
+    PyObject *served = PyIter_Next(self->served);
+    if (served == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        return NULL;
+    }
+    if (PyObject_SetAttr(self->info, served_name, served) < 0) {
+        Py_DECREF(served);
+        return NULL;
+    }
+    int overflow;
+    long long count = PyLong_AsLongLongAndOverflow(served, &overflow);
+    if (count == -1 && PyErr_Occurred()) {
+        Py_DECREF(served);
+        return NULL;
+    }
+    PyObject *r = Py_NewRef(Py_None);
+    /* served == 1 or (max_requests and served >= max_requests) */
+    if ((count == 1 && !overflow) ||
+        (self->max_requests > 0 && (overflow > 0 || count >= (long long)self->max_requests))) {
+        Py_DECREF(r);
+        r = PyObject_CallOneArg(self->counted, served);
+    }
+    Py_DECREF(served);
+    return r;
+}
+
+static PyObject *
+WorkerCalls_end(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    /* inflight.pop(get_ident(), None) */
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL) {
+        return NULL;
+    }
+    int r = PyDict_DelItem(self->inflight, ident);
+    Py_DECREF(ident);
+    if (r < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+WorkerCalls_progress(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL) {
+        return NULL;
+    }
+    PyObject *run = PyDict_GetItemWithError(self->inflight, ident);  /* borrowed */
+    int failed = 0;
+    if (run != NULL) {
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a watchdog entry is not a 4-tuple");
+            failed = 1;
+        }
+        else {
+            Py_INCREF(run);
+            PyObject *moved = running(PyTuple_GET_ITEM(run, 0), monotonic(),
+                                      PyTuple_GET_ITEM(run, 2), PyTuple_GET_ITEM(run, 3));
+            failed = moved == NULL || PyDict_SetItem(self->inflight, ident, moved) < 0;
+            Py_XDECREF(moved);
+            Py_DECREF(run);
+        }
+    }
+    else {
+        failed = PyErr_Occurred() != NULL;
+    }
+    Py_DECREF(ident);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef WorkerCalls_methods[] = {
+    {"serve", (PyCFunction)WorkerCalls_serve, METH_O,
+     "serve(conn): Worker._serve and _arm (see _native_worker.c)."},
+    {"begin", (PyCFunction)(void (*)(void))WorkerCalls_begin, METH_FASTCALL,
+     "begin(req, exchange): Worker._begin_request (RequestWatch.begin and the count)."},
+    {"end", (PyCFunction)WorkerCalls_end, METH_NOARGS, "end(): RequestWatch.end."},
+    {"progress", (PyCFunction)WorkerCalls_progress, METH_NOARGS,
+     "progress(): RequestWatch.progress."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject WorkerCallsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "prefork._native.WorkerCalls",
+    .tp_doc = "WorkerCalls(epfd, on_ready, arm, close, inflight, served, info, max_requests, "
+              "counted): a worker's per-request calls in C (see _native_worker.c).",
+    .tp_basicsize = sizeof(WorkerCallsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)WorkerCalls_init,
+    .tp_dealloc = (destructor)WorkerCalls_dealloc,
+    .tp_traverse = (traverseproc)WorkerCalls_traverse,
+    .tp_clear = (inquiry)WorkerCalls_clear,
+    .tp_methods = WorkerCalls_methods,
+};
+
+PyMethodDef native_worker_methods[] = {
+    {"bind_worker", (PyCFunction)(void (*)(void))bind_worker, METH_FASTCALL,
+     "bind_worker(Connection, Next.CLOSE, Next.WRITE): the class WorkerCalls.serve arms."},
+    {NULL, NULL, 0, NULL},
+};
