@@ -262,6 +262,16 @@ native_sock_recv(PyObject *sock, Py_ssize_t size)
     return recv_bytes((SockObject *)sock, size);
 }
 
+Py_ssize_t
+native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len)
+{
+    if (!Py_IS_TYPE(sock, &SockType) || len < 0) {
+        return -1;
+    }
+    ssize_t n = send(((SockObject *)sock)->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n < 0 ? -1 : (Py_ssize_t)n;
+}
+
 int
 native_is_sock(PyObject *obj)
 {

@@ -32,6 +32,10 @@ native_slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
 PyObject *native_sock_recv(PyObject *sock, Py_ssize_t size);
 int native_is_sock(PyObject *obj);
 
+/* _native.c: one send(MSG_DONTWAIT) of a Sock's: the bytes sent, or -1 (errno set, no
+   exception: the caller leaves that case to Python code, which makes the call again). */
+Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);
+
 /* _native_http.c: a HeadFields' in_head (-1: not a HeadFields). */
 int native_fields_in_head(PyObject *fields);
 
@@ -63,6 +67,9 @@ PyObject *native_exchange_new(PyObject *cls, PyObject *out, PyObject *req, int k
                               int guarded);
 PyObject *native_exchange_run(PyObject *self, PyObject *app, PyObject *environ);
 int native_exchange_keep_alive(PyObject *self);
+
+/* _native_conn.c: out.send(data) for an Output (0, or -1 with an exception set). */
+int native_output_send(PyObject *out, PyObject *data);
 
 /* _native_conn.c: serve_one (Connection.serve_one's twin) and bind_connection. */
 extern PyMethodDef native_conn_methods[];

@@ -16,7 +16,7 @@
  *       serves it (with _begin and _finish): the count and the keep-alive decision, the
  *       exchange (made in C: native_exchange_new), the worker's begin_request, the
  *       environ (the engine's build_environ), the forwarded headers (proxy.apply_forwarded,
- *       when forwarded_allow_ips is set), the app (the exchange's run, in C), an exception
+ *       when forwarded_allow_ips is set and the environ has one of them), the app (the exchange's run, in C), an exception
  *       of the app's or the client's handed to the connection's _failed, then
  *       end_request; True if the connection may carry another request (the body read to
  *       its end, else the connection's _ready_for_next decides); when requests are timed
@@ -62,16 +62,17 @@ static const char *const ctx_slots[X_COUNT] = {
     "post_request", "header_timeout_s", "send_timeout_s"};
 enum { E_EXCHANGE, E_BUILD_ENVIRON, E_COUNT };
 static const char *const engine_slots[E_COUNT] = {"exchange", "build_environ"};
-enum { R_KEEP_ALIVE, R_BODY, R_COUNT };
-static const char *const request_slots[R_COUNT] = {"keep_alive", "body"};
-enum { B_COMPLETE, B_FILL, B_COUNT };
-static const char *const body_slots[B_COUNT] = {"complete", "fill"};
+enum { R_KEEP_ALIVE, R_BODY, R_CHUNKED, R_COUNT };
+static const char *const request_slots[R_COUNT] = {"keep_alive", "body", "chunked"};
+enum { B_COMPLETE, B_FILL, B_RECEIVED, B_COUNT };
+static const char *const body_slots[B_COUNT] = {"complete", "fill", "received"};
 
-enum { P_REQ, P_FIELDS, P_READY, P_ERROR, P_STOPPED, P_FRAMING_LIMIT, P_COUNT };
+enum { P_REQ, P_FIELDS, P_READY, P_ERROR, P_STOPPED, P_FRAMING_LIMIT, P_SNIFFING, P_PARSER,
+       P_COUNT };
 static const char *const parser_slots[P_COUNT] = {
-    "_req", "_fields", "ready", "error", "stopped", "_framing_limit"};
-enum { O_QUEUE, O_COUNT };
-static const char *const output_slots[O_COUNT] = {"queue"};
+    "_req", "_fields", "ready", "error", "stopped", "_framing_limit", "_sniffing", "_parser"};
+enum { O_QUEUE, O_IO, O_COUNT };
+static const char *const output_slots[O_COUNT] = {"queue", "io"};
 
 /* The connection module's names (prefork/connection.py), as bind_loop gives them. */
 enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
@@ -81,28 +82,36 @@ static double monotonic(void);
 
 static struct {
     PyObject *conn_cls, *ctx_cls, *engine_cls, *request_cls, *body_cls;
-    PyObject *reference, *apply_forwarded;
+    PyObject *reference, *apply_forwarded, *forwarded_keys;
     Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT],
         body[B_COUNT];
     /* bind_loop's */
-    PyObject *on_ready_reference, *settle_reference, *parser_cls, *output_cls;
+    PyObject *on_ready_reference, *settle_reference, *parser_cls, *output_cls, *feed_errors;
     PyObject *k[K_COUNT];
     Py_ssize_t parser[P_COUNT], output[O_COUNT], recv_bytes;
 } bound;
 
 enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
-       N_ACCOUNT, N_COUNT };
+       N_ACCOUNT, N_SEND, N_FEED_DATA, N_REFUSED, N_FED, N_COUNT };
 static const char *const names[N_COUNT] = {"fill", "_failed", "_ready_for_next", "feed",
-                                           "_feed", "popleft", "_refuse", "account"};
+                                           "_feed", "popleft", "_refuse", "account", "send",
+                                           "feed_data", "_refused", "_fed"};
 static PyObject *name_objs[N_COUNT];
 
 static PyObject *
 bind_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
+    if (nargs != 8 || !PyTuple_CheckExact(args[7])) {
         PyErr_SetString(PyExc_TypeError, "bind_connection(Connection, ServerContext, Engine, "
-                        "Request, Body, Connection.serve_one, apply_forwarded)");
+                        "Request, Body, Connection.serve_one, apply_forwarded, "
+                        "FORWARDED_KEYS)");
         return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[7]); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(args[7], i))) {
+            PyErr_SetString(PyExc_TypeError, "FORWARDED_KEYS must be a tuple of str");
+            return NULL;
+        }
     }
     Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT], body[B_COUNT];
     if (native_bind_slots(args[0], conn_slots, conn, C_COUNT) < 0 ||
@@ -118,13 +127,31 @@ bind_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     memcpy(bound.engine, engine, sizeof engine);
     memcpy(bound.request, request, sizeof request);
     memcpy(bound.body, body, sizeof body);
-    PyObject **keep[7] = {&bound.conn_cls, &bound.ctx_cls, &bound.engine_cls,
+    PyObject **keep[8] = {&bound.conn_cls, &bound.ctx_cls, &bound.engine_cls,
                           &bound.request_cls, &bound.body_cls, &bound.reference,
-                          &bound.apply_forwarded};
-    for (int i = 0; i < 7; i++) {
+                          &bound.apply_forwarded, &bound.forwarded_keys};
+    for (int i = 0; i < 8; i++) {
         Py_XSETREF(*keep[i], Py_NewRef(args[i]));
     }
     Py_RETURN_NONE;
+}
+
+/* Whether an environ has one of the fields apply_forwarded reads or removes (1), as its
+   first test (`environ.keys().isdisjoint(FORWARDED_KEYS)`) tells; when none is, it
+   would return at once and is not called. -1 with an exception set. */
+static int
+forwarded_fields(PyObject *environ)
+{
+    if (!PyDict_CheckExact(environ)) {
+        return 1;  /* apply_forwarded decides */
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bound.forwarded_keys); i++) {
+        int has = PyDict_Contains(environ, PyTuple_GET_ITEM(bound.forwarded_keys, i));
+        if (has != 0) {
+            return has;
+        }
+    }
+    return 0;
 }
 
 /* The exception being raised, taken (with its traceback), or NULL if none is. */
@@ -234,9 +261,10 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
         PyObject *args[4] = {req, base, addr, port};
         environ = PyObject_Vectorcall(build, args, 4, NULL);
     }
-    if (environ != NULL && trust != Py_None) {
+    int forwarded = environ != NULL && trust != Py_None ? forwarded_fields(environ) : 0;
+    if (forwarded != 0) {
         PyObject *args[3] = {environ, trust, trusted};
-        r = PyObject_Vectorcall(bound.apply_forwarded, args, 3, NULL);
+        r = forwarded < 0 ? NULL : PyObject_Vectorcall(bound.apply_forwarded, args, 3, NULL);
         Py_XSETREF(r, r == NULL ? NULL : native_exchange_run(exchange, app, environ));
     }
     else if (environ != NULL) {
@@ -437,11 +465,12 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
 static PyObject *
 bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != K_COUNT ||
-        !PyLong_Check(args[5])) {
+    if (nargs != 7 || !PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != K_COUNT ||
+        !PyLong_Check(args[5]) || !PyTuple_CheckExact(args[6])) {
         PyErr_SetString(PyExc_TypeError, "bind_loop(Connection.on_ready, Connection.settle, "
                         "RequestParser, Output, (PARKED, ACTIVE, WRITING, KEEP, END_CLEAN, "
-                        "END_LINGER, READ, WRITE, CLOSE, PROXY_NONE), RECV_BYTES)");
+                        "END_LINGER, READ, WRITE, CLOSE, PROXY_NONE), RECV_BYTES, "
+                        "FEED_ERRORS)");
         return NULL;
     }
     Py_ssize_t parser[P_COUNT], output[O_COUNT];
@@ -460,6 +489,7 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(bound.settle_reference, Py_NewRef(args[1]));
     Py_XSETREF(bound.parser_cls, Py_NewRef(args[2]));
     Py_XSETREF(bound.output_cls, Py_NewRef(args[3]));
+    Py_XSETREF(bound.feed_errors, Py_NewRef(args[6]));
     for (int i = 0; i < K_COUNT; i++) {
         Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[4], i)));
     }
@@ -673,6 +703,134 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
 static PyObject *fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data,
                      Py_ssize_t limit, int was_idle);
 
+/* parser._feed(data) (RequestParser._feed, one piece within the framing limit) for a
+   parser of the bound class whose fields are the native HeadFields (the caller checked
+   them): llhttp fed here; what it refuses goes to parser._refused, a piece that ends
+   inside a head or a chunked body to parser._fed, as _feed hands them over. A stopped
+   parser takes nothing; any other state (sniffing a refused method, fields not of the
+   bound classes) goes to _feed itself. (A piece that begins inside a chunked body does
+   not come here in practice: a parked connection has no request under way, its body
+   having been read by the app or by the connection's own drain. That branch is kept,
+   as _feed's, for equivalence.) 0, or -1 with an exception set. */
+static int
+feed_piece(PyObject *parser, PyObject *data)
+{
+    const Py_ssize_t *p = bound.parser;
+    PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
+    if (stopped == Py_True) {
+        return 0;
+    }
+    PyObject *fields = NATIVE_SLOT(parser, p[P_FIELDS]);
+    PyObject *llhttp = NATIVE_SLOT(parser, p[P_PARSER]);
+    PyObject *req = NATIVE_SLOT(parser, p[P_REQ]);
+    PyObject *received = NULL;
+    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        PyObject *body = NATIVE_SLOT(req, bound.request[R_BODY]);
+        if (body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)) {
+            received = NATIVE_SLOT(body, bound.body[B_RECEIVED]);
+        }
+    }
+    int in_head = fields == NULL ? -1 : native_fields_in_head(fields);
+    if (stopped != Py_False || NATIVE_SLOT(parser, p[P_SNIFFING]) != Py_False ||
+        llhttp == NULL || in_head < 0 || req == NULL ||
+        (req != Py_None && (received == NULL || !PyLong_CheckExact(received)))) {
+        PyObject *args[2] = {parser, data};
+        PyObject *r = PyObject_VectorcallMethod(name_objs[N_UNDER_FEED], args, 2, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    /* before = req.body.received if req is not None else 0 (an int: its value now) */
+    PyObject *before = req == Py_None ? PyLong_FromLong(0) : Py_NewRef(received);
+    if (before == NULL) {
+        return -1;
+    }
+    Py_INCREF(fields);  /* held: llhttp's callbacks run Python code */
+    Py_INCREF(req);
+    int rc = 0;
+    PyObject *args[2] = {llhttp, data};
+    PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED_DATA], args, 2, NULL);
+    if (r == NULL) {
+        /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head) */
+        if (PyErr_ExceptionMatches(bound.feed_errors)) {
+            PyObject *exc = take_exception();
+            PyObject *refused[5] = {parser, exc, data, req, in_head ? Py_True : Py_False};
+            r = exc == NULL ? NULL :
+                PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 5, NULL);
+            Py_XDECREF(exc);
+        }
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+    }
+    else {
+        Py_DECREF(r);
+        /* if fields.in_head or (req is not None and req.chunked and not in_head and
+               req is self._req): self._fed(data, req, before) */
+        int now_in_head = native_fields_in_head(fields);
+        int chunked = 0;
+        if (!now_in_head && req != Py_None && !in_head &&
+            NATIVE_SLOT(parser, p[P_REQ]) == req) {
+            PyObject *flag = NATIVE_SLOT(req, bound.request[R_CHUNKED]);
+            chunked = flag == NULL ? -1 : PyObject_IsTrue(flag);
+            if (flag == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "chunked");
+            }
+        }
+        if (now_in_head < 0 || chunked < 0) {
+            rc = -1;
+        }
+        else if (now_in_head || chunked) {
+            PyObject *counted[4] = {parser, data, req, before};
+            r = PyObject_VectorcallMethod(name_objs[N_FED], counted, 4, NULL);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+        }
+    }
+    Py_DECREF(before);
+    Py_DECREF(fields);
+    Py_DECREF(req);
+    return rc;
+}
+
+/* out.send(data), as Output.send: when nothing is queued and the socket is the native
+   engine's, one send() here; if it takes every byte, that is all Output.send would do.
+   Anything else (a queue, a short send, EAGAIN, an error) goes to Output.send with the
+   bytes not sent: it sends again, queues what the socket does not take, or raises
+   ClientGone, as it would have. */
+int
+native_output_send(PyObject *out, PyObject *data)
+{
+    PyObject *rest = Py_NewRef(data);
+    if (bound.output_cls != NULL && Py_IS_TYPE(out, (PyTypeObject *)bound.output_cls) &&
+        PyBytes_CheckExact(data)) {
+        PyObject *queue = NATIVE_SLOT(out, bound.output[O_QUEUE]);
+        PyObject *io = NATIVE_SLOT(out, bound.output[O_IO]);
+        Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);
+        if (queued < 0) {
+            PyErr_Clear();  /* Output.send meets the same and raises */
+        }
+        else if (queued == 0 && io != NULL && native_is_sock(io)) {
+            Py_ssize_t size = PyBytes_GET_SIZE(data);
+            Py_ssize_t sent = native_sock_send(io, PyBytes_AS_STRING(data), size);
+            if (sent == size) {
+                Py_DECREF(rest);
+                return 0;
+            }
+            if (sent > 0) {
+                Py_SETREF(rest, PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + sent,
+                                                          size - sent));
+                if (rest == NULL) {
+                    return -1;
+                }
+            }
+        }
+    }
+    PyObject *args[2] = {out, rest};
+    PyObject *r = PyObject_VectorcallMethod(name_objs[N_SEND], args, 2, NULL);
+    Py_DECREF(rest);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 /* Connection.on_ready for a PARKED connection of the native engine (no PROXY header
    due): read what has arrived, feed the parser, serve what is complete. Any other
    state, or objects not of the bound classes, go to the reference. */
@@ -742,14 +900,20 @@ fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t 
     int was_idle)
 {
     const Py_ssize_t *c = bound.conn, *p = bound.parser;
-    PyObject *args[2] = {parser, data};
-    PyObject *r = PyObject_VectorcallMethod(
-        name_objs[PyBytes_GET_SIZE(data) > limit ? N_FEED : N_UNDER_FEED], args, 2, NULL);
+    int failed;
+    if (PyBytes_GET_SIZE(data) > limit) {
+        PyObject *args[2] = {parser, data};
+        PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED], args, 2, NULL);
+        Py_XDECREF(r);
+        failed = r == NULL;
+    }
+    else {
+        failed = feed_piece(parser, data) < 0;
+    }
     Py_DECREF(data);
-    if (r == NULL) {
+    if (failed) {
         return NULL;
     }
-    Py_DECREF(r);
     PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
     PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
     PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
@@ -775,11 +939,12 @@ PyMethodDef native_conn_methods[] = {
      "on_ready(conn) -> Next: Connection.on_ready's twin (see _native_conn.c)."},
     {"bind_loop", (PyCFunction)(void (*)(void))bind_loop, METH_FASTCALL,
      "bind_loop(Connection.on_ready, Connection.settle, RequestParser, Output, names, "
-     "RECV_BYTES): what on_ready reads, and its references."},
+     "RECV_BYTES, FEED_ERRORS): what on_ready reads, and its references."},
     {"serve_one", (PyCFunction)(void (*)(void))serve_one, METH_FASTCALL,
      "serve_one(conn, req) -> bool: Connection.serve_one's twin (see _native_conn.c)."},
     {"bind_connection", (PyCFunction)(void (*)(void))bind_connection, METH_FASTCALL,
      "bind_connection(Connection, ServerContext, Engine, Request, Body, "
-     "Connection.serve_one, apply_forwarded): the classes serve_one reads, the references."},
+     "Connection.serve_one, apply_forwarded, FORWARDED_KEYS): the classes serve_one reads, "
+     "the references."},
     {NULL, NULL, 0, NULL},
 };

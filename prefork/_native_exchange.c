@@ -16,7 +16,8 @@
  *   run(app, environ)
  *       app(environ, self.start_response); for a list of one bytes object, the head
  *       (status line, the app's fields, Server, Date, Content-Length when the app gave
- *       none, Connection) and the body in one bytes object, sent by out.send(), the state
+ *       none, Connection) and the body in one bytes object, sent by out.send() (in C when it
+ *       can: native_output_send), the state
  *       set as Exchange.finish() sets it. Any other result, or an exchange in another
  *       state (head already sent, request_timeout's guard), goes to self.respond(result).
  *
@@ -46,10 +47,9 @@
 
 #include "_native.h"
 
-enum { A_START_RESPONSE, A_RESPOND, A_SEND, A_WRITE, A_METHOD, A_VERSION, A_HEAD, A_V10,
-       A_COUNT };
+enum { A_START_RESPONSE, A_RESPOND, A_WRITE, A_METHOD, A_VERSION, A_HEAD, A_V10, A_COUNT };
 static const char *const attr_text[A_COUNT] = {
-    "start_response", "respond", "send", "write", "method", "version", "HEAD", "1.0"};
+    "start_response", "respond", "write", "method", "version", "HEAD", "1.0"};
 static PyObject *attr[A_COUNT];  /* interned once, kept for the process's life */
 
 static int
@@ -394,13 +394,12 @@ finish_single(Exchange *self, PyObject *body)
         self->keep_alive = 0;
     }
     PyObject *out = Py_NewRef(self->out);
-    PyObject *r = PyObject_CallMethodOneArg(out, attr[A_SEND], data);
+    int failed = native_output_send(out, data);
     Py_DECREF(out);
     Py_DECREF(data);
-    if (r == NULL) {
+    if (failed) {
         return -1;
     }
-    Py_DECREF(r);
     /* A short body: only closing the connection tells the client. */
     if (length >= 0 && self->sent < length && !self->head_only && allows_body) {
         self->keep_alive = 0;

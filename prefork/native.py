@@ -59,7 +59,7 @@ class NativeExchange(_native.Exchange):
 # a request it does not serve itself (hooks, static files, timing) goes to the reference.
 _native.bind_connection(connection.Connection, connection.ServerContext, engine.Engine,
                         request.Request, request.Body, connection.Connection.serve_one,
-                        proxy.apply_forwarded)
+                        proxy.apply_forwarded, proxy.FORWARDED_KEYS)
 
 # Connection.on_ready's twin, for a PARKED connection: the read, the parser fed, the
 # requests served (serve_one), the connection settled; any other state is the reference's.
@@ -68,7 +68,7 @@ _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
                   (connection.PARKED, connection.ACTIVE, connection.WRITING, connection.KEEP,
                    connection.END_CLEAN, connection.END_LINGER, connection.READ,
                    connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
-                  connection.RECV_BYTES)
+                  connection.RECV_BYTES, parser.FEED_ERRORS)
 
 # The worker's calls for each request (_native.WorkerCalls): serve arms these connections.
 _native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE)

@@ -81,6 +81,8 @@ _GOOD_HOSTS: set[bytes] = set()  # Host values already validated (bounded: clien
 _GOOD_HOSTS_MAX = 256
 # How many leading bytes of a request are kept to judge a method llhttp does not know.
 _LEAD_BYTES = 64
+# What llhttp raises for a piece it refuses (HttpParserUpgrade is not an HttpParserError).
+FEED_ERRORS = (httptools.HttpParserUpgrade, httptools.HttpParserError)
 
 
 def valid_host(value: bytes) -> bool:
@@ -274,32 +276,44 @@ class RequestParser:
             self._sniff_method(bytes(data))
             return
         req = self._req
-        fields = self._fields
-        in_head = fields.in_head
+        in_head = self._fields.in_head
         before = req.body.received if req is not None else 0
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # llhttp stops at the end of an Upgrade/CONNECT request; we never switch, so what
-            # follows is not ours to parse. The request itself says keep_alive = False.
+        except FEED_ERRORS as exc:
+            self._refused(exc, data, req, in_head)
+            return
+        if self._fields.in_head or (req is not None and req.chunked and not in_head
+                                    and req is self._req):
+            self._fed(data, req, before)
+
+    def _refused(self, exc: Exception, data: bytes | memoryview, req: Request | None,
+                 in_head: bool) -> None:
+        """llhttp refused a piece that began with `req` under way (or none), in a head
+        or not (the native engine's feed calls this too)."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            # llhttp stops at the end of an Upgrade/CONNECT request; we never switch, so
+            # what follows is not ours to parse. The request itself says keep_alive = False.
             self.stopped = True
-            return
-        except httptools.HttpParserInvalidMethodError:
+        elif isinstance(exc, httptools.HttpParserInvalidMethodError):
             self._refused_method(data, began_here=req is None and not in_head
-                                 and (self._req is not None or fields.in_head))
-            return
-        except httptools.HttpParserError as exc:
+                                 and (self._req is not None or self._fields.in_head))
+        else:
             self._fail(exc)
-            return
-        if fields.in_head:
-            if not fields.url and len(self._lead) < _LEAD_BYTES:
+
+    def _fed(self, data: bytes | memoryview, req: Request | None, before: int) -> None:
+        """A piece fed that ended inside a head, or inside a chunked body (`req`'s, which
+        had received `before` body bytes): counted against the limits of what is not
+        data (the native engine's feed calls this too)."""
+        if self._fields.in_head:
+            if not self._fields.url and len(self._lead) < _LEAD_BYTES:
                 # The piece ended inside the method: keep its bytes in case llhttp
                 # refuses the method in a later piece (then they tell 400 from 501).
                 self._lead += data[:_LEAD_BYTES]
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._fail(HeaderFieldsTooLarge("request head too large"))
-        elif req is not None and req.chunked and not in_head and req is self._req:
+        elif req is not None:
             # Chunk-size lines, extensions and trailers are not body: llhttp skips them
             # without limit, so a client could stream them forever while the app waits
             # for data. Count them: each chunk may carry a little framing, and the whole

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 from prefork.accesslog import AccessLog, Entry
 from prefork.connection import Connection, ServerContext
 from prefork.engine import Engine, choose
+from prefork.http.parser import ParserLimits
 from prefork.http.request import Body, Request
-from prefork.proxy import Trust, apply_forwarded
+from prefork.proxy import FORWARDED_KEYS, Trust, apply_forwarded
 from prefork.wsgi import base_environ
 
 native = pytest.importorskip("prefork.native")
@@ -214,6 +215,43 @@ def test_deadlines_and_states_piece_by_piece(chunks: list[bytes]) -> None:
     assert python == compiled
 
 
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+CHUNKED = (b"POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + (b"1;ext=" + b"e" * 60 + b"\r\nx\r\n") * 12 + b"0\r\n\r\n")
+LONG_HEAD = b"GET /h HTTP/1.1\r\nHost: h\r\n" + b"X-A: aaaaaaaaaa\r\n" * 12 + b"\r\n"
+
+
+@pytest.mark.parametrize("app_kind", ["list", "read_all"])
+@pytest.mark.parametrize(("limits", "chunks"), [
+    # a head growing over head_limit across pieces: 431
+    (ParserLimits(head_limit=120), pieces(LONG_HEAD, 40)),
+    (ParserLimits(head_limit=120), pieces(GET + LONG_HEAD, 25)),
+    # chunk framing (extensions) over framing_limit across pieces: 400
+    (ParserLimits(framing_limit=64), pieces(CHUNKED, 30)),
+    (ParserLimits(framing_limit=64), pieces(CHUNKED, 7)),
+    (ParserLimits(framing_limit=64), [CHUNKED[:70], *pieces(CHUNKED[70:], 50)]),
+    (ParserLimits(), pieces(CHUNKED + GET, 11)),
+    # a method refused in the second piece of its head: "GE" is an unknown method
+    # (501), not a malformed line (400)
+    (ParserLimits(), [b"GE", b" / HTTP/1.1\r\nHost: h\r\n\r\n"]),
+    (ParserLimits(), [GET + b"GE", b" / HTTP/1.1\r\nHost: h\r\n\r\n"]),
+    (ParserLimits(), [b"G", b"E", b"X / HTTP/1.1\r\n\r\n"]),
+    (ParserLimits(), [GET, b"BR", b"EW / HTTP/1.1\r\n\r\n"]),
+])
+def test_pieces_fed_in_c_are_counted_and_refused_alike(app_kind: str, limits: ParserLimits,
+                                                       chunks: list[bytes]) -> None:
+    """The C feed of one piece (_native_conn.c: feed_piece) against _feed: what a piece
+    that ends inside a head or a chunked body adds to the limits, and where a refused
+    method began."""
+    options = {**KEEP, "parser_limits": limits}
+    python = run(choose("python"), app_kind, options, chunks)
+    compiled = run(choose("native"), app_kind, options, chunks)
+    assert python == compiled
+
+
 @pytest.mark.parametrize("engine", ["python", "native"])
 def test_each_request_asks_for_its_own_100_continue(engine: str) -> None:
     """A second request with Expect: 100-continue on the same connection gets its own
@@ -261,11 +299,12 @@ class Recorder:
 def handed_over() -> Iterator[Recorder]:
     recorder = Recorder()
     bind = (Connection, ServerContext, Engine, Request, Body)
-    _native.bind_connection(*bind, recorder, apply_forwarded)
+    _native.bind_connection(*bind, recorder, apply_forwarded, FORWARDED_KEYS)
     try:
         yield recorder
     finally:
-        _native.bind_connection(*bind, Connection.serve_one, apply_forwarded)
+        _native.bind_connection(*bind, Connection.serve_one, apply_forwarded,
+                                FORWARDED_KEYS)
 
 
 def test_a_parked_connection_is_woken_in_c() -> None:
@@ -303,7 +342,10 @@ def test_serve_one_refuses_what_it_was_not_bound_to() -> None:
         _native.serve_one(object())
     with pytest.raises(TypeError):
         _native.bind_connection(Connection, ServerContext, Engine, Request, dict,
-                                Connection.serve_one, apply_forwarded)
+                                Connection.serve_one, apply_forwarded, FORWARDED_KEYS)
+    with pytest.raises(TypeError):
+        _native.bind_connection(Connection, ServerContext, Engine, Request, Body,
+                                Connection.serve_one, apply_forwarded, list(FORWARDED_KEYS))
     # Objects of other classes go to the reference, whose own errors they get.
     with pytest.raises(AttributeError):
         _native.serve_one(object(), object())
