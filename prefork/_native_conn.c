@@ -880,7 +880,7 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
         Py_DECREF(data);
         return NULL;
     }
-    /* parser.feed(data): slices above the framing limit are feed()'s; one piece, _feed */
+    /* parser.feed(data): in pieces of the framing limit, each fed as _feed feeds it */
     Py_ssize_t limit = PyLong_AsSsize_t(NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]));
     if (limit == -1 && PyErr_Occurred()) {
         PyErr_Clear();
@@ -901,14 +901,27 @@ fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t 
 {
     const Py_ssize_t *c = bound.conn, *p = bound.parser;
     int failed;
-    if (PyBytes_GET_SIZE(data) > limit) {
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (limit <= 0) {  /* feed() decides (and refuses) */
         PyObject *args[2] = {parser, data};
         PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED], args, 2, NULL);
         Py_XDECREF(r);
         failed = r == NULL;
     }
-    else {
+    else if (size <= limit) {
         failed = feed_piece(parser, data) < 0;
+    }
+    else {
+        /* feed(): in slices of the framing limit, each a memoryview of `data` */
+        PyObject *view = PyMemoryView_FromObject(data);
+        failed = view == NULL;
+        for (Py_ssize_t start = 0; !failed && start < size; start += limit) {
+            PyObject *piece = PySequence_GetSlice(view, start,
+                                                  size - start > limit ? start + limit : size);
+            failed = piece == NULL || feed_piece(parser, piece) < 0;
+            Py_XDECREF(piece);
+        }
+        Py_XDECREF(view);
     }
     Py_DECREF(data);
     if (failed) {

@@ -470,7 +470,8 @@ static const char *const body_slots[B_COUNT] = {
     "_buf", "_pos", "complete", "fill", "limit", "received"};
 
 static struct {
-    PyObject *parser_cls, *request_cls, *body_cls, *reference, *message_reference;
+    PyObject *parser_cls, *request_cls, *body_cls, *reference, *message_reference,
+        *body_reference;
     Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
 } bound;
 
@@ -487,9 +488,9 @@ static PyObject *text_objs[S_COUNT];
 static PyObject *
 bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
+    if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "bind_parser(RequestParser, Request, Body, "
-                        "on_headers_complete, on_message_complete)");
+                        "on_headers_complete, on_message_complete, on_body)");
         return NULL;
     }
     Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
@@ -507,6 +508,7 @@ bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(bound.body_cls, Py_NewRef(args[2]));
     Py_XSETREF(bound.reference, Py_NewRef(args[3]));
     Py_XSETREF(bound.message_reference, Py_NewRef(args[4]));
+    Py_XSETREF(bound.body_reference, Py_NewRef(args[5]));
     Py_RETURN_NONE;
 }
 
@@ -685,6 +687,65 @@ HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
     Py_RETURN_NONE;
 }
 
+/* A piece of a body (llhttp's on_body: bytes): RequestParser.on_body, req.body.feed(data),
+   with Body.feed's common case here: within the body limit, nothing read from the buffer
+   yet (_pos 0), so `received` is counted and the bytes appended. Any other case, or
+   objects not of the bound classes, go to the parser's on_body, whole. */
+static PyObject *
+HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
+{
+    PyObject *parser = owner(self, "on_body"), *req = NULL, *body = NULL;
+    if (parser == NULL) {
+        return NULL;
+    }
+    req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
+    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+    }
+    const Py_ssize_t *b = bound.body;
+    PyObject *buf = NULL, *pos = NULL, *received = NULL, *limit = NULL;
+    if (body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) &&
+        PyBytes_CheckExact(data)) {
+        buf = NATIVE_SLOT(body, b[B_BUF]);
+        pos = NATIVE_SLOT(body, b[B_POS]);
+        received = NATIVE_SLOT(body, b[B_RECEIVED]);
+        limit = NATIVE_SLOT(body, b[B_LIMIT]);
+    }
+    long long now = -1, most = -1;
+    if (buf != NULL && PyByteArray_CheckExact(buf) && pos != NULL && PyLong_CheckExact(pos) &&
+        received != NULL && PyLong_CheckExact(received) && limit != NULL &&
+        PyLong_CheckExact(limit)) {
+        int overflow;
+        long long offset = PyLong_AsLongLongAndOverflow(pos, &overflow);
+        long long before = overflow ? -1 : PyLong_AsLongLongAndOverflow(received, &overflow);
+        most = overflow ? -1 : PyLong_AsLongLongAndOverflow(limit, &overflow);
+        if (offset == 0 && !overflow && before >= 0 &&
+            before <= LLONG_MAX - PyBytes_GET_SIZE(data)) {
+            now = before + PyBytes_GET_SIZE(data);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (now < 0 || (most != 0 && now > most)) {
+        /* not the common case, or the limit passed: the reference raises */
+        PyObject *args[2] = {parser, data};
+        return PyObject_Vectorcall(bound.body_reference, args, 2, NULL);
+    }
+    /* self.received += len(data); self._buf += data */
+    PyObject *count = PyLong_FromLongLong(now);
+    if (count == NULL) {
+        return NULL;
+    }
+    native_slot_set(body, b[B_RECEIVED], count);
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf), more = PyBytes_GET_SIZE(data);
+    if (PyByteArray_Resize(buf, size + more) < 0) {
+        return NULL;
+    }
+    memcpy(PyByteArray_AS_STRING(buf) + size, PyBytes_AS_STRING(data), (size_t)more);
+    Py_RETURN_NONE;
+}
+
 static int
 HeadFields_traverse(HeadFieldsObject *self, visitproc visit, void *arg)
 {
@@ -740,6 +801,8 @@ static PyMethodDef HeadFields_methods[] = {
     {"on_headers_complete", (PyCFunction)HeadFields_on_headers_complete, METH_NOARGS,
      "The head is complete: a common head ends here, any other in the reference "
      "(RequestParser.on_headers_complete) of `parser`."},
+    {"on_body", (PyCFunction)HeadFields_on_body, METH_O,
+     "llhttp's piece of a body: RequestParser.on_body's twin."},
     {"on_message_complete", (PyCFunction)HeadFields_on_message_complete, METH_NOARGS,
      "The request is complete (RequestParser.on_message_complete's twin)."},
     {NULL, NULL, 0, NULL},

@@ -30,10 +30,10 @@ _REFERENCE = wsgi.Exchange
 
 # HeadFields.on_headers_complete ends a common head in C, setting these classes' fields
 # (by their __slots__ offsets); any other head goes to the parser's own method. And
-# HeadFields.on_message_complete ends a request.
+# HeadFields.on_message_complete ends a request, and on_body takes a piece of a body.
 _native.bind_parser(parser.RequestParser, request.Request, request.Body,
                     parser.RequestParser.on_headers_complete,
-                    parser.RequestParser.on_message_complete)
+                    parser.RequestParser.on_message_complete, parser.RequestParser.on_body)
 
 
 class NativeExchange(_native.Exchange):

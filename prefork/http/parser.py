@@ -170,7 +170,7 @@ FieldsFactory = Callable[[int, int, int], Fields]
 class EndsHead(Protocol):
     """Fields that also end a head and a request (prefork._native.HeadFields): llhttp
     calls their on_headers_complete, which ends a common head itself and hands any other
-    to `parser`'s (the reference), and their on_message_complete."""
+    to `parser`'s (the reference), their on_message_complete, and their on_body."""
 
     parser: RequestParser | None
 
@@ -193,7 +193,7 @@ class _Callbacks:
         self.on_headers_complete = getattr(fields, "on_headers_complete",
                                            parser.on_headers_complete)
         self.on_chunk_header = parser.on_chunk_header
-        self.on_body = parser.on_body
+        self.on_body = getattr(fields, "on_body", parser.on_body)
         self.on_message_complete = getattr(fields, "on_message_complete",
                                            parser.on_message_complete)
 

@@ -61,13 +61,20 @@ class Body:
         return len(self._buf) - self._pos
 
     def _take(self, n: int) -> bytes:
+        buf = self._buf
         start = self._pos
-        end = min(len(self._buf), start + n)
-        data = bytes(self._buf[start:end])
-        self._pos = end
-        if self._pos == len(self._buf):
-            self._buf.clear()
+        end = min(len(buf), start + n)
+        if start == 0 and end == len(buf):  # all of it (the common case): one copy
+            data = bytes(buf)
+            buf.clear()
+            return data
+        with memoryview(buf) as view:  # a part: one copy too (a slice would be two)
+            data = bytes(view[start:end])
+        if end == len(buf):
+            buf.clear()
             self._pos = 0
+        else:
+            self._pos = end
         return data
 
     def read(self, size: int | None = -1) -> bytes:

@@ -179,13 +179,13 @@ def handed_over() -> Iterator[Recorder]:
     """The compiled on_headers_complete bound to a Recorder for one test."""
     recorder = Recorder()
     native._native.bind_parser(RequestParser, Request, Body, recorder,
-                               RequestParser.on_message_complete)
+                               RequestParser.on_message_complete, RequestParser.on_body)
     try:
         yield recorder
     finally:
         native._native.bind_parser(RequestParser, Request, Body,
                                    RequestParser.on_headers_complete,
-                                   RequestParser.on_message_complete)
+                                   RequestParser.on_message_complete, RequestParser.on_body)
 
 
 @pytest.mark.parametrize(("data", "max_body", "handed"), [
@@ -225,6 +225,8 @@ def test_the_end_of_a_head_refuses_what_is_not_its_parser() -> None:
         fields.on_headers_complete()  # bound to no parser: refuses, never crashes
     with pytest.raises(RuntimeError):
         fields.on_message_complete()
+    with pytest.raises(RuntimeError):
+        fields.on_body(b"x")
     other = RequestParser(ParserLimits(), native.head_fields)
     fields.parser = other  # not the parser whose fields these are
     with pytest.raises(RuntimeError):
@@ -232,7 +234,7 @@ def test_the_end_of_a_head_refuses_what_is_not_its_parser() -> None:
     with pytest.raises(TypeError):
         native._native.bind_parser(RequestParser, Request, dict,
                                    RequestParser.on_headers_complete,
-                                   RequestParser.on_message_complete)
+                                   RequestParser.on_message_complete, RequestParser.on_body)
     other.close()
     assert fields.parser is other and other._fields.parser is None
 
@@ -279,3 +281,37 @@ def test_the_parser_on_either_agrees_on_generated_requests(
     raw = data.draw(mutations(req[0])) if mutate else req[0]
     assert parse(HeadFields, raw, pieces, limits) == parse(native.head_fields, raw, pieces,
                                                            limits)
+
+
+@pytest.mark.parametrize("read", [0, 1, 3, 7])
+@pytest.mark.parametrize(("head", "pieces", "max_body"), [
+    (b"Content-Length: 12", (b"efg", b"hijkl"), 0),
+    (b"Content-Length: 12", (b"efg", b"hijkl"), 12),
+    (b"Transfer-Encoding: chunked", (b"3\r\nefg\r\n", b"5\r\nhijkl\r\n0\r\n\r\n"), 0),
+    # the limit passed in a later piece: 413 from the body reader
+    (b"Transfer-Encoding: chunked", (b"3\r\nefg\r\n", b"5\r\nhijkl\r\n0\r\n\r\n"), 9),
+])
+def test_a_body_fed_while_the_app_reads_it(read: int, head: bytes, pieces: tuple[bytes, ...],
+                                           max_body: int) -> None:
+    """Pieces of a body arriving after the app has read part of it (llhttp's on_body,
+    in C for the native engine): the same buffer, counts, reads and limit."""
+    start = b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n"
+    first = b"abcd" if head.startswith(b"Content") else b"4\r\nabcd\r\n"
+
+    def run(fields: FieldsFactory) -> list[Any]:
+        parser = RequestParser(ParserLimits(max_body=max_body), fields)
+        seen: list[Any] = []
+        try:
+            parser.feed(start + first)
+            body = parser.ready[0].body
+            for piece in pieces:
+                seen.append(call(body.read, read))
+                seen.append(call(parser.feed, piece))
+                seen.append((bytes(body._buf), body._pos, body.received, body.complete,
+                             repr(parser.error)))
+            seen.append(call(body.read))
+        finally:
+            parser.close()
+        return seen
+
+    assert run(HeadFields) == run(native.head_fields)
