@@ -38,6 +38,7 @@
 #include <Python.h>
 
 #include <structmember.h>
+#include <time.h>
 
 #include <errno.h>
 #include <string.h>
@@ -260,6 +261,14 @@ native_sock_recv(PyObject *sock, Py_ssize_t size)
         return NULL;
     }
     return recv_bytes((SockObject *)sock, size);
+}
+
+double
+native_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 Py_ssize_t

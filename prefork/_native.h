@@ -32,6 +32,9 @@ native_slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
 PyObject *native_sock_recv(PyObject *sock, Py_ssize_t size);
 int native_is_sock(PyObject *obj);
 
+/* _native.c: time.monotonic()'s clock, in seconds. */
+double native_monotonic(void);
+
 /* _native.c: one send(MSG_DONTWAIT) of a Sock's: the bytes sent, or -1 (errno set, no
    exception: the caller leaves that case to Python code, which makes the call again). */
 Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);

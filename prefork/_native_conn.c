@@ -43,7 +43,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <time.h>
 
 #include "_native.h"
 
@@ -78,7 +77,6 @@ static const char *const output_slots[O_COUNT] = {"queue", "io"};
 enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
        K_CLOSE, K_PROXY_NONE, K_COUNT };
 
-static double monotonic(void);
 
 static struct {
     PyObject *conn_cls, *ctx_cls, *engine_cls, *request_cls, *body_cls;
@@ -431,7 +429,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
     Py_DECREF(r);
     /* started = time.monotonic() if timed else 0.0 */
     PyObject *timing[2] = {PyLong_FromLong(0), NULL};  /* status, started */
-    if (timed && (timing[1] = PyFloat_FromDouble(monotonic())) == NULL) {
+    if (timed && (timing[1] = PyFloat_FromDouble(native_monotonic())) == NULL) {
         Py_DECREF(timing[0]);
         Py_DECREF(exchange);
         return NULL;
@@ -496,13 +494,6 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-static double
-monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock */
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* A float field set to now + a context's timeout (a number). 0, or -1 with an error. */
 static int
@@ -550,7 +541,7 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
     if (end != bound.k[K_KEEP]) {
         return PyObject_CallOneArg(bound.settle_reference, conn);
     }
-    double now = monotonic();
+    double now = native_monotonic();
     int idle = parser_idle(parser);
     if (idle < 0) {
         return NULL;
@@ -691,7 +682,7 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
         }
         if (queued > 0) {  /* the client is slow to read: EPOLLOUT writes the rest */
             native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_WRITING]));
-            if (set_deadline(conn, monotonic(), ctx, X_SEND_TIMEOUT_S) < 0) {
+            if (set_deadline(conn, native_monotonic(), ctx, X_SEND_TIMEOUT_S) < 0) {
                 return NULL;
             }
             return Py_NewRef(bound.k[K_WRITE]);
@@ -941,7 +932,7 @@ fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t 
         native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_ACTIVE]));
         return serve(conn, ctx, parser);
     }
-    if (was_idle && set_deadline(conn, monotonic(), ctx, X_HEADER_TIMEOUT_S) < 0) {
+    if (was_idle && set_deadline(conn, native_monotonic(), ctx, X_HEADER_TIMEOUT_S) < 0) {
         return NULL;  /* a new head has begun: it must complete within header_timeout */
     }
     return Py_NewRef(bound.k[K_READ]);

@@ -664,21 +664,30 @@ failed:
     Py_XDECREF(upgrade);
     return NULL;
 }
+/* The Body of the request under way in a parser (borrowed), when the request and its
+   body are of the bound classes; NULL when not (no exception: the reference's case). */
+static PyObject *
+body_under_way(PyObject *parser)
+{
+    PyObject *req = NATIVE_SLOT(parser, bound.parser[P_REQ]), *body = NULL;
+    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+    }
+    return body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) ? body : NULL;
+}
+
 /* llhttp has read a whole request (head and body): RequestParser.on_message_complete's
    twin (the body complete, no request under way, the framing count reset); a parser or
    request not of the bound classes goes to the reference. */
 static PyObject *
 HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *parser = owner(self, "on_message_complete"), *req = NULL, *body = NULL;
+    PyObject *parser = owner(self, "on_message_complete");
     if (parser == NULL) {
         return NULL;
     }
-    req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
-    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
-        body = NATIVE_SLOT(req, bound.request[R_BODY]);
-    }
-    if (body == NULL || !Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)) {
+    PyObject *body = body_under_way(parser);
+    if (body == NULL) {
         return PyObject_CallOneArg(bound.message_reference, parser);
     }
     native_slot_set(body, bound.body[B_COMPLETE], Py_NewRef(Py_True));
@@ -694,18 +703,14 @@ HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
 static PyObject *
 HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
 {
-    PyObject *parser = owner(self, "on_body"), *req = NULL, *body = NULL;
+    PyObject *parser = owner(self, "on_body");
     if (parser == NULL) {
         return NULL;
     }
-    req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
-    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
-        body = NATIVE_SLOT(req, bound.request[R_BODY]);
-    }
+    PyObject *body = body_under_way(parser);
     const Py_ssize_t *b = bound.body;
     PyObject *buf = NULL, *pos = NULL, *received = NULL, *limit = NULL;
-    if (body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) &&
-        PyBytes_CheckExact(data)) {
+    if (body != NULL && PyBytes_CheckExact(data)) {
         buf = NATIVE_SLOT(body, b[B_BUF]);
         pos = NATIVE_SLOT(body, b[B_POS]);
         received = NATIVE_SLOT(body, b[B_RECEIVED]);

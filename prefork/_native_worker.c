@@ -30,7 +30,6 @@
 #include <Python.h>
 
 #include <sys/epoll.h>
-#include <time.h>
 
 #include "_native.h"
 
@@ -217,13 +216,6 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 
 /* ---- the request's bookkeeping: Worker._begin_request, RequestWatch's ------------------ */
 
-static double
-monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock */
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* (began, active, req, exchange), a new reference or NULL. */
 static PyObject *
@@ -253,7 +245,7 @@ WorkerCalls_begin(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nar
     if (ident == NULL) {
         return NULL;
     }
-    PyObject *run = running(NULL, monotonic(), args[0], args[1]);
+    PyObject *run = running(NULL, native_monotonic(), args[0], args[1]);
     int failed = run == NULL || PyDict_SetItem(self->inflight, ident, run) < 0;
     Py_DECREF(ident);
     Py_XDECREF(run);
@@ -330,7 +322,7 @@ WorkerCalls_progress(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
         }
         else {
             Py_INCREF(run);
-            PyObject *moved = running(PyTuple_GET_ITEM(run, 0), monotonic(),
+            PyObject *moved = running(PyTuple_GET_ITEM(run, 0), native_monotonic(),
                                       PyTuple_GET_ITEM(run, 2), PyTuple_GET_ITEM(run, 3));
             failed = moved == NULL || PyDict_SetItem(self->inflight, ident, moved) < 0;
             Py_XDECREF(moved);
