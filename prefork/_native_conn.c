@@ -16,8 +16,9 @@
  *       serves it (with _begin and _finish): the count and the keep-alive decision, the
  *       exchange (made in C: native_exchange_new), the worker's begin_request, the
  *       environ (the engine's build_environ), the forwarded headers (proxy.apply_forwarded,
- *       when forwarded_allow_ips is set and the environ has one of them), the app (the exchange's run, in C), an exception
- *       of the app's or the client's handed to the connection's _failed, then
+ *       when forwarded_allow_ips is set and the environ has one of them), the app (the
+ *       exchange's run, in C), an exception of the app's or the client's handed to the
+ *       connection's _failed, then
  *       end_request; True if the connection may carry another request (the body read to
  *       its end, else the connection's _ready_for_next decides); when requests are timed
  *       (an access log, metrics), the connection's account(). Served here when the

@@ -16,9 +16,8 @@
  *   run(app, environ)
  *       app(environ, self.start_response); for a list of one bytes object, the head
  *       (status line, the app's fields, Server, Date, Content-Length when the app gave
- *       none, Connection) and the body in one bytes object, sent by out.send() (in C when it
- *       can: native_output_send), the state
- *       set as Exchange.finish() sets it. Any other result, or an exchange in another
+ *       none, Connection) and the body in one bytes object, sent by out.send() (in C
+ *       when it can: native_output_send), the state set as Exchange.finish() sets it. Any other result, or an exchange in another
  *       state (head already sent, request_timeout's guard), goes to self.respond(result).
  *
  *   bind_exchange(...)   the references, once, at import (prefork/native.py)

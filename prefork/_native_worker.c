@@ -216,7 +216,6 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 
 /* ---- the request's bookkeeping: Worker._begin_request, RequestWatch's ------------------ */
 
-
 /* (began, active, req, exchange), a new reference or NULL. */
 static PyObject *
 running(PyObject *began, double active, PyObject *req, PyObject *exchange)
