@@ -30,6 +30,7 @@ from apps import app  # noqa: E402
 
 from prefork.config import Config  # noqa: E402
 from prefork.connection import Connection  # noqa: E402
+from prefork.sockets import Listener  # noqa: E402
 from prefork.worker import Worker  # noqa: E402
 from prefork.wsgi import base_environ  # noqa: E402
 
@@ -46,6 +47,9 @@ REQUESTS = {
     "big": b"GET /big HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
     "echo": (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 16384\r\n\r\n"
              + b"e" * 16384),
+    # a new TCP connection for each request (wrk -H "Connection: close"): accepted,
+    # served and closed by the worker's own calls
+    "connect": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n",
 }
 
 
@@ -76,7 +80,44 @@ def whole_reply(client: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def connect_loop(n: int) -> float:
+    """A new loopback connection per request: the client connects and sends, the worker
+    accepts, serves and closes (Worker._accept, as a pool thread woken for the
+    listener), the client reads to the end."""
+    listen = socket.create_server(("127.0.0.1", 0), backlog=128)
+    listen.setblocking(False)
+    address = listen.getsockname()
+    listener = Listener(listen, "127.0.0.1:0")
+    _parent, child = socket.socketpair()  # the master's end of the channel: unused
+    worker = Worker(1, Config(http_engine=ENGINE), [listener], child, app)
+    worker.ctx = worker.context()
+    worker.bases = {id(listener): base_environ("127.0.0.1", str(address[1]), "", True)}
+    request = REQUESTS["connect"]
+
+    def one() -> bytes:
+        client = socket.create_connection(address)
+        client.sendall(request)
+        worker._accept(listener)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+        client.close()
+        return reply
+
+    one()
+    start = time.perf_counter()
+    for _ in range(n):
+        reply = one()
+    elapsed = time.perf_counter() - start
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert not worker.conns, worker.conns
+    listen.close()
+    return elapsed / n * 1e6
+
+
 def loop(kind: str, n: int) -> float:
+    if kind == "connect":
+        return connect_loop(n)
     worker, conn, client = make(kind)
     request = REQUESTS[kind]
     on_ready = worker.serve

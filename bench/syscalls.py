@@ -2,6 +2,7 @@
 
     python bench/syscalls.py        # prefork, granian and bjoern (those installed)
     python bench/syscalls.py --servers prefork --connections 64,4 --duration 4
+    python bench/syscalls.py --close   # a new connection per request (Connection: close)
 
 Each server runs as in bench/run.py (2 workers x 8 threads where it has those knobs).
 For each connection count, two wrk runs of the same length:
@@ -42,10 +43,13 @@ def context_switches(server: Server) -> int:
     return total
 
 
+CLOSE: list[str] = []  # --close: wrk's header asking for a new connection per request
+
+
 def wrk(port: int, connections: int, seconds: int) -> int:
-    """Requests completed by wrk in `seconds` on hello, keep-alive."""
+    """Requests completed by wrk in `seconds` on hello (keep-alive, or --close)."""
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                          *CLOSE, f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                          timeout=seconds + 60).stdout
     return int(figure(r"(\d+) requests in", out, "0"))
 
@@ -75,7 +79,11 @@ def main() -> None:
     parser.add_argument("--servers", default="prefork,granian,bjoern")
     parser.add_argument("--connections", default="64,4")
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--close", action="store_true",
+                        help="a new connection per request (Connection: close)")
     args = parser.parse_args()
+    if args.close:
+        CLOSE[:] = ["-H", "Connection: close"]
     for tool in ("wrk", "strace"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install -y {tool})")

@@ -19,6 +19,11 @@
  *                      and close() makes this object forget it first (EBADF from then on).
  *   EpollCtl(epfd)     register(fd, events) and modify(fd, events), as select.epoll's
  *                      (the event's data is the fd, so select.epoll.poll() reports it).
+ *   accept(fd)         a connection from a non-blocking listener, accept4'ed non-blocking
+ *                      and close-on-exec (no ioctl after it), with the peer's address as
+ *                      socket.accept() formats it; close_socket(sock) detaches a socket
+ *                      object and closes its descriptor. A new connection then releases
+ *                      the GIL only where its pool thread waits, as a request does.
  *
  * Memory safety: every buffer is a Python object's own (a bytes object this code sizes,
  * or a Py_buffer held for the call); lengths come from those objects, never from the peer.
@@ -41,10 +46,12 @@
 #include <time.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "_native.h"
 
@@ -360,6 +367,85 @@ static PyTypeObject EpollCtlType = {
     .tp_methods = EpollCtl_methods,
 };
 
+/* ---- accept and close ----------------------------------------------------------------- */
+
+/* accept(listen_fd) -> (fd, family, host, port): the descriptor is non-blocking and
+   close-on-exec; host and port are the peer's, numeric, as socket.accept() gives them
+   (str() of its address tuple's first two items; getnameinfo with NI_NUMERICHOST is what
+   the socket module uses too, so an IPv6 scope comes out the same), "" and "" for a peer
+   without an address (AF_UNIX). BlockingIOError when no connection waits. The caller owns
+   the descriptor from here on. */
+static PyObject *
+native_accept(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    int lfd;
+    if (fd_from(arg, &lfd) < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int fd, err;
+    do {
+        memset(&addr, 0, sizeof(addr));
+        len = sizeof(addr);
+        fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        err = errno;
+    } while (fd < 0 && err == EINTR && PyErr_CheckSignals() == 0);
+    if (fd < 0) {
+        return raise_errno(err);
+    }
+    char host[NI_MAXHOST] = "", port[NI_MAXSERV] = "";
+    int family = addr.ss_family;
+    if ((family == AF_INET || family == AF_INET6) && len <= (socklen_t)sizeof(addr)) {
+        int rc = getnameinfo((struct sockaddr *)&addr, len, host, sizeof(host), port,
+                             sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+        if (rc != 0) {
+            close(fd);
+            PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(rc));
+            return NULL;
+        }
+    }
+    else if (family != AF_UNIX) {
+        close(fd);
+        PyErr_Format(PyExc_OSError, "accept: unexpected address family %d", family);
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(iiss)", fd, family, host, port);
+    if (result == NULL) {
+        close(fd);
+    }
+    return result;
+}
+
+/* close_socket(sock): sock.detach(), then close(2) on the descriptor with the GIL held (a
+   socket's close does not wait: prefork never sets SO_LINGER). socket.close() would
+   release the GIL around it, a hand-off to another pool thread and back. */
+static PyObject *
+native_close_socket(PyObject *Py_UNUSED(module), PyObject *sock)
+{
+    PyObject *fd_obj = PyObject_CallMethod(sock, "detach", NULL);
+    if (fd_obj == NULL) {
+        return NULL;
+    }
+    long fd = PyLong_AsLong(fd_obj);
+    Py_DECREF(fd_obj);
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (fd >= 0 && fd <= INT_MAX) {
+        close((int)fd);  /* the descriptor is gone whatever close says (even EINTR) */
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef native_socket_methods[] = {
+    {"accept", native_accept, METH_O,
+     "accept(listen_fd) -> (fd, family, host, port), non-blocking; BlockingIOError if none."},
+    {"close_socket", native_close_socket, METH_O,
+     "close_socket(sock): detach the socket object and close its descriptor, GIL held."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---- module --------------------------------------------------------------------------- */
 
 static struct PyModuleDef native_module = {
@@ -387,6 +473,7 @@ PyInit__native(void)
         PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0 ||
         PyModule_AddObjectRef(module, "WorkerCalls", (PyObject *)&WorkerCallsType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
+        PyModule_AddFunctions(module, native_socket_methods) < 0 ||
         PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
         PyModule_AddFunctions(module, native_http_methods) < 0 ||
         PyModule_AddFunctions(module, native_conn_methods) < 0 ||

@@ -191,7 +191,8 @@ class Connection:
         now: float | None = None,
     ) -> None:
         """A connection just accepted: PARKED, its head due within header_timeout."""
-        sock.setblocking(False)
+        if sock.gettimeout() != 0.0:  # the native engine's accept made it non-blocking
+            sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         self.io = ctx.engine.socket_io(sock)  # recv and send, by the engine's calls
@@ -556,7 +557,7 @@ class Connection:
         self.out.discard()
         self.parser.close()
         self.io.close()  # the native engine's forgets the descriptor before it is reused
-        self.sock.close()
+        self.ctx.engine.close_socket(self.sock)
 
 
 # The reference's serve_one, where the engine has no compiled twin (the Python engine).

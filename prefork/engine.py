@@ -4,8 +4,9 @@ Both engines run the same connection code; they differ in the calls that cross i
 kernel on every request, and in the per-field code of the parser's callbacks and of the
 WSGI adapter (the native engine's is in C: prefork.native). The Python engine uses the
 socket and epoll objects (each call releases the GIL); the native engine uses
-prefork._native (_native.c), whose non-blocking recv, send and epoll_ctl keep it, so that
-pool threads hand the GIL to each other only where one waits (epoll_wait). `choose`
+prefork._native (_native.c), whose non-blocking recv, send, epoll_ctl, accept and close
+keep it, so that pool threads hand the GIL to each other only where one waits
+(epoll_wait). `choose`
 decides once, in the master; workers inherit the decision.
 """
 
@@ -42,6 +43,16 @@ class EpollIO(Protocol):
     def modify(self, fd: int, eventmask: int, /) -> None: ...
 
 
+# A connection just accepted and its peer's (address, port), "" and "" over AF_UNIX.
+Accepted = tuple[socket.socket, tuple[str, str]]
+
+
+def accept_python(listen: socket.socket) -> Accepted:
+    """socket.accept(); raises BlockingIOError when no connection waits."""
+    sock, addr = listen.accept()
+    return sock, ((str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", ""))
+
+
 class WorkerCalls(Protocol):
     """A worker's calls for each request, made in one place (the native engine's:
     prefork._native.WorkerCalls; the Python engine's worker makes them itself)."""
@@ -74,6 +85,10 @@ class Engine:
     # The worker's calls for each request (WorkerCalls(epfd, on_ready, arm, close,
     # inflight, served, info, max_requests, counted)); None: the worker's own methods.
     worker_calls: Callable[..., WorkerCalls] | None = None
+    # A new connection from a listener, and a connection's socket closed: the socket
+    # module's calls (each releases the GIL), or the native engine's (they keep it).
+    accept: Callable[[socket.socket], Accepted] = accept_python
+    close_socket: Callable[[socket.socket], None] = socket.socket.close
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -106,4 +121,4 @@ def choose(setting: HttpEngine) -> Engine:
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
                   native.head_fields, _native.serve_one, _native.on_ready,
-                  _native.WorkerCalls)
+                  _native.WorkerCalls, native.accept_socket, _native.close_socket)

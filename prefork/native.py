@@ -14,6 +14,8 @@ shared by all pool threads.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from functools import partial
 
@@ -81,3 +83,19 @@ build_environ: wsgi.BuildEnviron = partial(
 # llhttp's callbacks for a head (the reference: prefork.http.fields.HeadFields).
 head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, parser._GOOD_HOSTS,
                                      BadRequest, HeaderFieldsTooLarge, URITooLong)
+
+
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+
+
+def accept_socket(listen: socket.socket) -> engine.Accepted:
+    """engine.accept_python's result, from _native.accept: accept4 with the GIL held,
+    and a socket object that is non-blocking from the start (Connection then makes no
+    ioctl). Raises BlockingIOError when no connection waits."""
+    fd, family, host, port = _native.accept(listen.fileno())
+    try:
+        sock = socket.socket(family, _STREAM_NONBLOCK, 0, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return sock, (host, port)

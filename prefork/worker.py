@@ -399,7 +399,7 @@ class Worker:
                 self._pause_accepting()
                 return
             try:
-                sock, addr = listener.sock.accept()
+                sock, remote = self.engine.accept(listener.sock)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -407,16 +407,14 @@ class Worker:
                     log.error("cannot accept: %s; pausing for a moment", exc.strerror)
                     self._pause_accepting()
                 return  # ECONNABORTED, or a listener closed by a stop: nothing to do
-            conn = self._adopt(sock, addr, self.bases[id(listener)], time.monotonic())
+            conn = self._adopt(sock, remote, self.bases[id(listener)], time.monotonic())
         # Its first request often arrives with the connection: serve it at once.
         self.serve(conn)
 
-    def _adopt(self, sock: socket.socket, addr: Any, base: dict[str, Any],
+    def _adopt(self, sock: socket.socket, remote: tuple[str, str], base: dict[str, Any],
                now: float) -> Connection:
         """A new connection, claimed by the caller. It joins the epoll when first parked:
         one served and closed at once (Connection: close) never costs an epoll call."""
-        # AF_UNIX peers have no address.
-        remote = (str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", "")
         conn = Connection(sock, remote, base, self.ctx, now)
         conn.claimed = True
         self.conns[conn.fd] = conn
@@ -482,11 +480,11 @@ class Worker:
                 base = self.bases[id(listener)]
                 for _ in range(10000):
                     try:
-                        sock, addr = listener.sock.accept()
+                        sock, remote = self.engine.accept(listener.sock)
                     except OSError:
                         break
                     # A pool thread serves it when its bytes come.
-                    self._arm(self._adopt(sock, addr, base, now), Next.READ)
+                    self._arm(self._adopt(sock, remote, base, now), Next.READ)
                 with contextlib.suppress(OSError):
                     self.ep.unregister(listener.sock.fileno())
                 listener.sock.close()

@@ -230,3 +230,128 @@ def test_no_path_through_the_core_leaks(pair: tuple[socket.socket, socket.socket
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert grown < 64 * 1024, f"{grown} bytes still held after 5,000 rounds"
+
+
+# -- accept and close_socket: a new connection without releasing the GIL ----------------
+
+LISTENERS = ["tcp4", "tcp6", "unix"]
+
+
+@pytest.fixture(params=LISTENERS)
+def listener(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[socket.socket]:
+    kind = request.param
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(tmp_path) + "/s")  # type: ignore[operator]
+    else:
+        family, host = ((socket.AF_INET, "127.0.0.1") if kind == "tcp4"
+                        else (socket.AF_INET6, "::1"))
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, 0))
+        except OSError as exc:
+            sock.close()
+            pytest.skip(f"no {kind} loopback here: {exc}")
+    sock.listen(8)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def connect_to(listener: socket.socket) -> socket.socket:
+    client = socket.socket(listener.family, socket.SOCK_STREAM)
+    client.connect(listener.getsockname())
+    return client
+
+
+def test_accept_gives_what_socket_accept_gives_and_a_nonblocking_descriptor(
+        listener: socket.socket) -> None:
+    from prefork import engine
+    from prefork import native as bound
+
+    first, second = connect_to(listener), connect_to(listener)
+    theirs, their_peer = engine.accept_python(listener)
+    ours, our_peer = bound.accept_socket(listener)
+    try:
+        # The peer as socket.accept() gives it, each for its own client.
+        expected = first.getsockname() if listener.family != socket.AF_UNIX else ""
+        assert their_peer == ((str(expected[0]), str(expected[1])) if expected else ("", ""))
+        expected = second.getsockname() if listener.family != socket.AF_UNIX else ""
+        assert our_peer == ((str(expected[0]), str(expected[1])) if expected else ("", ""))
+        assert (ours.family, ours.type) == (theirs.family, theirs.type)
+        assert ours.gettimeout() == 0.0  # the object knows: Connection makes no ioctl
+        assert not os.get_blocking(ours.fileno())  # and so does the descriptor
+        assert not os.get_inheritable(ours.fileno())  # close-on-exec, as socket.accept
+        second.sendall(b"ping")
+        assert select.select([ours], [], [], 5)[0]
+        assert ours.recv(10) == b"ping"
+        with pytest.raises(BlockingIOError):
+            ours.recv(10)
+    finally:
+        for sock in (first, second, theirs, ours):
+            sock.close()
+
+
+def test_accept_with_nothing_waiting_is_blockingioerror_as_socket_accept(
+        listener: socket.socket) -> None:
+    with pytest.raises(BlockingIOError) as theirs:
+        listener.accept()
+    with pytest.raises(BlockingIOError) as ours:
+        native.accept(listener.fileno())
+    assert ours.value.errno == theirs.value.errno
+
+
+def test_accept_on_what_is_not_a_listener_is_the_socket_modules_oserror(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _b = pair
+    with pytest.raises(OSError) as theirs:
+        a.accept()
+    with pytest.raises(OSError) as ours:
+        native.accept(a.fileno())
+    assert ours.value.errno == theirs.value.errno == errno.EINVAL
+    for bad in (-1, "3", 2**40):
+        with pytest.raises((OSError, TypeError, ValueError, OverflowError)):
+            native.accept(bad)
+
+
+def test_close_socket_closes_the_descriptor_and_the_object_knows(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    fd = a.fileno()
+    native.close_socket(a)
+    assert a.fileno() == -1 and a._closed  # type: ignore[attr-defined]
+    with pytest.raises(OSError) as gone:
+        os.fstat(fd)
+    assert gone.value.errno == errno.EBADF
+    assert b.recv(10) == b""  # the peer sees the end of the stream
+    native.close_socket(a)  # as socket.close(): a second time does nothing
+    a.close()
+
+
+def test_accept_and_close_socket_leak_nothing(listener: socket.socket) -> None:
+    """Each path many times: descriptors and traced memory do not grow."""
+    import gc
+    import tracemalloc
+
+    from prefork import native as bound
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            client = connect_to(listener)
+            sock, _peer = bound.accept_socket(listener)
+            native.close_socket(sock)
+            client.close()
+            with pytest.raises(BlockingIOError):
+                native.accept(listener.fileno())
+
+    rounds(100)
+    gc.collect()
+    fds = len(os.listdir("/proc/self/fd"))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rounds(2000)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert grown < 64 * 1024, f"{grown} bytes still held after 2,000 rounds"
