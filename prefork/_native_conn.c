@@ -153,41 +153,6 @@ forwarded_fields(PyObject *environ)
     return 0;
 }
 
-/* The exception being raised, taken (with its traceback), or NULL if none is. */
-static PyObject *
-take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value != NULL && tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-/* Raise `exc` again (stolen; NULL: nothing). */
-static void
-raise_again(PyObject *exc)
-{
-    if (exc == NULL) {
-        return;
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
 
 /* Connection._finish for a context with no post_request hook: the body's source
    detached, the request forgotten, the watchdog told, and when requests are timed (an
@@ -199,7 +164,7 @@ static int
 finish(PyObject *conn, PyObject *ctx, PyObject *req, PyObject *body, PyObject *exchange,
        PyObject *const *timing)
 {
-    PyObject *pending = take_exception();
+    PyObject *pending = native_take_exception();
     native_slot_set(body, bound.body[B_FILL], Py_NewRef(Py_None));
     native_slot_set(conn, bound.conn[C_REQUEST], Py_NewRef(Py_None));
     PyObject *end = NATIVE_SLOT(ctx, bound.ctx[X_END_REQUEST]);
@@ -214,14 +179,14 @@ finish(PyObject *conn, PyObject *ctx, PyObject *req, PyObject *body, PyObject *e
             PyErr_SetString(PyExc_AttributeError, "ServerContext.end_request is not set");
         }
         if (pending != NULL) {
-            PyObject *exc = take_exception();
+            PyObject *exc = native_take_exception();
             PyException_SetContext(exc, pending);  /* steals `pending` */
-            raise_again(exc);
+            native_raise_again(exc);
         }
         return -1;
     }
     Py_DECREF(r);
-    raise_again(pending);
+    native_raise_again(pending);
     return pending == NULL ? 0 : -1;
 }
 
@@ -279,9 +244,9 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
         Py_DECREF(r);
         return 0;
     }
-    PyObject *exc = take_exception();
+    PyObject *exc = native_take_exception();
     if (exc == NULL || !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
-        raise_again(exc);  /* not an Exception (SystemExit, KeyboardInterrupt...) */
+        native_raise_again(exc);  /* not an Exception (SystemExit, KeyboardInterrupt...) */
         return -1;
     }
     /* except Exception as exc: status = self._failed(req, exchange, exc) */
@@ -744,7 +709,7 @@ feed_piece(PyObject *parser, PyObject *data)
     if (r == NULL) {
         /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head) */
         if (PyErr_ExceptionMatches(bound.feed_errors)) {
-            PyObject *exc = take_exception();
+            PyObject *exc = native_take_exception();
             PyObject *refused[5] = {parser, exc, data, req, in_head ? Py_True : Py_False};
             r = exc == NULL ? NULL :
                 PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 5, NULL);

@@ -8,6 +8,16 @@
  *       parking), its claim released first; a connection to close, or one the epoll
  *       refuses, goes to the worker's _close. Objects not of the bound class go to the
  *       worker's _arm, whole.
+ *   follow(worker, listeners)
+ *       Worker._follow, a pool thread's loop: wait on the epoll (the only place the GIL
+ *       is released), then under the worker's lock leave the watch (calling a resting
+ *       thread in when none is left watching), count the thread busy and claim the
+ *       connection woken; serve it (serve above) or accept from the listener woken
+ *       (worker._accept); what either raises goes to worker._pool_error; then under the
+ *       lock come back (worker._rest_then_watch when enough threads already watch).
+ *       The worker's counters are its own attributes, read and written under its lock as
+ *       the reference does; a connection not of the bound class is read by attribute.
+ *       Returns when epoll_wait fails (the epoll closed at exit), as the reference.
  *   begin(req, exchange), end(), progress()
  *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
  *       the pool thread's entry in the watchdog's table (keyed by thread ident:
@@ -29,23 +39,25 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <sys/epoll.h>
 
 #include "_native.h"
 
-enum { W_CLAIMED, W_REGISTERED, W_FD, W_COUNT };
-static const char *const conn_slots[W_COUNT] = {"claimed", "registered", "fd"};
+enum { W_CLAIMED, W_REGISTERED, W_FD, W_STATE, W_COUNT };
+static const char *const conn_slots[W_COUNT] = {"claimed", "registered", "fd", "state"};
 
 static struct {
-    PyObject *conn_cls, *close_next, *write_next;
+    PyObject *conn_cls, *close_next, *write_next, *closed_state;
     Py_ssize_t conn[W_COUNT];
 } bound;
 
 static PyObject *
 bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "bind_worker(Connection, Next.CLOSE, Next.WRITE)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED)");
         return NULL;
     }
     Py_ssize_t conn[W_COUNT];
@@ -56,6 +68,7 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(bound.conn_cls, Py_NewRef(args[0]));
     Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
     Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
+    Py_XSETREF(bound.closed_state, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -214,6 +227,281 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
     Py_RETURN_NONE;
 }
 
+/* ---- follow: Worker._follow ----------------------------------------------------------- */
+
+enum { N_WATCHING, N_RESTING, N_BUSY, N_WATCHERS, N_CONNS, N_LOCK, N_REST, N_ACQUIRE,
+       N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_ACCEPT, N_POOL_ERROR, N_CLAIMED, N_STATE,
+       N_COUNT };
+static const char *const follow_text[N_COUNT] = {
+    "watching", "resting", "busy", "watchers", "conns", "lock", "rest", "acquire",
+    "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state"};
+static PyObject *follow_names[N_COUNT];
+
+/* An int attribute of the worker, or -1 with an exception set. */
+static long
+get_count(PyObject *worker, int name)
+{
+    PyObject *value = PyObject_GetAttr(worker, follow_names[name]);
+    if (value == NULL) {
+        return -1;
+    }
+    long n = PyLong_AsLong(value);
+    Py_DECREF(value);
+    if (n < 0 && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_ValueError, "worker.%U is negative", follow_names[name]);
+    }
+    return PyErr_Occurred() ? -1 : n;
+}
+
+/* worker.<name> = n: 0, or -1 with an exception set. */
+static int
+set_count(PyObject *worker, int name, long n)
+{
+    PyObject *value = PyLong_FromLong(n);
+    if (value == NULL) {
+        return -1;
+    }
+    int r = PyObject_SetAttr(worker, follow_names[name], value);
+    Py_DECREF(value);
+    return r;
+}
+
+/* lock.acquire() or lock.release(): 0, or -1 with an exception set. */
+static int
+lock_call(PyObject *lock, int name)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(lock, follow_names[name]);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* lock.release(), keeping an exception raised while it was held (as a `with` block's
+   exit does): 0, or -1 with an exception set (the pending one, or release's). */
+static int
+lock_release(PyObject *lock)
+{
+    PyObject *pending = native_take_exception();
+    int r = lock_call(lock, N_RELEASE);
+    if (pending == NULL) {
+        return r;
+    }
+    if (r < 0) {
+        Py_DECREF(pending);  /* release's own error stands */
+    }
+    else {
+        native_raise_again(pending);
+    }
+    return -1;
+}
+
+/* Under the lock, a thread woken for `fd`: the watch left, the thread busy, and the
+   connection the fd belongs to claimed (a new reference; NULL if there is none to serve:
+   claimed by another thread, closed, or no connection). *failed on an error. */
+static PyObject *
+leave_watch(PyObject *worker, PyObject *conns, PyObject *fd_obj, int *failed)
+{
+    long watching = get_count(worker, N_WATCHING);
+    if (watching < 0 || set_count(worker, N_WATCHING, watching - 1) < 0) {
+        goto error;
+    }
+    if (watching == 1) {  /* none left waiting: call a resting thread in */
+        long resting = get_count(worker, N_RESTING);
+        if (resting < 0) {
+            goto error;
+        }
+        if (resting > 0) {
+            PyObject *rest = PyObject_GetAttr(worker, follow_names[N_REST]);
+            PyObject *r = rest == NULL ? NULL :
+                PyObject_CallMethodNoArgs(rest, follow_names[N_NOTIFY]);
+            Py_XDECREF(rest);
+            if (r == NULL) {
+                goto error;
+            }
+            Py_DECREF(r);
+        }
+    }
+    long busy = get_count(worker, N_BUSY);
+    if (busy < 0 || set_count(worker, N_BUSY, busy + 1) < 0) {
+        goto error;
+    }
+    PyObject *conn = PyDict_GetItemWithError(conns, fd_obj);  /* borrowed */
+    if (conn == NULL) {
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+        return NULL;
+    }
+    Py_INCREF(conn);
+    PyObject *claimed, *state;
+    int exact = bound.conn_cls != NULL && Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls);
+    if (exact) {
+        claimed = Py_XNewRef(NATIVE_SLOT(conn, bound.conn[W_CLAIMED]));
+        state = Py_XNewRef(NATIVE_SLOT(conn, bound.conn[W_STATE]));
+        if (claimed == NULL || state == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "the connection's claimed or state is unset");
+        }
+    }
+    else {
+        claimed = PyObject_GetAttr(conn, follow_names[N_CLAIMED]);
+        state = claimed == NULL ? NULL : PyObject_GetAttr(conn, follow_names[N_STATE]);
+    }
+    int taken = claimed == NULL || state == NULL ? -1 : PyObject_IsTrue(claimed);
+    if (taken == 0 && state == bound.closed_state) {
+        taken = 1;
+    }
+    Py_XDECREF(claimed);
+    Py_XDECREF(state);
+    if (taken == 0) {  /* ours now */
+        if (exact) {
+            native_slot_set(conn, bound.conn[W_CLAIMED], Py_NewRef(Py_True));
+        }
+        else if (PyObject_SetAttr(conn, follow_names[N_CLAIMED], Py_True) < 0) {
+            taken = -1;
+        }
+    }
+    if (taken == 0) {
+        return conn;
+    }
+    Py_DECREF(conn);
+    if (taken < 0) {
+        goto error;
+    }
+    return NULL;
+error:
+    *failed = 1;
+    return NULL;
+}
+
+/* Under the lock, a thread done serving: no longer busy, and back to watching the epoll
+   (or resting first, in worker._rest_then_watch, when enough threads watch).
+   0, or -1 with an exception set. */
+static int
+come_back(PyObject *worker)
+{
+    long busy = get_count(worker, N_BUSY);
+    if (busy < 0 || set_count(worker, N_BUSY, busy - 1) < 0) {
+        return -1;
+    }
+    long watching = get_count(worker, N_WATCHING);
+    long watchers = watching < 0 ? -1 : get_count(worker, N_WATCHERS);
+    if (watchers < 0) {
+        return -1;
+    }
+    if (watching < watchers) {  /* _rest_then_watch's common case, without the call */
+        return set_count(worker, N_WATCHING, watching + 1);
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* What serving or accepting raised: worker._pool_error(conn or None, exc). */
+static int
+pool_error(PyObject *worker, PyObject *conn)
+{
+    PyObject *exc = native_take_exception();
+    if (exc == NULL) {
+        return 0;
+    }
+    PyObject *args[3] = {worker, conn != NULL ? conn : Py_None, exc};
+    PyObject *r = PyObject_VectorcallMethod(follow_names[N_POOL_ERROR], args,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static PyObject *WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn);
+
+static PyObject *
+WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "follow(worker, listeners: dict)");
+        return NULL;
+    }
+    if (ready(self) < 0 || native_intern_all(follow_names, follow_text, N_COUNT) < 0) {
+        return NULL;
+    }
+    PyObject *worker = args[0], *listeners = args[1];
+    PyObject *conns = PyObject_GetAttr(worker, follow_names[N_CONNS]);
+    PyObject *lock = conns == NULL ? NULL : PyObject_GetAttr(worker, follow_names[N_LOCK]);
+    if (lock == NULL || !PyDict_Check(conns)) {
+        if (lock != NULL) {
+            PyErr_SetString(PyExc_TypeError, "worker.conns is not a dict");
+        }
+        Py_XDECREF(conns);
+        Py_XDECREF(lock);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    /* with lock: worker._rest_then_watch() */
+    if (lock_call(lock, N_ACQUIRE) < 0) {
+        goto done;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
+    Py_XDECREF(r);
+    if (lock_release(lock) < 0 || r == NULL) {
+        goto done;
+    }
+    for (;;) {
+        struct epoll_event ev;
+        int n, err;
+        do {
+            Py_BEGIN_ALLOW_THREADS
+            n = epoll_wait(self->epfd, &ev, 1, -1);
+            err = errno;
+            Py_END_ALLOW_THREADS
+        } while (n < 0 && err == EINTR && PyErr_CheckSignals() == 0);
+        if (n < 0) {  /* the epoll is closed (the process ends): as the reference */
+            if (!PyErr_Occurred()) {
+                result = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        PyObject *fd_obj = PyLong_FromLong(n > 0 ? (long)ev.data.fd : -1L);
+        if (fd_obj == NULL || lock_call(lock, N_ACQUIRE) < 0) {
+            Py_XDECREF(fd_obj);
+            goto done;
+        }
+        int failed = 0;
+        PyObject *conn = leave_watch(worker, conns, fd_obj, &failed);
+        if (lock_release(lock) < 0 || failed) {
+            Py_XDECREF(conn);
+            Py_DECREF(fd_obj);
+            goto done;
+        }
+        PyObject *done_with = NULL;
+        if (conn != NULL) {
+            done_with = WorkerCalls_serve(self, conn);
+        }
+        else {
+            PyObject *listener = PyDict_GetItemWithError(listeners, fd_obj);  /* borrowed */
+            if (listener != NULL) {
+                done_with = PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
+            }
+            else if (!PyErr_Occurred()) {
+                done_with = Py_NewRef(Py_None);
+            }
+        }
+        Py_DECREF(fd_obj);
+        int reported = done_with != NULL ? 0 : pool_error(worker, conn);
+        Py_XDECREF(done_with);
+        Py_XDECREF(conn);  /* do not keep the last connection alive while waiting */
+        if (reported < 0 || lock_call(lock, N_ACQUIRE) < 0) {
+            goto done;
+        }
+        int back = come_back(worker);
+        if (lock_release(lock) < 0 || back < 0) {
+            goto done;
+        }
+    }
+done:
+    Py_DECREF(conns);
+    Py_DECREF(lock);
+    return result;
+}
+
 /* ---- the request's bookkeeping: Worker._begin_request, RequestWatch's ------------------ */
 
 /* (began, active, req, exchange), a new reference or NULL. */
@@ -339,6 +627,9 @@ WorkerCalls_progress(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef WorkerCalls_methods[] = {
+    {"follow", (PyCFunction)(void (*)(void))WorkerCalls_follow, METH_FASTCALL,
+     "follow(worker, listeners): Worker._follow, a pool thread's loop (returns when the "
+     "epoll is closed)."},
     {"serve", (PyCFunction)WorkerCalls_serve, METH_O,
      "serve(conn): Worker._serve and _arm (see _native_worker.c)."},
     {"begin", (PyCFunction)(void (*)(void))WorkerCalls_begin, METH_FASTCALL,
@@ -366,6 +657,7 @@ PyTypeObject WorkerCallsType = {
 
 PyMethodDef native_worker_methods[] = {
     {"bind_worker", (PyCFunction)(void (*)(void))bind_worker, METH_FASTCALL,
-     "bind_worker(Connection, Next.CLOSE, Next.WRITE): the class WorkerCalls.serve arms."},
+     "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED): the class "
+     "WorkerCalls.serve arms and follow claims."},
     {NULL, NULL, 0, NULL},
 };

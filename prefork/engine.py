@@ -57,6 +57,8 @@ class WorkerCalls(Protocol):
     """A worker's calls for each request, made in one place (the native engine's:
     prefork._native.WorkerCalls; the Python engine's worker makes them itself)."""
 
+    def follow(self, worker: Any, listeners: dict[int, Any], /) -> None: ...  # Worker._follow
+
     def serve(self, conn: Any, /) -> None: ...  # Worker._serve
 
     def begin(self, req: Any, exchange: Any, /) -> None: ...  # Worker._begin_request

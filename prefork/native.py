@@ -72,8 +72,10 @@ _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
                    connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
                   connection.RECV_BYTES, parser.FEED_ERRORS)
 
-# The worker's calls for each request (_native.WorkerCalls): serve arms these connections.
-_native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE)
+# The worker's calls for each request (_native.WorkerCalls): serve arms these
+# connections, follow claims them (unless closed).
+_native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE,
+                    connection.CLOSED)
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

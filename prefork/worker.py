@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from prefork import engine, messages
@@ -140,8 +141,9 @@ class Worker:
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         # What a connection does when woken: its own on_ready, or the engine's C twin.
         self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready
-        # A pool thread's calls for each request: the worker's own methods, or the
-        # engine's twins of them, made in C (engine.WorkerCalls).
+        # A pool thread's loop and its calls for each request: the worker's own methods,
+        # or the engine's twins of them, made in C (engine.WorkerCalls).
+        self.follow: Callable[[dict[int, Listener]], None] = self._follow
         self.serve: Callable[[Connection], None] = self._serve
         self.begin_request: Callable[[Request, Exchange], None] = self._begin_request
         self.end_request: Callable[[], None] = self.requests.end
@@ -153,6 +155,7 @@ class Worker:
                 self._counted)
             self.serve, self.begin_request = calls.serve, calls.begin
             self.end_request, self.progress = calls.end, calls.progress
+            self.follow = partial(calls.follow, self)
         self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
@@ -205,8 +208,10 @@ class Worker:
         self.main_ep.register(self.wake_r, _IN)
         self.main_ep.register(self.channel.fileno(), _IN)
         self._resume_accepting()
+        listeners = {lst.sock.fileno(): lst for lst in self.listeners}
         for i in range(self.config.threads):
-            threading.Thread(target=self._follow, name=f"pool-{i}", daemon=True).start()
+            threading.Thread(target=self.follow, args=(listeners,), name=f"pool-{i}",
+                             daemon=True).start()
         self._tell_master(Ready())
         return self._loop()
 
@@ -319,16 +324,15 @@ class Worker:
             return True
         return False
 
-    def _follow(self) -> None:
+    def _follow(self, listeners: dict[int, Listener]) -> None:
         """A pool thread: wait on the worker's epoll, serve what it is woken for, repeat.
         A thread waiting here is a free thread, so only free threads take connections.
         At most `WATCHERS` threads wait at once; a thread that would be one too many rests
         until the last waiting thread leaves to serve (then one resting thread is called).
         The lock is taken twice per wake-up: to leave the watch and claim what woke us,
-        and to come back."""
+        and to come back. (The native engine's twin: WorkerCalls.follow.)"""
         ep = self.ep
         conns = self.conns
-        listeners = {lst.sock.fileno(): lst for lst in self.listeners}
         lock = self.lock
         rest = self.rest
         serve = self.serve
@@ -357,14 +361,18 @@ class Worker:
                     serve(conn)
                 elif fd in listeners:
                     self._accept(listeners[fd])
-            except BaseException:
-                log.exception("unexpected error in a pool thread")
-                if conn is not None:
-                    self._close(conn)
+            except BaseException as exc:
+                self._pool_error(conn, exc)
             conn = None  # do not keep the last connection alive while waiting
             with lock:
                 self.busy -= 1
                 self._rest_then_watch()
+
+    def _pool_error(self, conn: Connection | None, exc: BaseException) -> None:
+        """What a pool thread's serve or accept raised: logged, its connection closed."""
+        log.error("unexpected error in a pool thread", exc_info=exc)
+        if conn is not None:
+            self._close(conn)
 
     def _rest_then_watch(self) -> None:
         """With the lock held: rest while enough threads wait on the epoll, then join them."""

@@ -11,19 +11,21 @@ the master and recycling at max_requests.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import select
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from prefork import messages
 from prefork.config import Config
-from prefork.connection import Connection
+from prefork.connection import Connection, Next
 from prefork.worker import Worker
 from prefork.wsgi import base_environ
 
@@ -36,9 +38,14 @@ pytestmark = pytest.mark.timeout(60)
 BIG = 600 << 10
 
 
+RELEASE = threading.Event()
+
+
 def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """Says what the watchdog's table holds for this thread while it runs."""
     worker: Worker = environ["test.worker"]
+    if environ["PATH_INFO"] == "/wait":  # a request that holds its thread a while
+        assert RELEASE.wait(10)
     ident = threading.get_ident()
     began, active, req, exchange = worker.requests.inflight[ident]
     seen = (len(worker.requests.inflight), began == active, req.target, exchange.keep_alive,
@@ -233,3 +240,224 @@ def test_references_are_released() -> None:
         assert [sys.getrefcount(o) for o in objects] == before
     finally:
         world.close()
+
+
+# -- follow: a pool thread's loop (Worker._follow and WorkerCalls.follow) --------------------
+
+
+class Stop(Exception):
+    """Raised by the test's _rest_then_watch to end a pool thread's loop."""
+
+
+def until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def reply(client: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b")"):
+        chunk = client.recv(65536)
+        assert chunk, data
+        data += chunk
+    return re.sub(rb"Date: [^\r]*\r\n", b"", data)
+
+
+def follow_story(engine: str) -> list[Any]:
+    """One pool thread over a real epoll: a request served; a connection another thread
+    holds left alone, then served once given back; a listener's wake-up (its _accept),
+    one whose _accept raises, a connection whose arming raises (_pool_error, the
+    connection closed); the counters after each; the loop ended."""
+
+    class Other(Connection):  # armed by worker._arm in both engines
+        __slots__ = ()
+
+    world, other = World(engine), World(engine, conn_type=Other)
+    w = world.worker
+    base = dict(world.conn.base)  # the app's worker is this one
+    second = Other(other.conn.sock.dup(), ("127.0.0.1", "40001"), base, w.ctx)
+    other.conn.close()
+    second.claimed = True
+    w.conns[second.fd] = second
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    w.ep.register(listen.fileno(), select.EPOLLIN)
+    seen: list[Any] = []
+    accepted: list[socket.socket] = []
+    errors: list[tuple[Any, str]] = []
+    real_error = w._pool_error
+
+    def accept(listener: str) -> None:
+        sock, _ = listen.accept()
+        accepted.append(sock)
+        if len(accepted) == 2:
+            raise ValueError("second accept fails")
+        seen.append(("accept", listener))
+
+    def pool_error(conn: Connection | None, exc: BaseException) -> None:
+        errors.append((conn is second, type(exc).__name__))
+        real_error(conn, exc)
+
+    w._accept = accept  # type: ignore[method-assign]
+    w._pool_error = pool_error  # type: ignore[method-assign]
+    ended: list[str] = []
+
+    def thread() -> None:
+        try:
+            w.follow({listen.fileno(): "the listener"})
+        except Stop:
+            ended.append("stopped")
+
+    def counters() -> tuple[int, int, int]:
+        return w.watching, w.busy, w.resting
+
+    for conn in (world.conn, second):
+        w._arm(conn, Next.READ)
+    pool = threading.Thread(target=thread, daemon=True)
+    try:
+        pool.start()
+        until(lambda: w.watching == 1, "the thread to watch")
+        world.client.sendall(GET)
+        seen.append(reply(world.client))
+        until(lambda: not world.conn.claimed and w.busy == 0, "the claim released")
+        seen.append(counters())
+        # held by another thread (the sweep): left alone, though its bytes came
+        with w.lock:
+            world.conn.claimed = True
+        world.client.sendall(GET)
+        second.sock.setblocking(False)
+        other.client.sendall(GET)  # after it: served once the first wake-up is dropped
+        seen.append(reply(other.client))
+        world.client.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            world.client.recv(10)
+        world.client.setblocking(True)
+        until(lambda: w.busy == 0, "the thread back")
+        seen.append((world.conn.claimed, counters()))
+        w._arm(world.conn, Next.READ)  # given back: its bytes wake the thread again
+        seen.append(reply(world.client))
+        for n in (1, 2):  # a listener woke us: its _accept (raising the second time)
+            socket.create_connection(listen.getsockname()).close()
+            until(lambda n=n: len(accepted) == n and w.busy == 0, "the accept")
+        seen.append(errors[:])
+
+        class Refusing:
+            def modify(self, fd: int, mask: int) -> None:
+                raise RuntimeError("arming refused")
+
+        w.epoll = Refusing()  # type: ignore[assignment]
+        other.client.sendall(GET)  # served, then its arming raises: closed
+        seen.append(reply(other.client))
+        until(lambda: len(errors) == 2 and w.busy == 0, "the error reported")
+        seen.append((errors[1], second.fd in w.conns, second.sock.fileno(), counters()))
+
+        def stop() -> None:
+            raise Stop
+
+        w.watchers = 0  # coming back calls _rest_then_watch: it ends the loop
+        w._rest_then_watch = stop  # type: ignore[method-assign]
+        socket.create_connection(listen.getsockname()).close()
+        pool.join(10)
+        seen.append((pool.is_alive(), ended, counters()))
+    finally:
+        for sock in accepted:
+            sock.close()
+        listen.close()
+        second.close()
+        other.client.close()
+        other.master.close()
+        other.worker.ep.close()
+        world.close()
+    return seen
+
+
+def test_a_pool_threads_loop_does_in_c_what_the_reference_does() -> None:
+    story = follow_story("python")
+    assert story == follow_story("native")
+    assert b"HTTP/1.1 200 OK" in story[0] and story[1] == (1, 0, 0)
+    # the held connection's bytes came first, the other's were served (request 2) ...
+    assert b"True, 2)" in story[2] and story[3] == (True, (1, 0, 0))
+    assert b"True, 3)" in story[4]  # ... and the held one's once given back
+    assert story[5] == ("accept", "the listener")
+    assert story[6] == [(False, "ValueError")]  # the accept's error, no connection
+    assert b"True, 4)" in story[7]  # served, then its arming raised: closed
+    assert story[8] == ((True, "RuntimeError"), False, -1, (1, 0, 0))
+    assert story[9] == ("accept", "the listener")
+    assert story[10] == (False, ["stopped"], (0, 0, 0))
+
+
+def test_the_native_worker_runs_its_pool_threads_in_c() -> None:
+    world = World("native")
+    try:
+        assert world.worker.follow.func == world.worker.serve.__self__.follow  # type: ignore[attr-defined]
+    finally:
+        world.close()
+
+
+def rest_story(engine: str) -> list[Any]:
+    """Two pool threads, one watcher: the other rests; it is called in when the watcher
+    leaves to serve, and the one done serving rests in its place."""
+    world = World(engine)
+    w = world.worker
+    w.watchers = 1
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    w.ep.register(listen.fileno(), select.EPOLLIN)
+    ended: list[str] = []
+
+    def accept(listener: str) -> None:
+        with contextlib.suppress(BlockingIOError):
+            listen.accept()[0].close()
+
+    def thread() -> None:
+        try:
+            w.follow({listen.fileno(): "the listener"})
+        except Stop:
+            ended.append("stopped")
+
+    def counters() -> tuple[int, int, int]:
+        return w.watching, w.busy, w.resting
+
+    w._accept = accept  # type: ignore[method-assign]
+    w._arm(world.conn, Next.READ)
+    RELEASE.clear()
+    seen: list[Any] = []
+    pool = [threading.Thread(target=thread, daemon=True) for _ in range(2)]
+    try:
+        for t in pool:
+            t.start()
+        until(lambda: counters() == (1, 0, 1), "one watching, one resting")
+        world.client.sendall(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+        until(lambda: counters() == (1, 1, 0), "the resting thread called in")
+        seen.append(counters())
+        RELEASE.set()
+        seen.append(reply(world.client)[:15])
+        until(lambda: counters() == (1, 0, 1), "the thread done serving resting")
+        seen.append(counters())
+        # The end: both threads watching, each ends on coming back from one wake-up.
+        w._rest_then_watch = lambda: (_ for _ in ()).throw(Stop)  # type: ignore[method-assign]
+        with w.rest:
+            w.watchers = 2
+            w.rest.notify()
+        until(lambda: counters() == (2, 0, 0), "both watching")
+        w.watchers = 0
+        for _ in range(10):
+            if not any(t.is_alive() for t in pool):
+                break
+            socket.create_connection(listen.getsockname()).close()
+            for t in pool:
+                t.join(0.5)
+        seen.append((ended, counters()))
+    finally:
+        RELEASE.set()
+        listen.close()
+        world.close()
+    return seen
+
+
+def test_resting_threads_are_called_in_as_the_reference_calls_them() -> None:
+    story = rest_story("python")
+    assert story == rest_story("native")
+    assert story == [(1, 1, 0), b"HTTP/1.1 200 OK", (1, 0, 1), (["stopped"] * 2, (0, 0, 0))]
