@@ -15,8 +15,9 @@
  *       connection woken; serve it (serve above) or accept from the listener woken
  *       (worker._accept); what either raises goes to worker._pool_error; then under the
  *       lock come back (worker._rest_then_watch when enough threads already watch).
- *       The worker's counters are its own attributes, read and written under its lock as
- *       the reference does; a connection not of the bound class is read by attribute.
+ *       The worker's counters are its own attributes (read and written in its instance
+ *       dict, its class having none of them), under its lock as the reference does; a
+ *       connection not of the bound class is read by attribute.
  *       Returns when epoll_wait fails (the epoll closed at exit), as the reference.
  *   begin(req, exchange), end(), progress()
  *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
@@ -237,16 +238,25 @@ static const char *const follow_text[N_COUNT] = {
     "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state"};
 static PyObject *follow_names[N_COUNT];
 
-/* An int attribute of the worker, or -1 with an exception set. */
+/* What one pool thread's loop holds: the worker, its instance dict (where its counters
+   live: follow checks that its class defines none of them, so that reading and writing
+   the dict is what getattr and setattr do), and its lock's bound methods. */
+typedef struct {
+    PyObject *worker, *counts, *acquire, *release;
+} Follow;
+
+/* An int counter of the worker, or -1 with an exception set. */
 static long
-get_count(PyObject *worker, int name)
+get_count(Follow *f, int name)
 {
-    PyObject *value = PyObject_GetAttr(worker, follow_names[name]);
+    PyObject *value = PyDict_GetItemWithError(f->counts, follow_names[name]);  /* borrowed */
     if (value == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_AttributeError, follow_names[name]);
+        }
         return -1;
     }
     long n = PyLong_AsLong(value);
-    Py_DECREF(value);
     if (n < 0 && !PyErr_Occurred()) {
         PyErr_Format(PyExc_ValueError, "worker.%U is negative", follow_names[name]);
     }
@@ -255,22 +265,22 @@ get_count(PyObject *worker, int name)
 
 /* worker.<name> = n: 0, or -1 with an exception set. */
 static int
-set_count(PyObject *worker, int name, long n)
+set_count(Follow *f, int name, long n)
 {
     PyObject *value = PyLong_FromLong(n);
     if (value == NULL) {
         return -1;
     }
-    int r = PyObject_SetAttr(worker, follow_names[name], value);
+    int r = PyDict_SetItem(f->counts, follow_names[name], value);
     Py_DECREF(value);
     return r;
 }
 
-/* lock.acquire() or lock.release(): 0, or -1 with an exception set. */
+/* lock.acquire() or lock.release() (a bound method): 0, or -1 with an exception set. */
 static int
-lock_call(PyObject *lock, int name)
+lock_call(PyObject *method)
 {
-    PyObject *r = PyObject_CallMethodNoArgs(lock, follow_names[name]);
+    PyObject *r = PyObject_CallNoArgs(method);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -278,10 +288,10 @@ lock_call(PyObject *lock, int name)
 /* lock.release(), keeping an exception raised while it was held (as a `with` block's
    exit does): 0, or -1 with an exception set (the pending one, or release's). */
 static int
-lock_release(PyObject *lock)
+lock_release(Follow *f)
 {
     PyObject *pending = native_take_exception();
-    int r = lock_call(lock, N_RELEASE);
+    int r = lock_call(f->release);
     if (pending == NULL) {
         return r;
     }
@@ -298,19 +308,19 @@ lock_release(PyObject *lock)
    connection the fd belongs to claimed (a new reference; NULL if there is none to serve:
    claimed by another thread, closed, or no connection). *failed on an error. */
 static PyObject *
-leave_watch(PyObject *worker, PyObject *conns, PyObject *fd_obj, int *failed)
+leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, int *failed)
 {
-    long watching = get_count(worker, N_WATCHING);
-    if (watching < 0 || set_count(worker, N_WATCHING, watching - 1) < 0) {
+    long watching = get_count(f, N_WATCHING);
+    if (watching < 0 || set_count(f, N_WATCHING, watching - 1) < 0) {
         goto error;
     }
     if (watching == 1) {  /* none left waiting: call a resting thread in */
-        long resting = get_count(worker, N_RESTING);
+        long resting = get_count(f, N_RESTING);
         if (resting < 0) {
             goto error;
         }
         if (resting > 0) {
-            PyObject *rest = PyObject_GetAttr(worker, follow_names[N_REST]);
+            PyObject *rest = PyObject_GetAttr(f->worker, follow_names[N_REST]);
             PyObject *r = rest == NULL ? NULL :
                 PyObject_CallMethodNoArgs(rest, follow_names[N_NOTIFY]);
             Py_XDECREF(rest);
@@ -320,8 +330,8 @@ leave_watch(PyObject *worker, PyObject *conns, PyObject *fd_obj, int *failed)
             Py_DECREF(r);
         }
     }
-    long busy = get_count(worker, N_BUSY);
-    if (busy < 0 || set_count(worker, N_BUSY, busy + 1) < 0) {
+    long busy = get_count(f, N_BUSY);
+    if (busy < 0 || set_count(f, N_BUSY, busy + 1) < 0) {
         goto error;
     }
     PyObject *conn = PyDict_GetItemWithError(conns, fd_obj);  /* borrowed */
@@ -376,21 +386,21 @@ error:
    (or resting first, in worker._rest_then_watch, when enough threads watch).
    0, or -1 with an exception set. */
 static int
-come_back(PyObject *worker)
+come_back(Follow *f)
 {
-    long busy = get_count(worker, N_BUSY);
-    if (busy < 0 || set_count(worker, N_BUSY, busy - 1) < 0) {
+    long busy = get_count(f, N_BUSY);
+    if (busy < 0 || set_count(f, N_BUSY, busy - 1) < 0) {
         return -1;
     }
-    long watching = get_count(worker, N_WATCHING);
-    long watchers = watching < 0 ? -1 : get_count(worker, N_WATCHERS);
+    long watching = get_count(f, N_WATCHING);
+    long watchers = watching < 0 ? -1 : get_count(f, N_WATCHERS);
     if (watchers < 0) {
         return -1;
     }
     if (watching < watchers) {  /* _rest_then_watch's common case, without the call */
-        return set_count(worker, N_WATCHING, watching + 1);
+        return set_count(f, N_WATCHING, watching + 1);
     }
-    PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
+    PyObject *r = PyObject_CallMethodNoArgs(f->worker, follow_names[N_REST_THEN_WATCH]);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -424,24 +434,40 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     PyObject *worker = args[0], *listeners = args[1];
-    PyObject *conns = PyObject_GetAttr(worker, follow_names[N_CONNS]);
-    PyObject *lock = conns == NULL ? NULL : PyObject_GetAttr(worker, follow_names[N_LOCK]);
-    if (lock == NULL || !PyDict_Check(conns)) {
-        if (lock != NULL) {
-            PyErr_SetString(PyExc_TypeError, "worker.conns is not a dict");
-        }
-        Py_XDECREF(conns);
-        Py_XDECREF(lock);
-        return NULL;
+    Follow f = {worker, NULL, NULL, NULL};
+    PyObject *conns = NULL, *lock = NULL, *result = NULL;
+    if ((conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
+        (lock = PyObject_GetAttr(worker, follow_names[N_LOCK])) == NULL ||
+        (f.acquire = PyObject_GetAttr(lock, follow_names[N_ACQUIRE])) == NULL ||
+        (f.release = PyObject_GetAttr(lock, follow_names[N_RELEASE])) == NULL ||
+        (f.counts = PyObject_GenericGetDict(worker, NULL)) == NULL) {
+        goto done;
     }
-    PyObject *result = NULL;
+    if (!PyDict_Check(conns) || !PyDict_Check(f.counts)) {
+        PyErr_SetString(PyExc_TypeError, "worker.conns or worker.__dict__ is not a dict");
+        goto done;
+    }
+    for (int name = N_WATCHING; name <= N_WATCHERS; name++) {
+        /* a class attribute could be a descriptor, which the dict would bypass */
+        PyObject *defined = PyObject_GetAttr((PyObject *)Py_TYPE(worker), follow_names[name]);
+        if (defined != NULL) {
+            Py_DECREF(defined);
+            PyErr_Format(PyExc_TypeError, "follow: %s.%U is defined by the class",
+                         Py_TYPE(worker)->tp_name, follow_names[name]);
+            goto done;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            goto done;
+        }
+        PyErr_Clear();
+    }
     /* with lock: worker._rest_then_watch() */
-    if (lock_call(lock, N_ACQUIRE) < 0) {
+    if (lock_call(f.acquire) < 0) {
         goto done;
     }
     PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
     Py_XDECREF(r);
-    if (lock_release(lock) < 0 || r == NULL) {
+    if (lock_release(&f) < 0 || r == NULL) {
         goto done;
     }
     for (;;) {
@@ -460,13 +486,13 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
         PyObject *fd_obj = PyLong_FromLong(n > 0 ? (long)ev.data.fd : -1L);
-        if (fd_obj == NULL || lock_call(lock, N_ACQUIRE) < 0) {
+        if (fd_obj == NULL || lock_call(f.acquire) < 0) {
             Py_XDECREF(fd_obj);
             goto done;
         }
         int failed = 0;
-        PyObject *conn = leave_watch(worker, conns, fd_obj, &failed);
-        if (lock_release(lock) < 0 || failed) {
+        PyObject *conn = leave_watch(&f, conns, fd_obj, &failed);
+        if (lock_release(&f) < 0 || failed) {
             Py_XDECREF(conn);
             Py_DECREF(fd_obj);
             goto done;
@@ -488,17 +514,20 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
         int reported = done_with != NULL ? 0 : pool_error(worker, conn);
         Py_XDECREF(done_with);
         Py_XDECREF(conn);  /* do not keep the last connection alive while waiting */
-        if (reported < 0 || lock_call(lock, N_ACQUIRE) < 0) {
+        if (reported < 0 || lock_call(f.acquire) < 0) {
             goto done;
         }
-        int back = come_back(worker);
-        if (lock_release(lock) < 0 || back < 0) {
+        int back = come_back(&f);
+        if (lock_release(&f) < 0 || back < 0) {
             goto done;
         }
     }
 done:
-    Py_DECREF(conns);
-    Py_DECREF(lock);
+    Py_XDECREF(conns);
+    Py_XDECREF(lock);
+    Py_XDECREF(f.acquire);
+    Py_XDECREF(f.release);
+    Py_XDECREF(f.counts);
     return result;
 }
 

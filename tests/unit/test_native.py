@@ -8,7 +8,7 @@ import errno
 import os
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -197,11 +197,26 @@ def test_a_stream_written_and_read_in_any_pieces_arrives_whole(
         assert got == b"".join(chunks)
 
 
+def memory_grown(rounds: Callable[[int], None], warm: int, n: int) -> int:
+    """Bytes still held (tracemalloc) after `n` rounds, once `warm` rounds have filled
+    the caches (exception types, small ints, free lists)."""
+    import gc
+    import tracemalloc
+
+    rounds(warm)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rounds(n)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return grown
+
+
 def test_no_path_through_the_core_leaks(pair: tuple[socket.socket, socket.socket]) -> None:
     """Every return and error path, many times over: memory traced by tracemalloc (the
     bytes objects recv makes, the exceptions) must not grow with the count."""
-    import gc
-    import tracemalloc
 
     a, b = pair
     sock, ctl = native.Sock(a.fileno()), native.EpollCtl(a.fileno())  # not an epoll fd
@@ -221,14 +236,7 @@ def test_no_path_through_the_core_leaks(pair: tuple[socket.socket, socket.socket
             sock.send(memoryview(b"abc")[1:])
             b.recv(10)
 
-    rounds(200)  # warm caches (exception types, small ints, free lists)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    rounds(5000)
-    gc.collect()
-    grown = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
+    grown = memory_grown(rounds, 200, 5000)
     assert grown < 64 * 1024, f"{grown} bytes still held after 5,000 rounds"
 
 
@@ -330,8 +338,6 @@ def test_close_socket_closes_the_descriptor_and_the_object_knows(
 
 def test_accept_and_close_socket_leak_nothing(listener: socket.socket) -> None:
     """Each path many times: descriptors and traced memory do not grow."""
-    import gc
-    import tracemalloc
 
     from prefork import native as bound
 
@@ -344,14 +350,7 @@ def test_accept_and_close_socket_leak_nothing(listener: socket.socket) -> None:
             with pytest.raises(BlockingIOError):
                 native.accept(listener.fileno())
 
-    rounds(100)
-    gc.collect()
     fds = len(os.listdir("/proc/self/fd"))
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    rounds(2000)
-    gc.collect()
-    grown = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
+    grown = memory_grown(rounds, 100, 2000)
     assert len(os.listdir("/proc/self/fd")) == fds
     assert grown < 64 * 1024, f"{grown} bytes still held after 2,000 rounds"

@@ -265,6 +265,23 @@ def reply(client: socket.socket) -> bytes:
     return re.sub(rb"Date: [^\r]*\r\n", b"", data)
 
 
+def pool_thread(w: Worker, listen: socket.socket, ended: list[str]) -> threading.Thread:
+    """A pool thread running the worker's loop, with one listener; "stopped" when Stop
+    ends it."""
+
+    def thread() -> None:
+        try:
+            w.follow({listen.fileno(): "the listener"})
+        except Stop:
+            ended.append("stopped")
+
+    return threading.Thread(target=thread, daemon=True)
+
+
+def counters(w: Worker) -> tuple[int, int, int]:
+    return w.watching, w.busy, w.resting
+
+
 def follow_story(engine: str) -> list[Any]:
     """One pool thread over a real epoll: a request served; a connection another thread
     holds left alone, then served once given back; a listener's wake-up (its _accept),
@@ -304,25 +321,16 @@ def follow_story(engine: str) -> list[Any]:
     w._pool_error = pool_error  # type: ignore[method-assign]
     ended: list[str] = []
 
-    def thread() -> None:
-        try:
-            w.follow({listen.fileno(): "the listener"})
-        except Stop:
-            ended.append("stopped")
-
-    def counters() -> tuple[int, int, int]:
-        return w.watching, w.busy, w.resting
-
     for conn in (world.conn, second):
         w._arm(conn, Next.READ)
-    pool = threading.Thread(target=thread, daemon=True)
+    pool = pool_thread(w, listen, ended)
     try:
         pool.start()
         until(lambda: w.watching == 1, "the thread to watch")
         world.client.sendall(GET)
         seen.append(reply(world.client))
         until(lambda: not world.conn.claimed and w.busy == 0, "the claim released")
-        seen.append(counters())
+        seen.append(counters(w))
         # held by another thread (the sweep): left alone, though its bytes came
         with w.lock:
             world.conn.claimed = True
@@ -335,7 +343,7 @@ def follow_story(engine: str) -> list[Any]:
             world.client.recv(10)
         world.client.setblocking(True)
         until(lambda: w.busy == 0, "the thread back")
-        seen.append((world.conn.claimed, counters()))
+        seen.append((world.conn.claimed, counters(w)))
         w._arm(world.conn, Next.READ)  # given back: its bytes wake the thread again
         seen.append(reply(world.client))
         for n in (1, 2):  # a listener woke us: its _accept (raising the second time)
@@ -351,7 +359,7 @@ def follow_story(engine: str) -> list[Any]:
         other.client.sendall(GET)  # served, then its arming raises: closed
         seen.append(reply(other.client))
         until(lambda: len(errors) == 2 and w.busy == 0, "the error reported")
-        seen.append((errors[1], second.fd in w.conns, second.sock.fileno(), counters()))
+        seen.append((errors[1], second.fd in w.conns, second.sock.fileno(), counters(w)))
 
         def stop() -> None:
             raise Stop
@@ -360,7 +368,7 @@ def follow_story(engine: str) -> list[Any]:
         w._rest_then_watch = stop  # type: ignore[method-assign]
         socket.create_connection(listen.getsockname()).close()
         pool.join(10)
-        seen.append((pool.is_alive(), ended, counters()))
+        seen.append((pool.is_alive(), ended, counters(w)))
     finally:
         for sock in accepted:
             sock.close()
@@ -411,37 +419,28 @@ def rest_story(engine: str) -> list[Any]:
         with contextlib.suppress(BlockingIOError):
             listen.accept()[0].close()
 
-    def thread() -> None:
-        try:
-            w.follow({listen.fileno(): "the listener"})
-        except Stop:
-            ended.append("stopped")
-
-    def counters() -> tuple[int, int, int]:
-        return w.watching, w.busy, w.resting
-
     w._accept = accept  # type: ignore[method-assign]
     w._arm(world.conn, Next.READ)
     RELEASE.clear()
     seen: list[Any] = []
-    pool = [threading.Thread(target=thread, daemon=True) for _ in range(2)]
+    pool = [pool_thread(w, listen, ended) for _ in range(2)]
     try:
         for t in pool:
             t.start()
-        until(lambda: counters() == (1, 0, 1), "one watching, one resting")
+        until(lambda: counters(w) == (1, 0, 1), "one watching, one resting")
         world.client.sendall(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
-        until(lambda: counters() == (1, 1, 0), "the resting thread called in")
-        seen.append(counters())
+        until(lambda: counters(w) == (1, 1, 0), "the resting thread called in")
+        seen.append(counters(w))
         RELEASE.set()
         seen.append(reply(world.client)[:15])
-        until(lambda: counters() == (1, 0, 1), "the thread done serving resting")
-        seen.append(counters())
+        until(lambda: counters(w) == (1, 0, 1), "the thread done serving resting")
+        seen.append(counters(w))
         # The end: both threads watching, each ends on coming back from one wake-up.
         w._rest_then_watch = lambda: (_ for _ in ()).throw(Stop)  # type: ignore[method-assign]
         with w.rest:
             w.watchers = 2
             w.rest.notify()
-        until(lambda: counters() == (2, 0, 0), "both watching")
+        until(lambda: counters(w) == (2, 0, 0), "both watching")
         w.watchers = 0
         for _ in range(10):
             if not any(t.is_alive() for t in pool):
@@ -449,7 +448,7 @@ def rest_story(engine: str) -> list[Any]:
             socket.create_connection(listen.getsockname()).close()
             for t in pool:
                 t.join(0.5)
-        seen.append((ended, counters()))
+        seen.append((ended, counters(w)))
     finally:
         RELEASE.set()
         listen.close()
@@ -461,3 +460,18 @@ def test_resting_threads_are_called_in_as_the_reference_calls_them() -> None:
     story = rest_story("python")
     assert story == rest_story("native")
     assert story == [(1, 1, 0), b"HTTP/1.1 200 OK", (1, 0, 1), (["stopped"] * 2, (0, 0, 0))]
+
+
+def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
+    """The loop reads the counters in the worker's instance dict: a class attribute of
+    the same name (a descriptor could be one) would make that differ from getattr."""
+    world = World("native")
+    try:
+        class Odd(Worker):
+            watchers = 2
+
+        world.worker.__class__ = Odd
+        with pytest.raises(TypeError, match=r"Odd\.watchers is defined by the class"):
+            world.worker.follow({})
+    finally:
+        world.close()
