@@ -6,8 +6,7 @@ WSGI adapter (the native engine's is in C: prefork.native). The Python engine us
 socket and epoll objects (each call releases the GIL); the native engine uses
 prefork._native (_native.c), whose non-blocking recv, send, epoll_ctl, accept and close
 keep it, so that pool threads hand the GIL to each other only where one waits
-(epoll_wait). `choose`
-decides once, in the master; workers inherit the decision.
+(epoll_wait). `choose` decides once, in the master; workers inherit the decision.
 """
 
 from __future__ import annotations
