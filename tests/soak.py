@@ -63,6 +63,9 @@ class Report:
                  f"  chaos events: {dict(self.chaos)}",
                  f"  hung requests answered 504 by request_timeout: {self.timeouts_answered}"]
         lines += [f"    {u}" for u in self.unexplained[:10]]
+        if self.unexplained:  # what the chaos did, to set beside the failures' times
+            lines.append("  chaos timeline: " + ", ".join(
+                f"+{at:.2f} {what}" for at, what in self.timeline[:40]))
         return "\n".join(lines)
 
 
@@ -76,6 +79,9 @@ class Soak:
         self.pidfile = Path(self._tmpdir()) / "soak.pid"
         self.target = 2
         self.hangs: list[threading.Thread] = []  # hung requests still waiting for their 504
+        # Client -> the worker its connection is on. One dict for all the clients, made
+        # here: each client thread used to make its own and replace the others'.
+        self.last_pid: dict[int, int] = {}
 
     def _tmpdir(self) -> str:
         import tempfile
@@ -96,7 +102,6 @@ class Soak:
     def client(self, n: int) -> None:
         rng = random.Random(self.rng.random())
         conn: http.client.HTTPConnection | None = None
-        self.last_pid: dict[int, int] = {}  # client -> the worker its connection is on
         seq = 0
         while not self.stop.is_set():
             seq += 1
@@ -137,9 +142,12 @@ class Soak:
             conn.request("POST", f"/echo?id={rid}", body=body)
             expect = rid.encode() + b":" + body
         elif kind == "stream":
-            n = rng.randint(1, 20)
-            conn.request("GET", f"/stream?id={rid}&n={n}")
-            expect = b"".join(b"%s-%d;" % (rid.encode(), i) for i in range(n))
+            # Not `n`, the client's number: that one keys last_pid below (it did: a stream
+            # of 1-5 pieces overwrote clients 1-5's record of the worker their keep-alive
+            # connection is on, and a SIGKILL of that worker then looked unexplained).
+            pieces = rng.randint(1, 20)
+            conn.request("GET", f"/stream?id={rid}&n={pieces}")
+            expect = b"".join(b"%s-%d;" % (rid.encode(), i) for i in range(pieces))
         else:
             conn.request("GET", f"/item?id={rid}")
             expect = rid.encode() + b":"
