@@ -125,7 +125,14 @@ def test_rolling_operations_across_three_hosts(hosts: Hosts, tmp_path: Path) -> 
 
         def steady(what: str) -> None:
             ok = load.ok
-            wait_for(lambda: load.ok > ok + 200, timeout=20, what=f"service after {what}")
+            try:
+                wait_for(lambda: load.ok > ok + 200, timeout=20, what=f"service after {what}")
+            except AssertionError as exc:  # what nginx and each host saw, to explain it
+                hosts_said = "\n".join(f"--- host {i}:\n{srv.log()[-2000:]}"
+                                        for i, srv in enumerate(servers))
+                raise AssertionError(f"{exc}; {load.ok - ok} ok, {len(load.failed)} failed"
+                                     f"\n--- nginx:\n{nginx_errors()[-3000:]}\n"
+                                     f"{hosts_said}") from None
 
         def answering(i: int) -> bool:
             # Straight to the host (bypassing nginx): its new workers serve.
