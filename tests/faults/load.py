@@ -1,5 +1,10 @@
 """Bounded load for the fault tests: client threads making requests until told to stop
-(or a hard cap on count and time), recording every outcome."""
+(or a hard cap on count and time), recording every outcome.
+
+A test that waits for the load to make progress uses `more`, which fails at once, and says
+so, when the clients have already reached their cap: a load that ran out must not read as
+a server that stopped serving (the netns test did, once the native engine was fast enough
+for 4 clients to make their 4 x 20,000 requests before the test's last step)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.server import Server
+from tests.server import Server, wait_for
 
 
 @dataclass
@@ -17,7 +22,7 @@ class Load:
     path: str = "/"
     clients: int = 4
     keep_alive: bool = False
-    max_requests: int = 20000  # per client: a hard bound
+    max_requests: int = 250_000  # per client: a hard bound (max_seconds comes first)
     max_seconds: float = 30.0
     ok: int = 0
     failed: list[str] = field(default_factory=list)
@@ -67,6 +72,28 @@ class Load:
         for t in self._threads:
             t.join(30)
         return self
+
+    @property
+    def running(self) -> bool:
+        """Whether any client is still making requests."""
+        return any(t.is_alive() for t in self._threads)
+
+    def more(self, count: int, timeout: float, what: str) -> int:
+        """Wait until `count` more requests than now have succeeded; fail with the reason
+        when the clients stopped first (their cap reached), not with a timeout."""
+        start = self.ok
+
+        def grown() -> bool:
+            if self.ok > start + count:
+                return True
+            if not self.running and not self._stop.is_set():
+                raise AssertionError(
+                    f"the load ran out while waiting for {what}: its clients reached their cap "
+                    f"({self.max_requests} requests or {self.max_seconds} s each); "
+                    f"{self.ok} ok, {len(self.failed)} failed")
+            return False
+        wait_for(grown, timeout=timeout, what=what)
+        return self.ok - start
 
     @property
     def total(self) -> int:

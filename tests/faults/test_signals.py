@@ -63,7 +63,7 @@ def test_usr2_upgrade_hands_over_without_losing_requests(tmp_path: Path) -> None
         old = srv.pid
         assert int(pidfile.read_text()) == old
         load = Load(srv, "/", clients=3, keep_alive=True).start()
-        wait_for(lambda: load.ok > 100, timeout=10, what="load")
+        load.more(100, timeout=10, what="load")
         srv.signal(signal.SIGUSR2)
         def new_pid() -> int | None:
             try:  # the old master renames the file away while the new one writes it
@@ -74,8 +74,7 @@ def test_usr2_upgrade_hands_over_without_losing_requests(tmp_path: Path) -> None
 
         new = wait_for(new_pid, timeout=20, what="the new master's pid")
         assert srv.wait_exit(30) == 0, "the old master stops once the new one is ready"
-        ok_then = load.ok
-        wait_for(lambda: load.ok > ok_then + 100, timeout=10, what="service by the new master")
+        load.more(100, timeout=10, what="service by the new master")
         load.stop()
         assert load.failed == [], load.failed[:5]
         assert alive(new)

@@ -121,12 +121,12 @@ def test_rolling_operations_across_three_hosts(hosts: Hosts, tmp_path: Path) -> 
         nginx.wait(listen)
         load = Load(front(listen), "/hello", clients=4, keep_alive=True,
                     max_seconds=200).start()
-        wait_for(lambda: load.ok > 300, timeout=15, what="load through nginx")
+        load.more(300, timeout=15, what="load through nginx")
 
         def steady(what: str) -> None:
             ok = load.ok
             try:
-                wait_for(lambda: load.ok > ok + 200, timeout=20, what=f"service after {what}")
+                load.more(200, timeout=20, what=f"service after {what}")
             except AssertionError as exc:  # what nginx and each host saw, to explain it
                 hosts_said = "\n".join(f"--- host {i}:\n{srv.log()[-2000:]}"
                                         for i, srv in enumerate(servers))
