@@ -78,6 +78,10 @@ Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);
 /* _native_http.c: a HeadFields' in_head (-1: not a HeadFields). */
 int native_fields_in_head(PyObject *fields);
 
+/* Before llhttp reads `data` (a parser between requests): note the version on the request
+   line at its start, for the head that begins there (see HeadFields). NULL clears it. */
+void native_fields_hint(PyObject *fields, const char *data, Py_ssize_t size);
+
 /* _native_wsgi.c: build_environ, response_fields, encode_head. */
 extern PyMethodDef native_wsgi_methods[];
 

@@ -703,9 +703,21 @@ feed_piece(PyObject *parser, PyObject *data)
     }
     Py_INCREF(fields);  /* held: llhttp's callbacks run Python code */
     Py_INCREF(req);
+    if (req == Py_None && !in_head) {  /* a piece of recv's bytes, or a view of a slice */
+        if (PyBytes_CheckExact(data)) {
+            native_fields_hint(fields, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+        }
+        else if (PyMemoryView_Check(data)) {
+            const Py_buffer *view = PyMemoryView_GET_BUFFER(data);
+            if (view->itemsize == 1 && PyBuffer_IsContiguous(view, 'C')) {
+                native_fields_hint(fields, view->buf, view->len);
+            }
+        }
+    }
     int rc = 0;
     PyObject *args[2] = {llhttp, data};
     PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED_DATA], args, 2, NULL);
+    native_fields_hint(fields, NULL, 0);
     if (r == NULL) {
         /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head) */
         if (PyErr_ExceptionMatches(bound.feed_errors)) {

@@ -61,10 +61,11 @@ def make_app(kind: str) -> Any:
             data = body.read(1)
         else:
             data = b""
-        payload = b"%s|%s|%s|%s|%s" % (environ["REMOTE_ADDR"].encode(),
-                                       environ["wsgi.url_scheme"].encode(),
-                                       environ.get("HTTP_X_FORWARDED_FOR", "-").encode(),
-                                       environ["PATH_INFO"].encode(), data)
+        payload = b"%s|%s|%s|%s|%s|%s" % (environ["REMOTE_ADDR"].encode(),
+                                          environ["wsgi.url_scheme"].encode(),
+                                          environ.get("HTTP_X_FORWARDED_FOR", "-").encode(),
+                                          environ["PATH_INFO"].encode(),
+                                          environ["SERVER_PROTOCOL"].encode(), data)
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         if kind == "write":
             write(b"w:")
@@ -89,6 +90,9 @@ REQUESTS = [
     b"BREW /k HTTP/1.1\r\nHost: h\r\n\r\n",  # 501
     b"GET /l HTTP/1.1\r\nHost: h\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",  # > one slice
     b"\r\n",  # an empty line between requests
+    # HTTP/1.0 kept alive: what follows it in a piece is read with its own version (the
+    # compiled core reads the version off the line that begins a piece, for that head only)
+    b"GET /b2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 ]
 
 
@@ -213,6 +217,32 @@ def test_deadlines_and_states_piece_by_piece(chunks: list[bytes]) -> None:
     python = run(choose("python"), "list", KEEP, chunks)
     compiled = run(choose("native"), "list", KEEP, chunks)
     assert python == compiled
+
+
+GET10 = REQUESTS[-1]  # HTTP/1.0 kept alive
+
+
+@pytest.mark.parametrize("chunks", [
+    [GET + GET10 + GET],  # the piece begins with 1.1; the heads behind it are their own
+    [GET10 + GET + GET10],
+    [GET10[:20], GET10[20:] + GET],  # the line that begins the piece is not a whole line
+    [GET10[:9], GET10[9:], GET],  # a piece that begins inside a request line
+    [b"\r\n" + GET10 + GET],  # an empty line first: the request does not begin the piece
+    [GET + b"GET /x HTTP/1.1 \r\n\r\n" + GET10],  # refused after a hint was read
+    [b"GET /v HTTP/1.2\r\nHost: h\r\n\r\n", GET],  # other versions: httptools says
+    [b"GET /v HTTP/2.0\r\nHost: h\r\n\r\n", GET],
+    [b"GET /" + b"a" * 8000 + b" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET],
+])
+def test_a_piece_whose_line_tells_the_version_serves_each_head_with_its_own(
+        chunks: list[bytes]) -> None:
+    """The compiled core reads HTTP/1.x off the request line a piece begins with
+    (native_fields_hint) for that head only; SERVER_PROTOCOL (in the app's reply) and the
+    response's framing say which version each request was served as."""
+    python = run(choose("python"), "list", KEEP, chunks)
+    compiled = run(choose("native"), "list", KEEP, chunks)
+    assert python == compiled
+    served = re.findall(rb"\|(HTTP/\d\.\d)\|", python[1])
+    assert len(served) >= 2 or re.search(rb"HTTP/1.1 (400|505)", python[1]), python[1]
 
 
 def pieces(data: bytes, size: int) -> list[bytes]:
