@@ -61,7 +61,7 @@ def make(kind: str) -> tuple[Worker, Connection, socket.socket]:
     _parent, child = socket.socketpair()  # the master's end of the channel: unused
     worker = Worker(1, Config(max_keepalive_requests=0, http_engine=ENGINE), [], child, app)
     worker.ctx = worker.context()
-    base = base_environ("127.0.0.1", "8080", "", True)
+    base = worker.ctx.engine.environ_base(base_environ("127.0.0.1", "8080", "", True))
     conn = Connection(server, ("127.0.0.1", "40000"), base, worker.ctx)
     worker.conns[conn.fd] = conn
     return worker, conn, client

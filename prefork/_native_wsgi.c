@@ -173,6 +173,35 @@ keys_ready(void)
 static int
 request_attrs(PyObject *req, PyObject *attrs[6])
 {
+    /* The request's own class keeps them in __slots__: read where CPython's attribute
+       access reads them (its offsets found once, the class held), not by name: six
+       lookups by name were ~1,000 instructions, 3% of a hello request's. Any other
+       class (a subclass, a property) is read by name. */
+    static PyTypeObject *layout_type;
+    static Py_ssize_t layout[6];
+    PyTypeObject *type = Py_TYPE(req);
+    if (type != layout_type) {
+        Py_ssize_t offsets[6];
+        if (native_bind_slots((PyObject *)type, key_text + K_AUTHORITY, offsets, 6) == 0) {
+            memcpy(layout, offsets, sizeof offsets);
+            Py_XSETREF(layout_type, (PyTypeObject *)Py_NewRef(type));
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
+    if (type == layout_type) {
+        int i = 0;
+        for (; i < 6 && NATIVE_SLOT(req, layout[i]) != NULL; i++) {
+            attrs[i] = Py_NewRef(NATIVE_SLOT(req, layout[i]));
+        }
+        if (i == 6) {
+            return 0;
+        }
+        while (--i >= 0) {  /* one is unset: by name, which raises AttributeError */
+            Py_CLEAR(attrs[i]);
+        }
+    }
     for (int i = 0; i < 6; i++) {
         attrs[i] = PyObject_GetAttr(req, key_obj[K_AUTHORITY + i]);
         if (attrs[i] == NULL) {
@@ -275,6 +304,35 @@ build_environ(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         return environ;
     }
     return PyObject_Vectorcall(args[0], args + 4, 4, NULL);
+}
+
+/* A copy of `base` whose table has room for `room` more keys: the environs copied from it
+   (PyDict_Copy clones a dense table as it is) then take a request's keys without growing
+   (one resize per request was ~900 instructions, 3% of a hello request's). The private
+   _PyDict_NewPresized is in the headers of every CPython from 3.10 to 3.13. */
+static PyObject *
+roomy_dict(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "roomy_dict(dict, room: int)");
+        return NULL;
+    }
+    Py_ssize_t room = PyLong_AsSsize_t(args[1]);
+    if (room < 0 || room > 4096) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "room must be from 0 to 4096");
+        }
+        return NULL;
+    }
+    PyObject *copy = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]) + room);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (copy != NULL && PyDict_Next(args[0], &pos, &key, &value)) {
+        if (PyDict_SetItem(copy, key, value) < 0) {
+            Py_CLEAR(copy);
+        }
+    }
+    return copy;
 }
 
 /* ---- response_fields ------------------------------------------------------------------ */
@@ -576,6 +634,8 @@ PyMethodDef native_wsgi_methods[] = {
     {"build_environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL,
      "build_environ(reference, keys, singletons, key_of, req, base, remote_addr, remote_port)"
      " -> dict"},
+    {"roomy_dict", (PyCFunction)(void (*)(void))roomy_dict, METH_FASTCALL,
+     "roomy_dict(dict, room) -> a copy with room for `room` more keys"},
     {"response_fields", (PyCFunction)(void (*)(void))response_fields, METH_FASTCALL,
      "response_fields(names, check, headers) -> (length | None, has_connection, close)"},
     {"encode_head", (PyCFunction)(void (*)(void))encode_head, METH_FASTCALL,

@@ -90,6 +90,9 @@ class Engine:
     # module's calls (each releases the GIL), or the native engine's (they keep it).
     accept: Callable[[socket.socket], Accepted] = accept_python
     close_socket: Callable[[socket.socket], None] = socket.socket.close
+    # The dict each request's environ is copied from, made from a listener's base: the
+    # native engine's has room for a request's keys (its copies do not grow per request).
+    environ_base: Callable[[dict[str, Any]], dict[str, Any]] = dict
 
     def socket_io(self, sock: socket.socket) -> SocketIO:
         return sock if self.sock_type is None else self.sock_type(sock.fileno())
@@ -122,4 +125,5 @@ def choose(setting: HttpEngine) -> Engine:
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
                   native.head_fields, _native.serve_one, _native.on_ready,
-                  _native.WorkerCalls, native.accept_socket, _native.close_socket)
+                  _native.WorkerCalls, native.accept_socket, _native.close_socket,
+                  native.environ_base)

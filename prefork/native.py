@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 from functools import partial
+from typing import Any
 
 from prefork import _native, connection, engine, output, proxy, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
@@ -88,6 +89,12 @@ head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, par
 
 
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+
+
+def environ_base(base: dict[str, Any]) -> dict[str, Any]:
+    """A listener's base environ with room for a request's keys (32: the server's own and
+    two dozen header fields), so that build_environ's copy of it does not grow."""
+    return _native.roomy_dict(base, 32)
 
 
 def accept_socket(listen: socket.socket) -> engine.Accepted:

@@ -204,7 +204,7 @@ class Worker:
             name, port = listener.server_name_port()
             base = base_environ(name, port, self.config.root_path, multiprocess)
             base["prefork.worker"] = self.info
-            self.bases[id(listener)] = base
+            self.bases[id(listener)] = self.ctx.engine.environ_base(base)
         self.main_ep.register(self.wake_r, _IN)
         self.main_ep.register(self.channel.fileno(), _IN)
         self._resume_accepting()

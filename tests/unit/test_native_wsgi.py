@@ -215,3 +215,60 @@ def test_build_environ_agrees(target: bytes, fields: bytes, version: bytes, root
         p[1]["wsgi.input"] = c[1]["wsgi.input"] = None
     assert p == c
     assert req_p.headers == req_c.headers
+
+
+class Renamed(Request):
+    """A subclass whose method is a property: read by name, as the reference reads it."""
+
+    @property  # type: ignore[override]
+    def method(self) -> str:
+        return "PATCH"
+
+    @method.setter
+    def method(self, value: str) -> None:  # kept in Request's slot, which is not read
+        Request.method.__set__(self, value)  # type: ignore[attr-defined]
+
+
+def test_build_environ_reads_the_request_as_the_reference_does() -> None:
+    """The compiled build_environ reads Request's own __slots__ where they are stored; a
+    subclass, an unset field or another class entirely is read by name, as the reference
+    reads it (the same environ, or the same AttributeError)."""
+    base = wsgi.base_environ("h", "80", "", True)
+    plain = _request(b"/p?q=1", b"", b"1.1")
+    renamed = Renamed(0, list(plain.headers))
+    for name in Request.__slots__:
+        if name != "method" and hasattr(plain, name):
+            setattr(renamed, name, getattr(plain, name))
+    unset = _request(b"/u", b"", b"1.1")
+    del unset.version
+    for req in (plain, renamed, plain, unset, plain):
+        p = outcome(lambda req=req: wsgi.build_environ(req, base, "10.0.0.1", "5000"))
+        c = outcome(lambda req=req: native.build_environ(req, base, "10.0.0.1", "5000"))
+        assert p == c
+    assert native.build_environ(renamed, base, "a", "1")["REQUEST_METHOD"] == "PATCH"
+    assert outcome(lambda: native.build_environ(unset, base, "a", "1"))[0] == "AttributeError"
+
+
+def test_a_roomy_base_gives_environs_that_do_not_grow() -> None:
+    """native.environ_base: the same keys and values in the same order, a copy (the
+    listener's base is not shared), and room for a request's keys: a copy of it takes 32
+    more without growing its table, where a copy of the plain base grows."""
+    base = wsgi.base_environ("h", "80", "", True)
+    roomy = native.environ_base(base)
+    assert roomy == base and list(roomy) == list(base) and roomy is not base
+    roomy["x"] = 1
+    assert "x" not in base
+    del roomy["x"]
+    for source, grows in ((roomy, False), (base, True)):
+        environ = source.copy()
+        size = sys.getsizeof(environ)
+        for i in range(32):
+            environ[f"HTTP_X_{i}"] = "v"
+        assert (sys.getsizeof(environ) > size) is grows
+    req = _request(b"/p?q=1", b"Accept: */*\r\n", b"1.1")
+    environ = native.build_environ(req, roomy, "10.0.0.1", "5000")
+    assert environ == wsgi.build_environ(req, base, "10.0.0.1", "5000")
+    with pytest.raises(TypeError):
+        native._native.roomy_dict([], 1)
+    with pytest.raises(ValueError):
+        native._native.roomy_dict({}, -1)
