@@ -577,7 +577,7 @@ new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *me
 {
     const Py_ssize_t *r = bound.request, *b = bound.body;
     PyObject *body = blank(bound.body_cls), *req = NULL;
-    PyObject *buf = PyByteArray_FromStringAndSize(NULL, 0);
+    PyObject *buf = PyBytes_FromStringAndSize(NULL, 0);  /* Body's b"": nothing yet */
     PyObject *text = method_text(method);
     if (body == NULL || buf == NULL || text == NULL ||
         (req = blank(bound.request_cls)) == NULL) {
@@ -755,7 +755,8 @@ HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
         limit = NATIVE_SLOT(body, b[B_LIMIT]);
     }
     long long now = -1, most = -1;
-    if (buf != NULL && PyByteArray_CheckExact(buf) && pos != NULL && PyLong_CheckExact(pos) &&
+    if (buf != NULL && (PyByteArray_CheckExact(buf) || PyBytes_CheckExact(buf)) &&
+        pos != NULL && PyLong_CheckExact(pos) &&
         received != NULL && PyLong_CheckExact(received) && limit != NULL &&
         PyLong_CheckExact(limit)) {
         int overflow;
@@ -775,13 +776,29 @@ HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
         PyObject *args[2] = {parser, data};
         return PyObject_Vectorcall(bound.body_reference, args, 2, NULL);
     }
-    /* self.received += len(data); self._buf += data */
+    /* self.received += len(data); then the piece kept as it came when nothing else is
+       unread, else what is unread and the piece in a bytearray (Body.feed) */
     PyObject *count = PyLong_FromLongLong(now);
     if (count == NULL) {
         return NULL;
     }
     native_slot_set(body, b[B_RECEIVED], count);
-    Py_ssize_t size = PyByteArray_GET_SIZE(buf), more = PyBytes_GET_SIZE(data);
+    Py_ssize_t more = PyBytes_GET_SIZE(data);
+    if (PyBytes_CheckExact(buf)) {
+        Py_ssize_t size = PyBytes_GET_SIZE(buf);
+        PyObject *grown = size == 0 ? Py_NewRef(data)
+                                    : PyByteArray_FromStringAndSize(NULL, size + more);
+        if (grown == NULL) {
+            return NULL;
+        }
+        if (size != 0) {
+            memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)size);
+            memcpy(PyByteArray_AS_STRING(grown) + size, PyBytes_AS_STRING(data), (size_t)more);
+        }
+        native_slot_set(body, b[B_BUF], grown);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
     if (PyByteArray_Resize(buf, size + more) < 0) {
         return NULL;
     }

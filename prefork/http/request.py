@@ -27,7 +27,10 @@ class Body:
     __slots__ = ("_buf", "_pos", "complete", "fill", "limit", "received")
 
     def __init__(self, limit: int = 0) -> None:
-        self._buf = bytearray()
+        # What has arrived and is unread from _pos on: the piece itself while it is the
+        # only one (nothing copied: a body that arrives in one piece and is read whole is
+        # the bytes llhttp gave), a bytearray once a second piece joins it.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self.complete = False
         self.received = 0
@@ -39,10 +42,17 @@ class Body:
         self.received += len(data)
         if self.limit and self.received > self.limit:
             raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
-        if self._pos:
-            del self._buf[: self._pos]
+        buf = self._buf
+        if not buf:  # the only piece unread: kept as it came
+            self._buf = bytes(data)  # the same object when it is bytes
             self._pos = 0
-        self._buf += data
+            return
+        if self._pos or not isinstance(buf, bytearray):  # what is unread, then this piece
+            with memoryview(buf) as view:
+                buf = bytearray(view[self._pos:])
+            self._buf = buf
+            self._pos = 0
+        buf += data
 
     def finish(self) -> None:
         self.complete = True
@@ -64,14 +74,13 @@ class Body:
         buf = self._buf
         start = self._pos
         end = min(len(buf), start + n)
-        if start == 0 and end == len(buf):  # all of it (the common case): one copy
-            data = bytes(buf)
-            buf.clear()
-            return data
+        if start == 0 and end == len(buf):  # all of it (the common case): no copy, or one
+            self._buf = b""
+            return bytes(buf)  # a piece kept as it came is returned itself
         with memoryview(buf) as view:  # a part: one copy too (a slice would be two)
             data = bytes(view[start:end])
         if end == len(buf):
-            buf.clear()
+            self._buf = b""
             self._pos = 0
         else:
             self._pos = end
@@ -122,14 +131,14 @@ class Body:
     def drain(self, max_bytes: int) -> bool:
         """Discard the rest of the body; False if more than max_bytes would be needed."""
         discarded = self._available()
-        self._buf.clear()
+        self._buf = b""
         self._pos = 0
         while not self.complete:
             if discarded > max_bytes:
                 return False
             self._more()
             discarded += self._available()
-            self._buf.clear()
+            self._buf = b""
             self._pos = 0
         return True
 
