@@ -78,6 +78,12 @@ Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);
 /* _native_http.c: a HeadFields' in_head (-1: not a HeadFields). */
 int native_fields_in_head(PyObject *fields);
 
+/* _native_http.c: a Request's authority, target, method, version, body and headers, as
+   new references in that order, read from its slots when `req` is exactly the Request
+   class bind_parser bound and all six are set: 1. Otherwise 0 (nothing taken, no
+   exception): the caller reads them by name. */
+int native_request_environ_fields(PyObject *req, PyObject *out[6]);
+
 /* Before llhttp reads `data` (a parser between requests): note the version on the request
    line at its start, for the head that begins there (see HeadFields). NULL clears it. */
 void native_fields_hint(PyObject *fields, const char *data, Py_ssize_t size);

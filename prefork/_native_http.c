@@ -547,6 +547,25 @@ bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+int
+native_request_environ_fields(PyObject *req, PyObject *out[6])
+{
+    static const int order[6] = {R_AUTHORITY, R_TARGET, R_METHOD, R_VERSION, R_BODY,
+                                 R_HEADERS};
+    if (bound.request_cls == NULL || !Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+        return 0;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (NATIVE_SLOT(req, bound.request[order[i]]) == NULL) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        out[i] = Py_NewRef(NATIVE_SLOT(req, bound.request[order[i]]));
+    }
+    return 1;
+}
+
 /* A new instance of a bound class, every field unset (NULL) until the caller sets it. */
 static PyObject *
 blank(PyObject *cls)

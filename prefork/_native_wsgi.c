@@ -173,34 +173,13 @@ keys_ready(void)
 static int
 request_attrs(PyObject *req, PyObject *attrs[6])
 {
-    /* The request's own class keeps them in __slots__: read where CPython's attribute
-       access reads them (its offsets found once, the class held), not by name: six
-       lookups by name were ~1,000 instructions, 3% of a hello request's. Any other
-       class (a subclass, a property) is read by name. */
-    static PyTypeObject *layout_type;
-    static Py_ssize_t layout[6];
-    PyTypeObject *type = Py_TYPE(req);
-    if (type != layout_type) {
-        Py_ssize_t offsets[6];
-        if (native_bind_slots((PyObject *)type, key_text + K_AUTHORITY, offsets, 6) == 0) {
-            memcpy(layout, offsets, sizeof offsets);
-            Py_XSETREF(layout_type, (PyTypeObject *)Py_NewRef(type));
-        }
-        else {
-            PyErr_Clear();
-        }
-    }
-    if (type == layout_type) {
-        int i = 0;
-        for (; i < 6 && NATIVE_SLOT(req, layout[i]) != NULL; i++) {
-            attrs[i] = Py_NewRef(NATIVE_SLOT(req, layout[i]));
-        }
-        if (i == 6) {
-            return 0;
-        }
-        while (--i >= 0) {  /* one is unset: by name, which raises AttributeError */
-            Py_CLEAR(attrs[i]);
-        }
+    /* The parser's own Request keeps them in __slots__: read where CPython's attribute
+       access reads them (_native_http.c holds the offsets), not by name: six lookups by
+       name were ~1,000 instructions, 3% of a hello request's. Any other class (a
+       subclass, a property), an unset field, or a Request before the parser is bound
+       is read by name (an unset field raises AttributeError there). */
+    if (native_request_environ_fields(req, attrs)) {
+        return 0;
     }
     for (int i = 0; i < 6; i++) {
         attrs[i] = PyObject_GetAttr(req, key_obj[K_AUTHORITY + i]);
