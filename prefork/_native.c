@@ -15,15 +15,19 @@
  *
  *   Sock(fd)           recv(n) and send(data), with socket.socket's results and errors
  *                      (BlockingIOError when the call would block, OSError subclasses by
- *                      errno); the descriptor is not owned: the socket object closes it,
- *                      and close() makes this object forget it first (EBADF from then on).
+ *                      errno), shutdown(how); the descriptor is not owned: the socket
+ *                      object closes it, and close() makes this object forget it first
+ *                      (EBADF from then on). A Sock made by accept() owns its descriptor
+ *                      instead: close(), or its last reference, closes it.
  *   EpollCtl(epfd)     register(fd, events) and modify(fd, events), as select.epoll's
  *                      (the event's data is the fd, so select.epoll.poll() reports it).
- *   accept(fd)         a connection from a non-blocking listener, accept4'ed non-blocking
- *                      and close-on-exec (no ioctl after it), with the peer's address as
- *                      socket.accept() formats it; close_socket(sock) detaches a socket
- *                      object and closes its descriptor. A new connection then releases
- *                      the GIL only where its pool thread waits, as a request does.
+ *   accept(listen)     a connection from a non-blocking listener, accept4'ed non-blocking
+ *                      and close-on-exec (no ioctl after it), as a Sock that owns it (no
+ *                      socket object), with the peer's address as socket.accept() formats
+ *                      it; None when none waits; close_socket(sock) detaches a socket
+ *                      object and closes its descriptor (or closes a Sock). A new
+ *                      connection then releases the GIL only where its pool thread waits,
+ *                      as a request does.
  *
  * Memory safety: every buffer is a Python object's own (a bytes object this code sizes,
  * or a Py_buffer held for the call); lengths come from those objects, never from the peer.
@@ -144,12 +148,38 @@ raise_errno(int err)
 typedef struct {
     PyObject_HEAD
     int fd;
+    int family;  /* the address family accept() saw; -1 for Sock(fd) */
+    int owned;   /* accept()'s: close() and the last reference close the descriptor */
 } SockObject;
 
 static int
 Sock_init(SockObject *self, PyObject *args, PyObject *kwds)
 {
+    if (self->owned) {
+        PyErr_SetString(PyExc_TypeError, "this Sock owns its descriptor already");
+        return -1;
+    }
+    self->family = -1;
     return init_fd(args, kwds, "fd", &self->fd);
+}
+
+/* The descriptor forgotten first, then closed if owned: a late call on this object then
+   fails with EBADF instead of reaching a connection that reuses the number. */
+static void
+sock_release(SockObject *self)
+{
+    int fd = self->fd;
+    self->fd = -1;
+    if (self->owned && fd >= 0) {
+        close(fd);  /* the descriptor is gone whatever close says (even EINTR) */
+    }
+}
+
+static void
+Sock_dealloc(SockObject *self)
+{
+    sock_release(self);  /* an accepted connection dropped without close(): no leak */
+    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* recv(size) on the descriptor, MSG_DONTWAIT: the bytes, or NULL with the OSError set. */
@@ -221,13 +251,54 @@ Sock_fileno(SockObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(self->fd);
 }
 
-/* Forget the descriptor (its socket object closes it). Called when the connection closes:
-   the number may be reused by the next accept at once, and a late call must then fail
-   with EBADF, as on a closed socket, rather than reach another client's connection. */
+/* Forget the descriptor, and close it if this Sock owns it (else its socket object closes
+   it). Called when the connection closes: the number may be reused by the next accept at
+   once, and a late call must then fail with EBADF, as on a closed socket, rather than
+   reach another client's connection. */
 static PyObject *
 Sock_close(SockObject *self, PyObject *Py_UNUSED(ignored))
 {
-    self->fd = -1;
+    sock_release(self);
+    Py_RETURN_NONE;
+}
+
+/* shutdown(how), as socket.shutdown: None, or the OSError. */
+static PyObject *
+Sock_shutdown(SockObject *self, PyObject *arg)
+{
+    long how = PyLong_AsLong(arg);
+    if (how == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (how < INT_MIN || how > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "shutdown: how out of range");
+        return NULL;
+    }
+    if (shutdown(self->fd, (int)how) < 0) {
+        return raise_errno(errno);
+    }
+    Py_RETURN_NONE;
+}
+
+/* gettimeout() and setblocking(False), as a non-blocking socket object's: a Sock's
+   calls never wait (MSG_DONTWAIT; accept()'s descriptors are O_NONBLOCK). */
+static PyObject *
+Sock_gettimeout(SockObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(0.0);
+}
+
+static PyObject *
+Sock_setblocking(SockObject *Py_UNUSED(self), PyObject *arg)
+{
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0) {
+        return NULL;
+    }
+    if (flag) {
+        PyErr_SetString(PyExc_ValueError, "a Sock is non-blocking");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -244,8 +315,18 @@ static PyMethodDef Sock_methods[] = {
      "send(data) -> int: bytes the socket took now; BlockingIOError if none."},
     {"fileno", (PyCFunction)Sock_fileno, METH_NOARGS, "The descriptor (not owned); -1 once closed."},
     {"close", (PyCFunction)Sock_close, METH_NOARGS,
-     "Forget the descriptor: later calls fail with EBADF (the socket object closes it)."},
+     "Forget the descriptor, closing it if owned: later calls fail with EBADF."},
+    {"shutdown", (PyCFunction)Sock_shutdown, METH_O, "shutdown(how), as socket.shutdown."},
+    {"gettimeout", (PyCFunction)Sock_gettimeout, METH_NOARGS, "0.0: it never waits."},
+    {"setblocking", (PyCFunction)Sock_setblocking, METH_O,
+     "setblocking(False): nothing to do; True: ValueError."},
     {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Sock_members[] = {
+    {"family", T_INT, offsetof(SockObject, family), READONLY,
+     "The address family (socket.AF_*) of an accepted connection; -1 for Sock(fd)."},
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject SockType = {
@@ -256,8 +337,10 @@ static PyTypeObject SockType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Sock_init,
+    .tp_dealloc = (destructor)Sock_dealloc,
     .tp_repr = (reprfunc)Sock_repr,
     .tp_methods = Sock_methods,
+    .tp_members = Sock_members,
 };
 
 PyObject *
@@ -369,17 +452,20 @@ static PyTypeObject EpollCtlType = {
 
 /* ---- accept and close ----------------------------------------------------------------- */
 
-/* accept(listen_fd) -> (fd, family, host, port): the descriptor is non-blocking and
-   close-on-exec; host and port are the peer's, numeric, as socket.accept() gives them
-   (str() of its address tuple's first two items; getnameinfo with NI_NUMERICHOST is what
-   the socket module uses too, so an IPv6 scope comes out the same), "" and "" for a peer
-   without an address (AF_UNIX). BlockingIOError when no connection waits. The caller owns
-   the descriptor from here on. */
+/* accept(listen) -> (Sock, (host, port)), or None when no connection waits. `listen` is
+   the listening socket (or its descriptor). The Sock owns the accepted descriptor,
+   non-blocking and close-on-exec (no ioctl after it), and knows its family; host and
+   port are the peer's, numeric, as socket.accept() gives them (str() of its address
+   tuple's first two items; getnameinfo with NI_NUMERICHOST is what the socket module uses
+   too, so an IPv6 scope comes out the same), "" and "" for a peer without an address
+   (AF_UNIX). No socket object is made: socket.socket(fileno=) costs a getsockname system
+   call and a Python __init__ per connection. An empty backlog is no error: another thread
+   or worker took the connection (None costs no exception). */
 static PyObject *
 native_accept(PyObject *Py_UNUSED(module), PyObject *arg)
 {
-    int lfd;
-    if (fd_from(arg, &lfd) < 0) {
+    int lfd = PyObject_AsFileDescriptor(arg);
+    if (lfd < 0) {
         return NULL;
     }
     struct sockaddr_storage addr;
@@ -392,37 +478,49 @@ native_accept(PyObject *Py_UNUSED(module), PyObject *arg)
         err = errno;
     } while (fd < 0 && err == EINTR && PyErr_CheckSignals() == 0);
     if (fd < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            Py_RETURN_NONE;
+        }
         return raise_errno(err);
     }
+    SockObject *sock = PyObject_New(SockObject, &SockType);
+    if (sock == NULL) {
+        close(fd);
+        return NULL;
+    }
+    sock->fd = fd;  /* owned from here: freeing sock closes it */
+    sock->owned = 1;
+    sock->family = addr.ss_family;
     char host[NI_MAXHOST] = "", port[NI_MAXSERV] = "";
     int family = addr.ss_family;
     if ((family == AF_INET || family == AF_INET6) && len <= (socklen_t)sizeof(addr)) {
         int rc = getnameinfo((struct sockaddr *)&addr, len, host, sizeof(host), port,
                              sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
         if (rc != 0) {
-            close(fd);
+            Py_DECREF(sock);
             PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(rc));
             return NULL;
         }
     }
     else if (family != AF_UNIX) {
-        close(fd);
+        Py_DECREF(sock);
         PyErr_Format(PyExc_OSError, "accept: unexpected address family %d", family);
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(iiss)", fd, family, host, port);
-    if (result == NULL) {
-        close(fd);
-    }
-    return result;
+    return Py_BuildValue("(N(ss))", (PyObject *)sock, host, port);  /* N: sock is stolen */
 }
 
-/* close_socket(sock): sock.detach(), then close(2) on the descriptor with the GIL held (a
-   socket's close does not wait: prefork never sets SO_LINGER). socket.close() would
-   release the GIL around it, a hand-off to another pool thread and back. */
+/* close_socket(sock): a socket object detached and its descriptor closed with the GIL
+   held (a socket's close does not wait: prefork never sets SO_LINGER), or a Sock closed.
+   socket.close() would release the GIL around it, a hand-off to another pool thread and
+   back. */
 static PyObject *
 native_close_socket(PyObject *Py_UNUSED(module), PyObject *sock)
 {
+    if (Py_IS_TYPE(sock, &SockType)) {
+        sock_release((SockObject *)sock);
+        Py_RETURN_NONE;
+    }
     PyObject *fd_obj = PyObject_CallMethod(sock, "detach", NULL);
     if (fd_obj == NULL) {
         return NULL;
@@ -440,9 +538,11 @@ native_close_socket(PyObject *Py_UNUSED(module), PyObject *sock)
 
 static PyMethodDef native_socket_methods[] = {
     {"accept", native_accept, METH_O,
-     "accept(listen_fd) -> (fd, family, host, port), non-blocking; BlockingIOError if none."},
+     "accept(listen) -> (Sock, (host, port)) owning a non-blocking descriptor; None if none "
+     "waits."},
     {"close_socket", native_close_socket, METH_O,
-     "close_socket(sock): detach the socket object and close its descriptor, GIL held."},
+     "close_socket(sock): a socket object detached and its descriptor closed, or a Sock "
+     "closed, GIL held."},
     {NULL, NULL, 0, NULL},
 };
 

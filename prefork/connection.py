@@ -50,7 +50,7 @@ from typing import Any
 
 from prefork.accesslog import AccessLog, Entry, escape
 from prefork.config import ProxyProtocol
-from prefork.engine import PYTHON, Engine
+from prefork.engine import PYTHON, ClientSocket, Engine
 from prefork.errors import (
     BadRequest,
     ClientGone,
@@ -184,7 +184,7 @@ class Connection:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: ClientSocket,
         remote: tuple[str, str],
         base: dict[str, Any],
         ctx: ServerContext,

@@ -42,14 +42,37 @@ class EpollIO(Protocol):
     def modify(self, fd: int, eventmask: int, /) -> None: ...
 
 
+class ClientSocket(SocketIO, Protocol):
+    """An accepted connection's socket: a socket.socket (the Python engine's), or the
+    native engine's prefork._native.Sock, which owns its descriptor (no socket object)."""
+
+    @property
+    def family(self) -> int: ...
+
+    def fileno(self) -> int: ...
+
+    def shutdown(self, how: int, /) -> None: ...
+
+    def gettimeout(self) -> float | None: ...
+
+    def setblocking(self, flag: bool, /) -> None: ...
+
+
 # A connection just accepted and its peer's (address, port), "" and "" over AF_UNIX.
-Accepted = tuple[socket.socket, tuple[str, str]]
+Accepted = tuple[ClientSocket, tuple[str, str]]
 
 
-def accept_python(listen: socket.socket) -> Accepted:
-    """socket.accept(); raises BlockingIOError when no connection waits."""
-    sock, addr = listen.accept()
+def accept_python(listen: socket.socket) -> Accepted | None:
+    """socket.accept(); None when no connection waits (another thread or worker took it)."""
+    try:
+        sock, addr = listen.accept()
+    except BlockingIOError:
+        return None
     return sock, ((str(addr[0]), str(addr[1])) if isinstance(addr, tuple) else ("", ""))
+
+
+def close_python(sock: ClientSocket) -> None:
+    sock.close()
 
 
 class WorkerCalls(Protocol):
@@ -86,16 +109,21 @@ class Engine:
     # The worker's calls for each request (WorkerCalls(epfd, on_ready, arm, close,
     # inflight, served, info, max_requests, counted)); None: the worker's own methods.
     worker_calls: Callable[..., WorkerCalls] | None = None
-    # A new connection from a listener, and a connection's socket closed: the socket
-    # module's calls (each releases the GIL), or the native engine's (they keep it).
-    accept: Callable[[socket.socket], Accepted] = accept_python
-    close_socket: Callable[[socket.socket], None] = socket.socket.close
+    # A new connection from a listener (None: none waits), and a connection's socket
+    # closed: the socket module's calls (each releases the GIL), or the native engine's
+    # (they keep it, and its accept makes no socket object).
+    accept: Callable[[socket.socket], Accepted | None] = accept_python
+    close_socket: Callable[[ClientSocket], None] = close_python
     # The dict each request's environ is copied from, made from a listener's base: the
     # native engine's has room for a request's keys (its copies do not grow per request).
     environ_base: Callable[[dict[str, Any]], dict[str, Any]] = dict
 
-    def socket_io(self, sock: socket.socket) -> SocketIO:
-        return sock if self.sock_type is None else self.sock_type(sock.fileno())
+    def socket_io(self, sock: ClientSocket) -> SocketIO:
+        """What a connection reads and writes through: its socket, or the native engine's
+        Sock on its descriptor (the Sock accept made is that already)."""
+        if self.sock_type is None or not isinstance(sock, socket.socket):
+            return sock
+        return self.sock_type(sock.fileno())
 
     def epoll_io(self, ep: select.epoll) -> EpollIO:
         return ep if self.epoll_type is None else self.epoll_type(ep.fileno())
@@ -125,5 +153,5 @@ def choose(setting: HttpEngine) -> Engine:
     return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
                   native.head_fields, _native.serve_one, _native.on_ready,
-                  _native.WorkerCalls, native.accept_socket, _native.close_socket,
+                  _native.WorkerCalls, _native.accept, _native.close_socket,
                   native.environ_base)

@@ -14,8 +14,6 @@ shared by all pool threads.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from functools import partial
 from typing import Any
@@ -88,23 +86,7 @@ head_fields: FieldsFactory = partial(_native.HeadFields, FORBIDDEN_TRAILERS, par
                                      BadRequest, HeaderFieldsTooLarge, URITooLong)
 
 
-_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-
-
 def environ_base(base: dict[str, Any]) -> dict[str, Any]:
     """A listener's base environ with room for a request's keys (32: the server's own and
     two dozen header fields), so that build_environ's copy of it does not grow."""
     return _native.roomy_dict(base, 32)
-
-
-def accept_socket(listen: socket.socket) -> engine.Accepted:
-    """engine.accept_python's result, from _native.accept: accept4 with the GIL held,
-    and a socket object that is non-blocking from the start (Connection then makes no
-    ioctl). Raises BlockingIOError when no connection waits."""
-    fd, family, host, port = _native.accept(listen.fileno())
-    try:
-        sock = socket.socket(family, _STREAM_NONBLOCK, 0, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return sock, (host, port)

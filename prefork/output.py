@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO
 
-from prefork.engine import SocketIO
+from prefork.engine import ClientSocket, SocketIO
 from prefork.errors import ClientGone
 
 # A response the client does not take at once is queued and written as the socket drains;
@@ -52,7 +52,7 @@ class FileTail:
 class Output:
     __slots__ = ("fd", "io", "progress", "queue", "queued_bytes", "send_timeout_s", "sock")
 
-    def __init__(self, sock: socket.socket, io: SocketIO, send_timeout_s: float,
+    def __init__(self, sock: ClientSocket, io: SocketIO, send_timeout_s: float,
                  progress: Callable[[], None]) -> None:
         self.sock = sock
         self.io = io  # send, by the engine's call (engine.py)

@@ -396,10 +396,9 @@ class Worker:
         self._arm(conn, self.on_ready(conn))
 
     def _accept(self, listener: Listener) -> None:
-        # The bound check and the accept are one step: two threads woken for the same
-        # listener must not both take the last free place. The drain closes listeners
-        # under the same lock, so a listener found open here stays open until the
-        # connection accepted from it is adopted.
+        # The bound check and the accept are one step: two threads woken for a listener
+        # must not both take the last free place. The drain closes listeners under the
+        # same lock: one found open here stays open until what it gave is adopted.
         with self.accept_lock:
             if self.stopping:
                 return  # the drain takes what is left in the backlog
@@ -407,22 +406,21 @@ class Worker:
                 self._pause_accepting()
                 return
             try:
-                sock, remote = self.engine.accept(listener.sock)
-            except BlockingIOError:
-                return
+                accepted = self.engine.accept(listener.sock)
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("cannot accept: %s; pausing for a moment", exc.strerror)
                     self._pause_accepting()
                 return  # ECONNABORTED, or a listener closed by a stop: nothing to do
-            conn = self._adopt(sock, remote, self.bases[id(listener)], time.monotonic())
+            if accepted is None:
+                return  # another thread or worker took it
+            conn = self._adopt(*accepted, self.bases[id(listener)], time.monotonic())
         # Its first request often arrives with the connection: serve it at once.
         self.serve(conn)
 
-    def _adopt(self, sock: socket.socket, remote: tuple[str, str], base: dict[str, Any],
+    def _adopt(self, sock: engine.ClientSocket, remote: tuple[str, str], base: dict[str, Any],
                now: float) -> Connection:
-        """A new connection, claimed by the caller. It joins the epoll when first parked:
-        one served and closed at once (Connection: close) never costs an epoll call."""
+        """A new connection, claimed by the caller; in the epoll from its first parking."""
         conn = Connection(sock, remote, base, self.ctx, now)
         conn.claimed = True
         self.conns[conn.fd] = conn
@@ -488,11 +486,13 @@ class Worker:
                 base = self.bases[id(listener)]
                 for _ in range(10000):
                     try:
-                        sock, remote = self.engine.accept(listener.sock)
+                        accepted = self.engine.accept(listener.sock)
                     except OSError:
                         break
+                    if accepted is None:
+                        break
                     # A pool thread serves it when its bytes come.
-                    self._arm(self._adopt(sock, remote, base, now), Next.READ)
+                    self._arm(self._adopt(*accepted, base, now), Next.READ)
                 with contextlib.suppress(OSError):
                     self.ep.unregister(listener.sock.fileno())
                 listener.sock.close()

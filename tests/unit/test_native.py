@@ -275,38 +275,88 @@ def connect_to(listener: socket.socket) -> socket.socket:
 def test_accept_gives_what_socket_accept_gives_and_a_nonblocking_descriptor(
         listener: socket.socket) -> None:
     from prefork import engine
-    from prefork import native as bound
 
     first, second = connect_to(listener), connect_to(listener)
-    theirs, their_peer = engine.accept_python(listener)
-    ours, our_peer = bound.accept_socket(listener)
+    theirs = engine.accept_python(listener)
+    ours = native.accept(listener)
+    assert theirs is not None and ours is not None
+    (their_sock, their_peer), (our_sock, our_peer) = theirs, ours
     try:
         # The peer as socket.accept() gives it, each for its own client.
         expected = first.getsockname() if listener.family != socket.AF_UNIX else ""
         assert their_peer == ((str(expected[0]), str(expected[1])) if expected else ("", ""))
         expected = second.getsockname() if listener.family != socket.AF_UNIX else ""
         assert our_peer == ((str(expected[0]), str(expected[1])) if expected else ("", ""))
-        assert (ours.family, ours.type) == (theirs.family, theirs.type)
-        assert ours.gettimeout() == 0.0  # the object knows: Connection makes no ioctl
-        assert not os.get_blocking(ours.fileno())  # and so does the descriptor
-        assert not os.get_inheritable(ours.fileno())  # close-on-exec, as socket.accept
+        assert our_sock.family == their_sock.family == listener.family
+        assert our_sock.gettimeout() == 0.0  # Connection makes no ioctl
+        our_sock.setblocking(False)  # nothing to do
+        with pytest.raises(ValueError):
+            our_sock.setblocking(True)
+        fd = our_sock.fileno()
+        assert not os.get_blocking(fd)  # the descriptor is non-blocking
+        assert not os.get_inheritable(fd)  # close-on-exec, as socket.accept
+        assert os.fstat(fd).st_mode & 0o170000 == 0o140000  # a socket
         second.sendall(b"ping")
-        assert select.select([ours], [], [], 5)[0]
-        assert ours.recv(10) == b"ping"
+        assert select.select([fd], [], [], 5)[0]
+        assert our_sock.recv(10) == b"ping"
         with pytest.raises(BlockingIOError):
-            ours.recv(10)
+            our_sock.recv(10)
+        # shutdown as socket.shutdown: the peer reads the end of the stream.
+        our_sock.shutdown(socket.SHUT_WR)
+        assert select.select([second], [], [], 5)[0]
+        assert second.recv(10) == b""
     finally:
-        for sock in (first, second, theirs, ours):
+        for sock in (first, second, their_sock):
             sock.close()
+        our_sock.close()
+    # The Sock owned the descriptor: close() closed it, and it forgets the number.
+    assert our_sock.fileno() == -1
+    with pytest.raises(OSError) as gone:
+        os.fstat(fd)
+    assert gone.value.errno == errno.EBADF
+    with pytest.raises(OSError) as late:
+        our_sock.shutdown(socket.SHUT_RDWR)
+    assert late.value.errno == errno.EBADF
 
 
-def test_accept_with_nothing_waiting_is_blockingioerror_as_socket_accept(
+def test_an_accepted_sock_dropped_without_close_closes_its_descriptor(
         listener: socket.socket) -> None:
-    with pytest.raises(BlockingIOError) as theirs:
+    client = connect_to(listener)
+    accepted = native.accept(listener)
+    assert accepted is not None
+    fd = accepted[0].fileno()
+    os.fstat(fd)
+    del accepted  # the last reference: its descriptor goes with it
+    with pytest.raises(OSError) as gone:
+        os.fstat(fd)
+    assert gone.value.errno == errno.EBADF
+    assert client.recv(10) == b""  # the client sees the connection end
+    client.close()
+
+
+def test_an_accepted_sock_cannot_be_pointed_at_another_descriptor(
+        listener: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+    client = connect_to(listener)
+    accepted = native.accept(listener)
+    assert accepted is not None
+    sock, _peer = accepted
+    with pytest.raises(TypeError):
+        sock.__init__(pair[0].fileno())  # type: ignore[misc]
+    assert sock.family == listener.family
+    sock.close()
+    client.close()
+    assert native.Sock(pair[0].fileno()).family == -1  # not accepted: unknown
+
+
+def test_accept_with_nothing_waiting_is_none_where_socket_accept_raises(
+        listener: socket.socket) -> None:
+    from prefork import engine
+
+    with pytest.raises(BlockingIOError):
         listener.accept()
-    with pytest.raises(BlockingIOError) as ours:
-        native.accept(listener.fileno())
-    assert ours.value.errno == theirs.value.errno
+    assert native.accept(listener) is None
+    assert native.accept(listener.fileno()) is None
+    assert engine.accept_python(listener) is None
 
 
 def test_accept_on_what_is_not_a_listener_is_the_socket_modules_oserror(
@@ -319,7 +369,7 @@ def test_accept_on_what_is_not_a_listener_is_the_socket_modules_oserror(
     assert ours.value.errno == theirs.value.errno == errno.EINVAL
     for bad in (-1, "3", 2**40):
         with pytest.raises((OSError, TypeError, ValueError, OverflowError)):
-            native.accept(bad)
+            native.accept(bad)  # type: ignore[arg-type]
 
 
 def test_close_socket_closes_the_descriptor_and_the_object_knows(
@@ -336,19 +386,34 @@ def test_close_socket_closes_the_descriptor_and_the_object_knows(
     a.close()
 
 
+def test_close_socket_closes_an_accepted_sock(listener: socket.socket) -> None:
+    client = connect_to(listener)
+    accepted = native.accept(listener)
+    assert accepted is not None
+    sock, _peer = accepted
+    fd = sock.fileno()
+    native.close_socket(sock)
+    assert sock.fileno() == -1
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert client.recv(10) == b""
+    native.close_socket(sock)  # a second time does nothing
+    client.close()
+
+
 def test_accept_and_close_socket_leak_nothing(listener: socket.socket) -> None:
     """Each path many times: descriptors and traced memory do not grow."""
 
-    from prefork import native as bound
-
     def rounds(n: int) -> None:
-        for _ in range(n):
+        for i in range(n):
             client = connect_to(listener)
-            sock, _peer = bound.accept_socket(listener)
-            native.close_socket(sock)
+            accepted = native.accept(listener)
+            assert accepted is not None
+            if i % 2:
+                native.close_socket(accepted[0])
+            del accepted  # every other one closed by its last reference
             client.close()
-            with pytest.raises(BlockingIOError):
-                native.accept(listener.fileno())
+            assert native.accept(listener.fileno()) is None
 
     fds = len(os.listdir("/proc/self/fd"))
     grown = memory_grown(rounds, 100, 2000)
