@@ -13,7 +13,7 @@ setup(
             "prefork._native",
             ["prefork/_native.c", "prefork/_native_http.c", "prefork/_native_wsgi.c",
              "prefork/_native_exchange.c", "prefork/_native_conn.c",
-             "prefork/_native_worker.c"],
+             "prefork/_native_worker.c", "prefork/_native_adopt.c"],
             depends=["prefork/_native.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
             optional=True,

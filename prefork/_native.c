@@ -37,9 +37,9 @@
  * The module's other files: _native_http.c (HeadFields, llhttp's callbacks for a request
  * head, and the end of a head), _native_wsgi.c (the per-field loops of the WSGI adapter:
  * environ, response head), _native_exchange.c (an exchange's state as a C type, its
- * start_response and run), _native_conn.c (a connection's request loop) and
- * _native_worker.c (a worker's calls around each request); _native.h declares what they
- * share.
+ * start_response and run), _native_conn.c (a connection's request loop),
+ * _native_adopt.c (a connection's objects made, and closed) and _native_worker.c (a
+ * worker's calls around each request); _native.h declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -377,6 +377,26 @@ native_is_sock(PyObject *obj)
     return Py_IS_TYPE(obj, &SockType);
 }
 
+int
+native_sock_fd(PyObject *sock)
+{
+    return Py_IS_TYPE(sock, &SockType) ? ((SockObject *)sock)->fd : -1;
+}
+
+int
+native_sock_family(PyObject *sock)
+{
+    return Py_IS_TYPE(sock, &SockType) ? ((SockObject *)sock)->family : -1;
+}
+
+void
+native_sock_close(PyObject *sock)
+{
+    if (Py_IS_TYPE(sock, &SockType)) {
+        sock_release((SockObject *)sock);
+    }
+}
+
 /* ---- EpollCtl ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -578,7 +598,8 @@ PyInit__native(void)
         PyModule_AddFunctions(module, native_http_methods) < 0 ||
         PyModule_AddFunctions(module, native_conn_methods) < 0 ||
         PyModule_AddFunctions(module, native_exchange_methods) < 0 ||
-        PyModule_AddFunctions(module, native_worker_methods) < 0) {
+        PyModule_AddFunctions(module, native_worker_methods) < 0 ||
+        PyModule_AddFunctions(module, native_adopt_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

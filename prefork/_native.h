@@ -68,6 +68,12 @@ native_raise_again(PyObject *exc)
 PyObject *native_sock_recv(PyObject *sock, Py_ssize_t size);
 int native_is_sock(PyObject *obj);
 
+/* _native.c: a Sock's descriptor and family (-1: not a Sock, or closed; not accepted),
+   and Sock.close() (nothing for any other object). */
+int native_sock_fd(PyObject *sock);
+int native_sock_family(PyObject *sock);
+void native_sock_close(PyObject *sock);
+
 /* _native.c: time.monotonic()'s clock, in seconds. */
 double native_monotonic(void);
 
@@ -126,6 +132,12 @@ extern PyMethodDef native_conn_methods[];
 /* _native_http.c: HeadFields, llhttp's callbacks for a request head; bind_parser. */
 extern PyTypeObject HeadFieldsType;
 extern PyMethodDef native_http_methods[];
+
+/* _native_adopt.c: new_connection and close_connection (Connection.__init__'s and
+   .close's twins), bind_adopt; and close_connection for C callers (0, or -1 with an
+   exception set). */
+extern PyMethodDef native_adopt_methods[];
+int native_close_connection(PyObject *conn);
 
 /* _native_worker.c: WorkerCalls (a worker's per-request calls), bind_worker. */
 extern PyTypeObject WorkerCallsType;

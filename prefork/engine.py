@@ -15,13 +15,16 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from prefork.config import HttpEngine
 from prefork.errors import ConfigError
 from prefork.http.fields import HeadFields
 from prefork.http.parser import FieldsFactory
 from prefork.wsgi import BuildEnviron, Exchange, build_environ
+
+if TYPE_CHECKING:
+    from prefork.connection import Connection, ServerContext
 
 
 class SocketIO(Protocol):
@@ -117,6 +120,12 @@ class Engine:
     # The dict each request's environ is copied from, made from a listener's base: the
     # native engine's has room for a request's keys (its copies do not grow per request).
     environ_base: Callable[[dict[str, Any]], dict[str, Any]] = dict
+    # A new connection's objects, Connection(sock, remote, base, ctx, now), and its end,
+    # Connection.close: None for the class's own, or the native engine's C twins
+    # (_native_adopt.c: no Python runs for them per connection).
+    new_connection: Callable[[ClientSocket, tuple[str, str], dict[str, Any], ServerContext,
+                              float], Connection] | None = None
+    close_connection: Callable[[Connection], None] | None = None
 
     def socket_io(self, sock: ClientSocket) -> SocketIO:
         """What a connection reads and writes through: its socket, or the native engine's
@@ -154,4 +163,4 @@ def choose(setting: HttpEngine) -> Engine:
                   _native.Sock, _native.EpollCtl, exchange, native.build_environ,
                   native.head_fields, _native.serve_one, _native.on_ready,
                   _native.WorkerCalls, _native.accept, _native.close_socket,
-                  native.environ_base)
+                  native.environ_base, _native.new_connection, _native.close_connection)

@@ -14,9 +14,12 @@ shared by all pool threads.
 
 from __future__ import annotations
 
+import collections
 import threading
 from functools import partial
 from typing import Any
+
+import httptools
 
 from prefork import _native, connection, engine, output, proxy, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
@@ -70,6 +73,15 @@ _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
                    connection.END_CLEAN, connection.END_LINGER, connection.READ,
                    connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
                   connection.RECV_BYTES, parser.FEED_ERRORS)
+
+# A new connection's objects, made in C (Connection.__init__'s twin, with the parser and
+# the output it makes), and its close (Connection.close's): these classes' fields.
+_native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callbacks,
+                   output.Output, connection.ServerContext, engine.Engine,
+                   parser.ParserLimits, collections.deque, httptools.HttpRequestParser,
+                   parser.LENIENCIES, connection.Connection.close,
+                   (connection.PARKED, connection.KEEP, connection.PROXY_NONE,
+                    connection.CLOSED))
 
 # The worker's calls for each request (_native.WorkerCalls): serve arms these
 # connections, follow claims them (unless closed).

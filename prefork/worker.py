@@ -421,7 +421,7 @@ class Worker:
     def _adopt(self, sock: engine.ClientSocket, remote: tuple[str, str], base: dict[str, Any],
                now: float) -> Connection:
         """A new connection, claimed by the caller; in the epoll from its first parking."""
-        conn = Connection(sock, remote, base, self.ctx, now)
+        conn = (self.engine.new_connection or Connection)(sock, remote, base, self.ctx, now)
         conn.claimed = True
         self.conns[conn.fd] = conn
         return conn
@@ -537,7 +537,7 @@ class Worker:
         be reused by the next accept). Closing its socket, never duplicated, takes it out
         of the epoll: no epoll call needed."""
         self.conns.pop(conn.fd, None)
-        conn.close()
+        (self.engine.close_connection or Connection.close)(conn)
 
     def _begin_request(self, req: Request, exchange: Exchange) -> None:
         """A pool thread begins a request: the watchdogs' clock starts; it is counted."""

@@ -179,6 +179,13 @@ class EndsHead(Protocol):
     def on_message_complete(self) -> None: ...
 
 
+# What llhttp's strict mode refuses and a request may carry. RFC 9112 §7.1.1 allows BWS
+# before a chunk extension's ";" ("5 ;ext"): spaces and tabs after the size and nothing
+# else there ("5 1" or "5 x" are still refused). And the version is judged here
+# (other_version: HTTP/1.2 is served as 1.1, HTTP/2.0 is a 505), not by llhttp.
+LENIENCIES = {"lenient_spaces_after_chunk_size": True, "lenient_version": True}
+
+
 class _Callbacks:
     """What llhttp (httptools) calls back: the head's start, target and fields go to the
     Fields, the rest to the parser. httptools looks each up once, when it is made."""
@@ -238,11 +245,7 @@ class RequestParser:
         self._lead = b""
         self._sniffing = False  # a refused method: reading on to see where it ends
         self._parser = httptools.HttpRequestParser(_Callbacks(self, self._fields))
-        # RFC 9112 §7.1.1 allows BWS before a chunk extension's ";" ("5 ;ext"); llhttp's
-        # strict mode refuses it. This flag allows spaces and tabs after the size and
-        # nothing else there: "5 1" or "5 x" are still refused.
-        self._parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True,
-                                              lenient_version=True)
+        self._parser.set_dangerous_leniencies(**LENIENCIES)
 
     def close(self) -> None:
         """No more bytes: break the cycles with llhttp's parser (it holds our callbacks)

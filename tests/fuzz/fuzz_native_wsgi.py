@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 import sys
@@ -193,11 +194,13 @@ def connection_app(kind: int) -> Any:
 
 def served(engine: Any, raw: bytes, kind: int, options: dict[str, Any]) -> tuple[Any, ...]:
     """What a connection of this engine answers to `raw` (one wake-up), and its state."""
-    client, server = socket.socketpair()
+    client, server = accepted() if engine.new_connection else socket.socketpair()
     ctx = ServerContext(connection_app(kind), engine=engine, body_timeout_s=0.01,
                         parser_limits=LIMITS, metrics=WorkerMetrics() if kind > 1 else None,
                         **options)
-    conn = Connection(server, ("127.0.0.1", "4000"), BASES[0], ctx)
+    # The native engine's connection made (and closed) as its worker does: in C.
+    conn = (engine.new_connection or Connection)(server, ("127.0.0.1", "4000"), BASES[0],
+                                                 ctx, None)
     try:
         client.sendall(raw)
         try:  # woken as its worker wakes it: the engine's on_ready (C) or the reference
@@ -216,8 +219,25 @@ def served(engine: Any, raw: bytes, kind: int, options: dict[str, Any]) -> tuple
         return (answer, got, conn.state, conn.end, conn.served, conn.request,
                 conn.parser.idle, counted)
     finally:
-        conn.close()
+        (engine.close_connection or Connection.close)(conn)
         client.close()
+
+
+_LISTENER: list[socket.socket] = []
+
+
+def accepted() -> tuple[socket.socket, Any]:
+    """A client and the native accept's Sock for it (a UNIX socket, as a socketpair)."""
+    if not _LISTENER:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(f"\0prefork-fuzz-{os.getpid()}")  # abstract: no file
+        listener.listen(8)
+        _LISTENER.append(listener)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(_LISTENER[0].getsockname())
+    got = asan_native.accept(_LISTENER[0])
+    assert got is not None
+    return client, got[0]
 
 
 def parse(fields: Any, build: Any, raw: bytes, cuts: list[int]) -> tuple[Any, ...]:

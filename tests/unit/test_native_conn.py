@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import select
 import socket
@@ -96,12 +97,29 @@ REQUESTS = [
 ]
 
 
+def accepted_pair() -> tuple[socket.socket, Any]:
+    """A client and the native engine's accepted Sock for it, over a UNIX socket (as a
+    socketpair's, so that trusting UNIX peers means the same on both engines)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(f"\0prefork-test-{os.getpid()}-{next(_NAMES)}")  # abstract: no file
+        listener.listen(1)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(listener.getsockname())
+        got = _native.accept(listener)
+    assert got is not None
+    return client, got[0]
+
+
+_NAMES = itertools.count()
+
+
 class World:
     """One engine's connection, its client end, and what its callbacks saw."""
 
     def __init__(self, engine: Engine, app: Any, options: dict[str, Any]) -> None:
         self.calls: list[tuple[str, Any]] = []
-        self.client, server = socket.socketpair()
+        self.client, server = (accepted_pair() if engine.new_connection is not None
+                               else socket.socketpair())
         self.client.settimeout(5)
         hooks = options.pop("hooks")
         log = options.pop("log", False)
@@ -115,8 +133,11 @@ class World:
             if hooks else None,
             access_log=cast(AccessLog, self) if log else None,
             **options)
-        self.conn = Connection(server, ("127.0.0.1", "4000"),
-                               base_environ("a", "80", "", False), ctx)
+        # The native engine's connection is made as its worker makes one (in C, from
+        # the Sock its accept gave), the reference's by the class.
+        make = engine.new_connection or Connection
+        self.conn = make(server, ("127.0.0.1", "4000"), base_environ("a", "80", "", False),
+                         ctx, None)  # type: ignore[arg-type]
 
     def write(self, entry: Entry) -> None:
         """The access log's write (this world stands in for it): what it was told."""
@@ -148,7 +169,7 @@ class World:
                 round(conn.deadline - time.monotonic()))  # which timeout set it
 
     def close(self) -> None:
-        self.conn.close()
+        (self.conn.ctx.engine.close_connection or Connection.close)(self.conn)
         self.client.close()
 
 

@@ -1,0 +1,580 @@
+/*
+ * prefork._native, a connection's beginning and end: the twins of Connection.__init__
+ * (with the RequestParser, its _Callbacks and the Output it makes) and Connection.close.
+ *
+ *   new_connection(sock, remote, base, ctx, now)
+ *       Connection(sock, remote, base, ctx, now) for a connection the native accept()
+ *       gave (a Sock, its own io), when no PROXY header is due (proxy_protocol off) and
+ *       the engine's head_fields makes a compiled HeadFields: each object made by its
+ *       class's tp_alloc and every field set at its __slots__ offset to what the
+ *       reference's __init__ sets it to; llhttp's parser made by httptools, with the
+ *       parser module's LENIENCIES, as the reference makes it; the trust of the peer
+ *       asked of ctx.trust.peer. Anything else is the reference's, whole.
+ *   close_connection(conn)
+ *       Connection.close: CLOSED; its output's queue dropped (by Output.discard when
+ *       anything is queued); the parser stopped and its cycles broken (RequestParser.close:
+ *       llhttp's parser dropped, the HeadFields' parser cleared); its Sock closed (the
+ *       io's close, then the engine's close_socket, as the reference). A connection or a
+ *       part not of the bound classes is closed by the reference's methods.
+ *   bind_adopt(...)   the classes whose fields these read and write, and the references
+ *
+ * Why: under wrk with a new connection per request, perf put the Python that runs once
+ * per connection (these constructors and the close chain) at about a third of a worker's
+ * CPU; in C it is a few hundred nanoseconds. tests/unit/test_native_adopt.py makes
+ * connections both ways and compares every field, and serves and closes them.
+ *
+ * Memory safety: no buffer is touched; objects are made zeroed by tp_alloc (an unset slot
+ * is NULL, which their dealloc and the reference both accept) and each field is set once
+ * with a reference of its own; every object read from a field is type-checked before a
+ * C-level accessor is used on it.
+ *
+ * Called by the pool thread that accepted the connection, or the one closing it (GIL
+ * held); by the main thread on a drain.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <sys/socket.h>
+
+#include "_native.h"
+
+enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_END, C_FD, C_IO, C_OUT,
+       C_PARSER, C_PRE, C_PROXY_STATE, C_REGISTERED, C_REMOTE_ADDR, C_REMOTE_PORT,
+       C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_COUNT };
+static const char *const conn_slots[C_COUNT] = {
+    "base", "claimed", "continue_sent", "ctx", "deadline", "end", "fd", "io", "out",
+    "parser", "pre", "proxy_state", "registered", "remote_addr", "remote_port", "request",
+    "served", "sock", "state", "trusted"};
+enum { P_CHUNKS, P_FIELDS, P_FRAMING_LIMIT, P_HEAD_BYTES, P_HEAD_LIMIT, P_LEAD, P_MAX_BODY,
+       P_ORIGIN_HEAD, P_PARSER, P_REQ, P_SNIFFING, P_ERROR, P_READY, P_STOPPED, P_COUNT };
+static const char *const parser_slots[P_COUNT] = {
+    "_chunks", "_fields", "_framing_limit", "_head_bytes", "_head_limit", "_lead",
+    "_max_body", "_origin_head", "_parser", "_req", "_sniffing", "error", "ready",
+    "stopped"};
+/* _Callbacks: what llhttp calls back (five from the fields, one from the parser). */
+enum { CB_ON_MESSAGE_BEGIN, CB_ON_URL, CB_ON_HEADER, CB_ON_HEADERS_COMPLETE, CB_ON_BODY,
+       CB_ON_MESSAGE_COMPLETE, CB_FROM_FIELDS, CB_ON_CHUNK_HEADER = CB_FROM_FIELDS,
+       CB_COUNT };
+static const char *const callback_slots[CB_COUNT] = {
+    "on_message_begin", "on_url", "on_header", "on_headers_complete", "on_body",
+    "on_message_complete", "on_chunk_header"};
+static PyObject *callback_names[CB_COUNT];  /* the same, interned: the attributes read */
+enum { O_FD, O_IO, O_PROGRESS, O_QUEUE, O_QUEUED_BYTES, O_SEND_TIMEOUT_S, O_SOCK, O_COUNT };
+static const char *const output_slots[O_COUNT] = {
+    "fd", "io", "progress", "queue", "queued_bytes", "send_timeout_s", "sock"};
+enum { X_PARSER_LIMITS, X_ENGINE, X_TRUST, X_PROXY_MODE, X_HEADER_TIMEOUT_S,
+       X_SEND_TIMEOUT_S, X_PROGRESS, X_COUNT };
+static const char *const ctx_slots[X_COUNT] = {
+    "parser_limits", "engine", "trust", "proxy_mode", "header_timeout_s", "send_timeout_s",
+    "progress"};
+enum { E_HEAD_FIELDS, E_CLOSE_SOCKET, E_COUNT };
+static const char *const engine_slots[E_COUNT] = {"head_fields", "close_socket"};
+enum { L_LINE, L_FIELDS, L_FIELD_SIZE, L_HEAD_LIMIT, L_MAX_BODY, L_FRAMING_LIMIT, L_COUNT };
+static const char *const limits_slots[L_COUNT] = {
+    "limit_request_line", "limit_request_fields", "limit_request_field_size", "head_limit",
+    "max_body", "framing_limit"};
+
+/* bind_adopt's names: the connection module's states and endings. */
+enum { K_PARKED, K_KEEP, K_PROXY_NONE, K_CLOSED, K_COUNT };
+
+enum { N_ORIGIN_HEAD, N_PARSER, N_PEER, N_SET_LENIENCIES, N_DISCARD, N_CLOSE, N_COUNT };
+static const char *const names[N_COUNT] = {
+    "origin_head", "parser", "peer", "set_dangerous_leniencies", "discard", "close"};
+static PyObject *name_objs[N_COUNT];
+
+enum { T_CONN, T_PARSER, T_CALLBACKS, T_OUTPUT, T_CTX, T_ENGINE, T_LIMITS, T_COUNT };
+
+static struct {
+    PyObject *cls[T_COUNT];
+    PyObject *deque, *llhttp, *leniencies, *reference_close;
+    PyObject *k[K_COUNT];
+    Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
+        ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT];
+} bound;
+
+static PyObject *
+bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12 || !PyTuple_CheckExact(args[11]) || PyTuple_GET_SIZE(args[11]) != K_COUNT ||
+        !PyDict_CheckExact(args[9])) {
+        PyErr_SetString(PyExc_TypeError, "bind_adopt(Connection, RequestParser, _Callbacks, "
+                        "Output, ServerContext, Engine, ParserLimits, deque, "
+                        "HttpRequestParser, LENIENCIES: dict, Connection.close, "
+                        "(PARKED, KEEP, PROXY_NONE, CLOSED))");
+        return NULL;
+    }
+    Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
+        ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT];
+    if (native_bind_slots(args[0], conn_slots, conn, C_COUNT) < 0 ||
+        native_bind_slots(args[1], parser_slots, parser, P_COUNT) < 0 ||
+        native_bind_slots(args[2], callback_slots, callbacks, CB_COUNT) < 0 ||
+        native_bind_slots(args[3], output_slots, output, O_COUNT) < 0 ||
+        native_bind_slots(args[4], ctx_slots, ctx, X_COUNT) < 0 ||
+        native_bind_slots(args[5], engine_slots, engine, E_COUNT) < 0 ||
+        native_bind_slots(args[6], limits_slots, limits, L_COUNT) < 0 ||
+        native_intern_all(name_objs, names, N_COUNT) < 0 ||
+        native_intern_all(callback_names, callback_slots, CB_COUNT) < 0) {
+        return NULL;
+    }
+    if (!PyType_Check(args[7]) || !PyType_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "bind_adopt: deque and HttpRequestParser are types");
+        return NULL;
+    }
+    memcpy(bound.conn, conn, sizeof conn);
+    memcpy(bound.parser, parser, sizeof parser);
+    memcpy(bound.callbacks, callbacks, sizeof callbacks);
+    memcpy(bound.output, output, sizeof output);
+    memcpy(bound.ctx, ctx, sizeof ctx);
+    memcpy(bound.engine, engine, sizeof engine);
+    memcpy(bound.limits, limits, sizeof limits);
+    for (int i = 0; i < T_COUNT; i++) {
+        Py_XSETREF(bound.cls[i], Py_NewRef(args[i]));
+    }
+    Py_XSETREF(bound.deque, Py_NewRef(args[7]));
+    Py_XSETREF(bound.llhttp, Py_NewRef(args[8]));
+    Py_XSETREF(bound.leniencies, Py_NewRef(args[9]));
+    Py_XSETREF(bound.reference_close, Py_NewRef(args[10]));
+    for (int i = 0; i < K_COUNT; i++) {
+        Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[11], i)));
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+is(PyObject *obj, int type)
+{
+    return obj != NULL && bound.cls[type] != NULL &&
+        Py_IS_TYPE(obj, (PyTypeObject *)bound.cls[type]);
+}
+
+/* A new, zeroed instance of a bound class: every field unset until it is set here. */
+static PyObject *
+blank(int type)
+{
+    PyTypeObject *cls = (PyTypeObject *)bound.cls[type];
+    return cls->tp_alloc(cls, 0);
+}
+
+/* Set a field of a blank object to a new reference (`value` stolen; NULL: an error
+   already raised, which this passes on as -1). */
+static int
+put(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    native_slot_set(obj, offset, value);
+    return 0;
+}
+
+/* RequestParser.close for a bound parser with compiled HeadFields: stopped, llhttp's
+   parser dropped (it holds the callbacks, which hold this parser), the fields' parser
+   cleared (they hold it too). 0, or -1 with an exception set. */
+static int
+parser_close(PyObject *parser)
+{
+    const Py_ssize_t *p = bound.parser;
+    native_slot_set(parser, p[P_STOPPED], Py_NewRef(Py_True));
+    native_slot_set(parser, p[P_PARSER], NULL);  /* `del self._parser`: unset is fine */
+    PyObject *fields = NATIVE_SLOT(parser, p[P_FIELDS]);
+    if (fields == NULL) {
+        return 0;
+    }
+    Py_INCREF(fields);
+    int r = PyObject_SetAttr(fields, name_objs[N_PARSER], Py_None);
+    Py_DECREF(fields);
+    return r;
+}
+
+/* A parser half made, given up: its cycles broken before it is let go (the exception
+   being raised kept). */
+static void
+drop_parser(PyObject *parser)
+{
+    PyObject *exc = native_take_exception();
+    if (parser_close(parser) < 0) {
+        PyErr_Clear();
+    }
+    native_raise_again(exc);
+    Py_DECREF(parser);
+}
+
+/* ---- new_connection ------------------------------------------------------------------- */
+
+/* _Callbacks(parser, fields): what llhttp calls back, bound methods of the fields (which
+   have all five of theirs: the reference's getattr defaults are not needed) and the
+   parser's on_chunk_header. */
+static PyObject *
+new_callbacks(PyObject *parser, PyObject *fields)
+{
+    const Py_ssize_t *cb = bound.callbacks;
+    PyObject *callbacks = blank(T_CALLBACKS);
+    if (callbacks == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < CB_COUNT; i++) {
+        PyObject *owner = i < CB_FROM_FIELDS ? fields : parser;
+        if (put(callbacks, cb[i], PyObject_GetAttr(owner, callback_names[i])) < 0) {
+            Py_DECREF(callbacks);
+            return NULL;
+        }
+    }
+    return callbacks;
+}
+
+/* RequestParser(limits, head_fields) with compiled HeadFields, or NULL with an exception
+   set; *other set (and NULL returned, no exception) when head_fields made something else
+   or a limit is unset: the reference then makes the whole connection. */
+static PyObject *
+new_parser(PyObject *limits, PyObject *head_fields, int *other)
+{
+    const Py_ssize_t *l = bound.limits, *p = bound.parser;
+    PyObject *given[L_COUNT];
+    for (int i = 0; i < L_COUNT; i++) {
+        if (NATIVE_SLOT(limits, l[i]) == NULL) {
+            *other = 1;
+            return NULL;
+        }
+    }
+    for (int i = 0; i < L_COUNT; i++) {  /* held: head_fields runs Python */
+        given[i] = Py_NewRef(NATIVE_SLOT(limits, l[i]));
+    }
+    PyObject *fields = PyObject_Vectorcall(head_fields, given, 3, NULL);
+    PyObject *parser = NULL;
+    if (fields != NULL && !Py_IS_TYPE(fields, &HeadFieldsType)) {
+        Py_CLEAR(fields);
+        *other = 1;
+    }
+    if (fields != NULL && (parser = blank(T_PARSER)) == NULL) {
+        Py_CLEAR(fields);
+    }
+    if (parser == NULL) {
+        for (int i = 0; i < L_COUNT; i++) {
+            Py_DECREF(given[i]);
+        }
+        return NULL;
+    }
+    native_slot_set(parser, p[P_FIELDS], fields);  /* the parser holds it from here */
+    PyObject *callbacks = NULL, *llhttp = NULL, *lenient = NULL;
+    if (put(parser, p[P_ORIGIN_HEAD], PyObject_GetAttr(fields, name_objs[N_ORIGIN_HEAD])) < 0 ||
+        PyObject_SetAttr(fields, name_objs[N_PARSER], parser) < 0 ||
+        put(parser, p[P_HEAD_LIMIT], Py_NewRef(given[L_HEAD_LIMIT])) < 0 ||
+        put(parser, p[P_MAX_BODY], Py_NewRef(given[L_MAX_BODY])) < 0 ||
+        put(parser, p[P_FRAMING_LIMIT], Py_NewRef(given[L_FRAMING_LIMIT])) < 0 ||
+        put(parser, p[P_READY], PyObject_CallNoArgs(bound.deque)) < 0 ||
+        put(parser, p[P_ERROR], Py_NewRef(Py_None)) < 0 ||
+        put(parser, p[P_STOPPED], Py_NewRef(Py_False)) < 0 ||
+        put(parser, p[P_REQ], Py_NewRef(Py_None)) < 0 ||
+        put(parser, p[P_HEAD_BYTES], PyLong_FromLong(0)) < 0 ||
+        put(parser, p[P_CHUNKS], PyLong_FromLong(0)) < 0 ||
+        put(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
+        put(parser, p[P_SNIFFING], Py_NewRef(Py_False)) < 0 ||
+        (callbacks = new_callbacks(parser, fields)) == NULL ||
+        (llhttp = PyObject_CallOneArg(bound.llhttp, callbacks)) == NULL) {
+        goto error;
+    }
+    Py_CLEAR(callbacks);  /* llhttp's parser holds what it needs of them */
+    native_slot_set(parser, p[P_PARSER], Py_NewRef(llhttp));
+    PyObject *set = PyObject_GetAttr(llhttp, name_objs[N_SET_LENIENCIES]);
+    if (set == NULL) {
+        goto error;
+    }
+    PyObject *no_args = PyTuple_New(0);
+    lenient = no_args == NULL ? NULL : PyObject_Call(set, no_args, bound.leniencies);
+    Py_XDECREF(no_args);
+    Py_DECREF(set);
+    if (lenient == NULL) {
+        goto error;
+    }
+    Py_DECREF(lenient);
+    Py_DECREF(llhttp);
+    for (int i = 0; i < L_COUNT; i++) {
+        Py_DECREF(given[i]);
+    }
+    return parser;
+error:
+    Py_XDECREF(callbacks);
+    Py_XDECREF(llhttp);
+    for (int i = 0; i < L_COUNT; i++) {
+        Py_DECREF(given[i]);
+    }
+    drop_parser(parser);
+    return NULL;
+}
+
+/* Output(sock, io, send_timeout_s, progress), its fd given (the connection's). */
+static PyObject *
+new_output(PyObject *sock, PyObject *fd, PyObject *send_timeout_s, PyObject *progress)
+{
+    const Py_ssize_t *o = bound.output;
+    PyObject *out = blank(T_OUTPUT);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (put(out, o[O_SOCK], Py_NewRef(sock)) < 0 ||
+        put(out, o[O_IO], Py_NewRef(sock)) < 0 ||  /* a Sock is its own io */
+        put(out, o[O_FD], Py_NewRef(fd)) < 0 ||
+        put(out, o[O_SEND_TIMEOUT_S], Py_NewRef(send_timeout_s)) < 0 ||
+        put(out, o[O_PROGRESS], Py_NewRef(progress)) < 0 ||
+        put(out, o[O_QUEUE], PyObject_CallNoArgs(bound.deque)) < 0 ||
+        put(out, o[O_QUEUED_BYTES], PyLong_FromLong(0)) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* What the connection's __init__ reads of its context, each a new reference. */
+enum { G_LIMITS, G_ENGINE, G_TRUST, G_HEADER_TIMEOUT_S, G_SEND_TIMEOUT_S, G_PROGRESS,
+       G_HEAD_FIELDS, G_COUNT };
+
+/* The context's fields this needs, when they are of the shapes it handles (1; 0: the
+   reference's case, nothing taken). Held: another thread's Python may run meanwhile. */
+static int
+read_context(PyObject *ctx, PyObject *got[G_COUNT])
+{
+    const Py_ssize_t *x = bound.ctx;
+    PyObject *mode = NATIVE_SLOT(ctx, x[X_PROXY_MODE]);
+    PyObject *engine = NATIVE_SLOT(ctx, x[X_ENGINE]);
+    PyObject *from_ctx[G_HEAD_FIELDS] = {
+        NATIVE_SLOT(ctx, x[X_PARSER_LIMITS]), engine, NATIVE_SLOT(ctx, x[X_TRUST]),
+        NATIVE_SLOT(ctx, x[X_HEADER_TIMEOUT_S]), NATIVE_SLOT(ctx, x[X_SEND_TIMEOUT_S]),
+        NATIVE_SLOT(ctx, x[X_PROGRESS])};
+    if (mode == NULL || !PyUnicode_CheckExact(mode) ||
+        PyUnicode_CompareWithASCIIString(mode, "off") != 0 || !is(engine, T_ENGINE) ||
+        !is(from_ctx[G_LIMITS], T_LIMITS)) {
+        return 0;  /* a PROXY header may be due, or other types: the reference's */
+    }
+    PyObject *head_fields = NATIVE_SLOT(engine, bound.engine[E_HEAD_FIELDS]);
+    if (head_fields == NULL) {
+        return 0;
+    }
+    for (int i = 0; i < G_HEAD_FIELDS; i++) {
+        if (from_ctx[i] == NULL) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < G_HEAD_FIELDS; i++) {
+        got[i] = Py_NewRef(from_ctx[i]);
+    }
+    got[G_HEAD_FIELDS] = Py_NewRef(head_fields);
+    return 1;
+}
+
+/* ctx.trust is not None and ctx.trust.peer(remote_addr, is_unix): a new reference. */
+static PyObject *
+trusted(PyObject *trust, PyObject *sock, PyObject *remote_addr)
+{
+    if (trust == Py_None) {
+        return Py_NewRef(Py_False);
+    }
+    PyObject *args[3] = {trust, remote_addr,
+                         native_sock_family(sock) == AF_UNIX ? Py_True : Py_False};
+    return PyObject_VectorcallMethod(name_objs[N_PEER], args,
+                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+deadline(PyObject *now, PyObject *header_timeout_s)
+{
+    PyObject *start = now == Py_None ? PyFloat_FromDouble(native_monotonic()) : Py_NewRef(now);
+    if (start == NULL) {
+        return NULL;
+    }
+    PyObject *due = PyNumber_Add(start, header_timeout_s);
+    Py_DECREF(start);
+    return due;
+}
+
+static PyObject *
+new_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "new_connection(sock, remote, base, ctx, now)");
+        return NULL;
+    }
+    if (bound.cls[T_CONN] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_adopt was not called");
+        return NULL;
+    }
+    PyObject *sock = args[0], *remote = args[1], *base = args[2], *ctx = args[3];
+    PyObject *got[G_COUNT];
+    int fd = native_sock_fd(sock);
+    if (fd < 0 || !PyTuple_CheckExact(remote) || PyTuple_GET_SIZE(remote) != 2 ||
+        !is(ctx, T_CTX) || !read_context(ctx, got)) {
+        return PyObject_Vectorcall(bound.cls[T_CONN], args, 5, NULL);
+    }
+    const Py_ssize_t *c = bound.conn;
+    PyObject *conn = NULL, *fd_obj = NULL;
+    int other = 0;
+    PyObject *parser = new_parser(got[G_LIMITS], got[G_HEAD_FIELDS], &other);
+    if (parser == NULL) {
+        for (int i = 0; i < G_COUNT; i++) {
+            Py_DECREF(got[i]);
+        }
+        return other ? PyObject_Vectorcall(bound.cls[T_CONN], args, 5, NULL) : NULL;
+    }
+    PyObject *remote_addr = PyTuple_GET_ITEM(remote, 0);
+    if ((conn = blank(T_CONN)) == NULL || (fd_obj = PyLong_FromLong(fd)) == NULL ||
+        put(conn, c[C_SOCK], Py_NewRef(sock)) < 0 ||
+        put(conn, c[C_FD], Py_NewRef(fd_obj)) < 0 ||
+        put(conn, c[C_IO], Py_NewRef(sock)) < 0 ||  /* engine.socket_io: a Sock itself */
+        put(conn, c[C_REMOTE_ADDR], Py_NewRef(remote_addr)) < 0 ||
+        put(conn, c[C_REMOTE_PORT], Py_NewRef(PyTuple_GET_ITEM(remote, 1))) < 0 ||
+        put(conn, c[C_BASE], Py_NewRef(base)) < 0 ||
+        put(conn, c[C_CTX], Py_NewRef(ctx)) < 0 ||
+        put(conn, c[C_PARSER], Py_NewRef(parser)) < 0 ||
+        put(conn, c[C_TRUSTED], trusted(got[G_TRUST], sock, remote_addr)) < 0 ||
+        put(conn, c[C_PROXY_STATE], Py_NewRef(bound.k[K_PROXY_NONE])) < 0 ||
+        put(conn, c[C_PRE], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
+        put(conn, c[C_STATE], Py_NewRef(bound.k[K_PARKED])) < 0 ||
+        put(conn, c[C_DEADLINE], deadline(args[4], got[G_HEADER_TIMEOUT_S])) < 0 ||
+        put(conn, c[C_SERVED], PyLong_FromLong(0)) < 0 ||
+        put(conn, c[C_REQUEST], Py_NewRef(Py_None)) < 0 ||
+        put(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_END], Py_NewRef(bound.k[K_KEEP])) < 0 ||
+        put(conn, c[C_CLAIMED], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_REGISTERED], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_OUT], new_output(sock, fd_obj, got[G_SEND_TIMEOUT_S],
+                                       got[G_PROGRESS])) < 0) {
+        Py_CLEAR(conn);
+        drop_parser(parser);  /* its cycles broken; the last reference let go */
+        parser = NULL;
+    }
+    Py_XDECREF(parser);
+    Py_XDECREF(fd_obj);
+    for (int i = 0; i < G_COUNT; i++) {
+        Py_DECREF(got[i]);
+    }
+    return conn;
+}
+
+/* ---- close_connection ----------------------------------------------------------------- */
+
+/* A field of `obj` as a new reference: at its offset, or by name when unset (which
+   raises the reference's AttributeError). */
+static PyObject *
+field(PyObject *obj, Py_ssize_t offset, const char *name)
+{
+    PyObject *value = NATIVE_SLOT(obj, offset);
+    return value != NULL ? Py_NewRef(value) : PyObject_GetAttrString(obj, name);
+}
+
+/* obj.name(), its result dropped: 0, or -1 with an exception set. */
+static int
+call_method(PyObject *obj, int name)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(obj, name_objs[name]);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Output.discard: nothing to drop when its queue is an empty deque (its queued_bytes is
+   then set to 0, as discard sets it); anything else by the reference. */
+static int
+discard(PyObject *out)
+{
+    const Py_ssize_t *o = bound.output;
+    PyObject *queue = is(out, T_OUTPUT) ? NATIVE_SLOT(out, o[O_QUEUE]) : NULL;
+    if (queue == NULL || !Py_IS_TYPE(queue, (PyTypeObject *)bound.deque) ||
+        PyObject_Length(queue) != 0) {
+        PyErr_Clear();
+        return call_method(out, N_DISCARD);
+    }
+    native_slot_set(out, o[O_QUEUED_BYTES], PyLong_FromLong(0));  /* a small int: no fail */
+    return 0;
+}
+
+int
+native_close_connection(PyObject *conn)
+{
+    if (!is(conn, T_CONN)) {
+        PyObject *r = bound.reference_close == NULL ? NULL :
+            PyObject_CallOneArg(bound.reference_close, conn);
+        if (bound.reference_close == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "bind_adopt was not called");
+        }
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    const Py_ssize_t *c = bound.conn;
+    PyObject *state = NATIVE_SLOT(conn, c[C_STATE]);
+    if (state == bound.k[K_CLOSED]) {
+        return 0;
+    }
+    native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_CLOSED]));
+    PyObject *out = field(conn, c[C_OUT], "out");
+    int r = out == NULL ? -1 : discard(out);
+    Py_XDECREF(out);
+    if (r < 0) {
+        return -1;
+    }
+    PyObject *parser = field(conn, c[C_PARSER], "parser");
+    if (parser == NULL) {
+        return -1;
+    }
+    PyObject *fields = is(parser, T_PARSER) ? NATIVE_SLOT(parser, bound.parser[P_FIELDS]) : NULL;
+    r = fields != NULL && Py_IS_TYPE(fields, &HeadFieldsType) ? parser_close(parser)
+                                                               : call_method(parser, N_CLOSE);
+    Py_DECREF(parser);
+    if (r < 0) {
+        return -1;
+    }
+    PyObject *io = field(conn, c[C_IO], "io");
+    if (io == NULL) {
+        return -1;
+    }
+    r = 0;
+    if (native_is_sock(io)) {
+        native_sock_close(io);
+    }
+    else {
+        r = call_method(io, N_CLOSE);
+    }
+    Py_DECREF(io);
+    if (r < 0) {
+        return -1;
+    }
+    PyObject *sock = field(conn, c[C_SOCK], "sock");
+    if (sock == NULL) {
+        return -1;
+    }
+    if (native_is_sock(sock)) {  /* what either engine's close_socket does with a Sock */
+        native_sock_close(sock);
+        Py_DECREF(sock);
+        return 0;
+    }
+    /* self.ctx.engine.close_socket(self.sock) */
+    PyObject *ctx = field(conn, c[C_CTX], "ctx");
+    PyObject *engine = ctx == NULL ? NULL : PyObject_GetAttrString(ctx, "engine");
+    PyObject *close_socket = engine == NULL ? NULL : PyObject_GetAttrString(engine, "close_socket");
+    PyObject *done = close_socket == NULL ? NULL : PyObject_CallOneArg(close_socket, sock);
+    Py_XDECREF(ctx);
+    Py_XDECREF(engine);
+    Py_XDECREF(close_socket);
+    Py_DECREF(sock);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+static PyObject *
+close_connection(PyObject *Py_UNUSED(module), PyObject *conn)
+{
+    if (native_close_connection(conn) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef native_adopt_methods[] = {
+    {"new_connection", (PyCFunction)(void (*)(void))new_connection, METH_FASTCALL,
+     "new_connection(sock, remote, base, ctx, now) -> Connection: Connection's twin "
+     "(see _native_adopt.c)."},
+    {"close_connection", (PyCFunction)close_connection, METH_O,
+     "close_connection(conn): Connection.close's twin (see _native_adopt.c)."},
+    {"bind_adopt", (PyCFunction)(void (*)(void))bind_adopt, METH_FASTCALL,
+     "bind_adopt(Connection, RequestParser, _Callbacks, Output, ServerContext, Engine, "
+     "ParserLimits, deque, HttpRequestParser, LENIENCIES, Connection.close, "
+     "(PARKED, KEEP, PROXY_NONE, CLOSED)): the classes these make and read."},
+    {NULL, NULL, 0, NULL},
+};
