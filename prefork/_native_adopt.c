@@ -74,6 +74,9 @@ static const char *const limits_slots[L_COUNT] = {
     "limit_request_line", "limit_request_fields", "limit_request_field_size", "head_limit",
     "max_body", "framing_limit"};
 
+/* The most keyword arguments LENIENCIES may give set_dangerous_leniencies. */
+#define MAX_LENIENCIES 8
+
 /* bind_adopt's names: the connection module's states and endings. */
 enum { K_PARKED, K_KEEP, K_PROXY_NONE, K_CLOSED, K_COUNT };
 
@@ -86,7 +89,8 @@ enum { T_CONN, T_PARSER, T_CALLBACKS, T_OUTPUT, T_CTX, T_ENGINE, T_LIMITS, T_COU
 
 static struct {
     PyObject *cls[T_COUNT];
-    PyObject *deque, *llhttp, *leniencies, *reference_close;
+    PyObject *deque, *llhttp, *reference_close;
+    PyObject *lenient_names, *lenient_values;  /* LENIENCIES as keyword names and values */
     PyObject *k[K_COUNT];
     Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
         ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT];
@@ -132,7 +136,26 @@ bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     Py_XSETREF(bound.deque, Py_NewRef(args[7]));
     Py_XSETREF(bound.llhttp, Py_NewRef(args[8]));
-    Py_XSETREF(bound.leniencies, Py_NewRef(args[9]));
+    if (PyDict_GET_SIZE(args[9]) > MAX_LENIENCIES) {
+        PyErr_SetString(PyExc_ValueError, "bind_adopt: too many LENIENCIES");
+        return NULL;
+    }
+    PyObject *lenient_names = PyTuple_New(PyDict_GET_SIZE(args[9]));
+    PyObject *lenient_values = PyTuple_New(PyDict_GET_SIZE(args[9]));
+    if (lenient_names == NULL || lenient_values == NULL) {
+        Py_XDECREF(lenient_names);
+        Py_XDECREF(lenient_values);
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, i = 0;
+    while (PyDict_Next(args[9], &pos, &key, &value)) {
+        PyTuple_SET_ITEM(lenient_names, i, Py_NewRef(key));
+        PyTuple_SET_ITEM(lenient_values, i, Py_NewRef(value));
+        i++;
+    }
+    Py_XSETREF(bound.lenient_names, lenient_names);
+    Py_XSETREF(bound.lenient_values, lenient_values);
     Py_XSETREF(bound.reference_close, Py_NewRef(args[10]));
     for (int i = 0; i < K_COUNT; i++) {
         Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[11], i)));
@@ -275,14 +298,14 @@ new_parser(PyObject *limits, PyObject *head_fields, int *other)
     }
     Py_CLEAR(callbacks);  /* llhttp's parser holds what it needs of them */
     native_slot_set(parser, p[P_PARSER], Py_NewRef(llhttp));
-    PyObject *set = PyObject_GetAttr(llhttp, name_objs[N_SET_LENIENCIES]);
-    if (set == NULL) {
-        goto error;
+    /* llhttp.set_dangerous_leniencies(**LENIENCIES), by keyword names (no dict) */
+    PyObject *call[1 + MAX_LENIENCIES] = {llhttp};
+    Py_ssize_t n = PyTuple_GET_SIZE(bound.lenient_names);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        call[1 + i] = PyTuple_GET_ITEM(bound.lenient_values, i);
     }
-    PyObject *no_args = PyTuple_New(0);
-    lenient = no_args == NULL ? NULL : PyObject_Call(set, no_args, bound.leniencies);
-    Py_XDECREF(no_args);
-    Py_DECREF(set);
+    lenient = PyObject_VectorcallMethod(name_objs[N_SET_LENIENCIES], call, 1,
+                                        bound.lenient_names);
     if (lenient == NULL) {
         goto error;
     }

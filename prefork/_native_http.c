@@ -137,6 +137,10 @@ clear_notes(HeadFieldsObject *self)
     Py_XSETREF(self->content_length, Py_NewRef(Py_None));
 }
 
+static int fields_setup(HeadFieldsObject *self, PyObject *forbidden, PyObject *good_hosts,
+                        PyObject *bad_request, PyObject *too_large, PyObject *uri_too_long,
+                        Py_ssize_t line_limit, Py_ssize_t max_fields, Py_ssize_t field_size);
+
 static int
 HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
 {
@@ -150,6 +154,70 @@ HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
                                      &field_size)) {
         return -1;
     }
+    return fields_setup(self, forbidden, good_hosts, bad_request, too_large, uri_too_long,
+                        line_limit, max_fields, field_size);
+}
+
+/* HeadFields(...) called with its eight arguments by position, of the types __init__
+   takes (as native.head_fields calls it, once per connection): made and set up without
+   the generic call's argument tuples and parsing. Any other call is the generic one
+   (tp_new, then __init__), with its errors. */
+static PyObject *
+HeadFields_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && nargs == 8 && PyFrozenSet_Check(args[0]) && PySet_Check(args[1]) &&
+        PyLong_CheckExact(args[5]) && PyLong_CheckExact(args[6]) &&
+        PyLong_CheckExact(args[7])) {
+        Py_ssize_t limit[3];
+        int fits = 1;
+        for (int i = 0; i < 3; i++) {
+            limit[i] = PyLong_AsSsize_t(args[5 + i]);
+            if (limit[i] == -1 && PyErr_Occurred()) {
+                PyErr_Clear();  /* too large: the generic call raises its OverflowError */
+                fits = 0;
+            }
+        }
+        if (fits) {
+            PyTypeObject *cls = (PyTypeObject *)type;
+            PyObject *self = cls->tp_alloc(cls, 0);
+            if (self != NULL &&
+                fields_setup((HeadFieldsObject *)self, args[0], args[1], args[2], args[3],
+                             args[4], limit[0], limit[1], limit[2]) < 0) {
+                Py_CLEAR(self);
+            }
+            return self;
+        }
+    }
+    PyObject *tuple = PyTuple_New(nargs), *kwargs = NULL, *result = NULL;
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    }
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        if ((kwargs = PyDict_New()) == NULL) {
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                goto done;
+            }
+        }
+    }
+    result = PyType_Type.tp_call(type, tuple, kwargs);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+static int
+fields_setup(HeadFieldsObject *self, PyObject *forbidden, PyObject *good_hosts,
+             PyObject *bad_request, PyObject *too_large, PyObject *uri_too_long,
+             Py_ssize_t line_limit, Py_ssize_t max_fields, Py_ssize_t field_size)
+{
     PyObject *url = PyList_New(0), *headers = PyList_New(0);
     if (url == NULL || headers == NULL) {
         Py_XDECREF(url);
@@ -932,6 +1000,7 @@ PyTypeObject HeadFieldsType = {
               "(prefork/http/fields.py is the reference).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)HeadFields_init,
+    .tp_vectorcall = HeadFields_vectorcall,
     .tp_dealloc = (destructor)HeadFields_dealloc,
     .tp_traverse = (traverseproc)HeadFields_traverse,
     .tp_clear = (inquiry)HeadFields_clear,

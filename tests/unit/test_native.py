@@ -319,6 +319,32 @@ def test_accept_gives_what_socket_accept_gives_and_a_nonblocking_descriptor(
     assert late.value.errno == errno.EBADF
 
 
+@pytest.mark.parametrize("peer", [("127.0.0.1", 1), ("127.1.2.3", 9), ("127.0.0.10", 80),
+                                  ("127.200.100.50", 12345), ("127.0.0.1", 65535),
+                                  ("127.255.255.254", 1024)])
+def test_accept_formats_every_ipv4_peer_as_socket_accept(peer: tuple[str, int]) -> None:
+    """Addresses and ports of each length (the IPv4 peer is formatted without
+    getnameinfo): as str() of socket.accept()'s address tuple."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        for accept in (native.accept, lambda lst: lst.accept()):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                client.bind(peer)
+            except OSError as exc:
+                client.close()
+                pytest.skip(f"cannot bind a client to {peer}: {exc}")
+            client.connect(listener.getsockname())
+            select.select([listener], [], [], 5)
+            got = accept(listener)
+            assert got is not None
+            sock, addr = got
+            assert (str(addr[0]), str(addr[1])) == (peer[0], str(peer[1]))
+            sock.close()
+            client.close()
+
+
 def test_an_accepted_sock_dropped_without_close_closes_its_descriptor(
         listener: socket.socket) -> None:
     client = connect_to(listener)

@@ -321,3 +321,54 @@ def test_made_and_closed_in_c_a_thousand_times_leaks_nothing(listener: socket.so
     fds, held = grown(rounds)
     assert fds == 0
     assert held < 64 * 1024, f"{held} bytes still held after 1,000 connections"
+
+
+@pytest.mark.parametrize("raw", [
+    # llhttp's leniencies, as the parser module declares them: spaces before a chunk
+    # extension, a version llhttp would refuse but the parser judges (1.2 is served as
+    # 1.1, 2.0 refused with 505)
+    b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 ;e=1\r\nhello\r\n0\r\n\r\n",
+    b"GET /v HTTP/1.2\r\nHost: h\r\n\r\n",
+    b"GET /v HTTP/2.0\r\nHost: h\r\n\r\n",
+    b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 1\r\nhello\r\n0\r\n\r\n",
+])
+def test_a_parser_made_in_c_parses_as_the_references(listener: socket.socket,
+                                                      raw: bytes) -> None:
+    seen = []
+    for conn, client in made_both_ways(listener, context()):
+        conn.parser.feed(raw)
+        error = conn.parser.error
+        seen.append(([(r.method, r.target, r.version,
+                       r.body.read() if r.body.complete else None) for r in conn.parser.ready],
+                     (type(error).__name__, error.status) if error else None))
+        _native.close_connection(conn)
+        client.close()
+    assert seen[0] == seen[1]
+    assert seen[0][0] or seen[0][1]
+
+
+def test_head_fields_made_by_position_by_keyword_or_refused_alike() -> None:
+    """HeadFields' fast call (eight arguments by position, as every connection makes
+    them) and its generic one give the same object, and refuse the same way."""
+    from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
+    from prefork.http import parser
+    from prefork.http.fields import FORBIDDEN_TRAILERS
+
+    lead = (FORBIDDEN_TRAILERS, parser._GOOD_HOSTS, BadRequest, HeaderFieldsTooLarge,
+            URITooLong)
+    names = ("forbidden", "good_hosts", "bad_request", "too_large", "uri_too_long",
+             "line_limit", "max_fields", "field_size")
+    by_position = _native.HeadFields(*lead, 10, 20, 30)
+    by_keyword = _native.HeadFields(**dict(zip(names, (*lead, 10, 20, 30), strict=True)))
+    mixed = _native.HeadFields(*lead, 10, max_fields=20, field_size=30)
+    for made in (by_position, by_keyword, mixed):
+        assert (made.line_limit, made.max_fields, made.field_size, made.in_head, made.url,
+                made.headers, made.host) == (10, 20, 30, False, [], [], None)
+    refusals = []
+    for args in ((*lead, 10, 20), (*lead, 10, 20, 30, 40), (*lead, "10", 20, 30),
+                 (set(), *lead[1:], 10, 20, 30), (*lead, 10, 20, 1 << 80),
+                 (lead[0], frozenset(), *lead[2:], 10, 20, 30)):
+        with pytest.raises((TypeError, OverflowError)) as refused:
+            _native.HeadFields(*args)
+        refusals.append(type(refused.value))
+    assert refusals == [TypeError, TypeError, TypeError, TypeError, OverflowError, TypeError]
