@@ -20,6 +20,7 @@ import pstats
 import socket
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -93,11 +94,15 @@ def connect_loop(n: int) -> float:
     worker.ctx = worker.context()
     worker.bases = {id(listener): base_environ("127.0.0.1", str(address[1]), "", True)}
     request = REQUESTS["connect"]
+    # What a pool thread's loop calls for a listener woken: the engine's twin (C) of
+    # Worker._accept, or the method itself.
+    accept = (partial(worker.serve.__self__.accept, worker)  # type: ignore[attr-defined]
+              if worker.engine.worker_calls is not None else worker._accept)
 
     def one() -> bytes:
         client = socket.create_connection(address)
         client.sendall(request)
-        worker._accept(listener)
+        accept(listener)
         reply = b""
         while chunk := client.recv(65536):
             reply += chunk

@@ -474,6 +474,8 @@ static PyTypeObject EpollCtlType = {
 
 /* ---- accept and close ----------------------------------------------------------------- */
 
+static PyObject *native_accept(PyObject *module, PyObject *arg);
+
 /* `value` in decimal digits into `out` (at least 6 bytes), NUL-terminated. */
 static void
 decimal(unsigned value, char *out)
@@ -499,6 +501,12 @@ decimal(unsigned value, char *out)
    (AF_UNIX). No socket object is made: socket.socket(fileno=) costs a getsockname system
    call and a Python __init__ per connection. An empty backlog is no error: another thread
    or worker took the connection (None costs no exception). */
+PyObject *
+native_accept_one(PyObject *listen)
+{
+    return native_accept(NULL, listen);
+}
+
 static PyObject *
 native_accept(PyObject *Py_UNUSED(module), PyObject *arg)
 {

@@ -68,6 +68,10 @@ native_raise_again(PyObject *exc)
 PyObject *native_sock_recv(PyObject *sock, Py_ssize_t size);
 int native_is_sock(PyObject *obj);
 
+/* _native.c: accept(listen) for C callers: (Sock, (host, port)), None, or NULL with the
+   OSError set. */
+PyObject *native_accept_one(PyObject *listen);
+
 /* _native.c: a Sock's descriptor and family (-1: not a Sock, or closed; not accepted),
    and Sock.close() (nothing for any other object). */
 int native_sock_fd(PyObject *sock);
@@ -138,6 +142,7 @@ extern PyMethodDef native_http_methods[];
    exception set). */
 extern PyMethodDef native_adopt_methods[];
 int native_close_connection(PyObject *conn);
+PyObject *native_new_connection(PyObject *const *args);  /* its five arguments */
 
 /* _native_worker.c: WorkerCalls (a worker's per-request calls), bind_worker. */
 extern PyTypeObject WorkerCallsType;

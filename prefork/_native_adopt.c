@@ -416,6 +416,12 @@ new_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "new_connection(sock, remote, base, ctx, now)");
         return NULL;
     }
+    return native_new_connection(args);
+}
+
+PyObject *
+native_new_connection(PyObject *const *args)
+{
     if (bound.cls[T_CONN] == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_adopt was not called");
         return NULL;

@@ -8,12 +8,17 @@
  *       parking), its claim released first; a connection to close, or one the epoll
  *       refuses, goes to the worker's _close. Objects not of the bound class go to the
  *       worker's _arm, whole.
- *   follow(worker, listeners)
+ *   follow(worker, listeners), accept(worker, listener)
  *       Worker._follow, a pool thread's loop: wait on the epoll (the only place the GIL
  *       is released), then under the worker's lock leave the watch (calling a resting
  *       thread in when none is left watching), count the thread busy and claim the
  *       connection woken; serve it (serve above) or accept from the listener woken
- *       (worker._accept); what either raises goes to worker._pool_error; then under the
+ *       (Worker._accept's twin with _adopt, below, when worker._accept is Worker's own
+ *       and the worker's engine accepts and makes connections with this module's accept
+ *       and new_connection: the accept lock, the bound check, the connection made,
+ *       claimed and in the table, then served; a failed accept, another engine or a
+ *       replaced _accept, to worker._accept); what either raises goes
+ *       to worker._pool_error; then under the
  *       lock come back (worker._rest_then_watch when enough threads already watch).
  *       The worker's counters are its own attributes (read and written in its instance
  *       dict, its class having none of them), under its lock as the reference does; a
@@ -50,15 +55,18 @@ static const char *const conn_slots[W_COUNT] = {"claimed", "registered", "fd", "
 
 static struct {
     PyObject *conn_cls, *close_next, *write_next, *closed_state;
+    PyObject *accept, *new_connection;  /* this module's: an engine using them is ours */
+    PyObject *reference_accept;  /* Worker._accept, the function */
     Py_ssize_t conn[W_COUNT];
 } bound;
 
 static PyObject *
 bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED)");
+                        "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED, "
+                        "_native.accept, _native.new_connection, Worker._accept)");
         return NULL;
     }
     Py_ssize_t conn[W_COUNT];
@@ -70,6 +78,9 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
     Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
     Py_XSETREF(bound.closed_state, Py_NewRef(args[3]));
+    Py_XSETREF(bound.accept, Py_NewRef(args[4]));
+    Py_XSETREF(bound.new_connection, Py_NewRef(args[5]));
+    Py_XSETREF(bound.reference_accept, Py_NewRef(args[6]));
     Py_RETURN_NONE;
 }
 
@@ -232,10 +243,13 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 
 enum { N_WATCHING, N_RESTING, N_BUSY, N_WATCHERS, N_CONNS, N_LOCK, N_REST, N_ACQUIRE,
        N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_ACCEPT, N_POOL_ERROR, N_CLAIMED, N_STATE,
-       N_COUNT };
+       N_ENGINE, N_ACCEPT_FN, N_NEW_CONNECTION, N_ACCEPT_LOCK, N_STOPPING, N_CONFIG,
+       N_WORKER_CONNECTIONS, N_PAUSE, N_SOCK, N_BASES, N_CTX, N_FD, N_COUNT };
 static const char *const follow_text[N_COUNT] = {
     "watching", "resting", "busy", "watchers", "conns", "lock", "rest", "acquire",
-    "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state"};
+    "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state",
+    "engine", "accept", "new_connection", "accept_lock", "stopping", "config",
+    "worker_connections", "_pause_accepting", "sock", "bases", "ctx", "fd"};
 static PyObject *follow_names[N_COUNT];
 
 /* What one pool thread's loop holds: the worker, its instance dict (where its counters
@@ -422,6 +436,7 @@ pool_error(PyObject *worker, PyObject *conn)
 }
 
 static PyObject *WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn);
+static PyObject *accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener);
 
 static PyObject *
 WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -504,7 +519,7 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
         else {
             PyObject *listener = PyDict_GetItemWithError(listeners, fd_obj);  /* borrowed */
             if (listener != NULL) {
-                done_with = PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
+                done_with = accept_from(self, worker, listener);
             }
             else if (!PyErr_Occurred()) {
                 done_with = Py_NewRef(Py_None);
@@ -529,6 +544,185 @@ done:
     Py_XDECREF(f.release);
     Py_XDECREF(f.counts);
     return result;
+}
+
+/* ---- accept: Worker._accept ----------------------------------------------------------- */
+
+/* Whether the twin below may stand for worker._accept (1): it is Worker._accept itself
+   (not replaced), and the worker's engine accepts and makes connections with this
+   module's calls. 0: worker._accept is called; -1 with an exception set. */
+static int
+accept_is_ours(PyObject *worker)
+{
+    PyObject *method = PyObject_GetAttr(worker, follow_names[N_ACCEPT]);
+    if (method == NULL) {
+        return -1;
+    }
+    int same = PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == bound.reference_accept;
+    Py_DECREF(method);
+    if (!same) {
+        return 0;
+    }
+    PyObject *engine = PyObject_GetAttr(worker, follow_names[N_ENGINE]);
+    if (engine == NULL) {
+        return -1;
+    }
+    PyObject *accept = PyObject_GetAttr(engine, follow_names[N_ACCEPT_FN]);
+    PyObject *make = accept == NULL ? NULL :
+        PyObject_GetAttr(engine, follow_names[N_NEW_CONNECTION]);
+    int ours = make == NULL ? -1 :
+        accept == bound.accept && make == bound.new_connection && accept != NULL;
+    Py_DECREF(engine);
+    Py_XDECREF(accept);
+    Py_XDECREF(make);
+    return ours;
+}
+
+/* Under the accept lock: the bound check, the accept, the connection made, claimed and
+   put in the table (a new reference), or NULL: *done set (a stop, a full table, nothing
+   waiting), *retry set (accept failed), or an exception set. */
+static PyObject *
+adopt_one(PyObject *worker, PyObject *listener, int *done, int *retry)
+{
+    PyObject *conn = NULL, *conns = NULL, *config = NULL, *limit = NULL, *sock = NULL;
+    PyObject *accepted = NULL, *bases = NULL, *key = NULL, *ctx = NULL, *now = NULL;
+    PyObject *stopping = PyObject_GetAttr(worker, follow_names[N_STOPPING]);
+    int stop = stopping == NULL ? -1 : PyObject_IsTrue(stopping);
+    Py_XDECREF(stopping);
+    if (stop != 0) {
+        *done = stop > 0;  /* the drain takes what is left in the backlog */
+        return NULL;
+    }
+    if ((conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
+        (config = PyObject_GetAttr(worker, follow_names[N_CONFIG])) == NULL ||
+        (limit = PyObject_GetAttr(config, follow_names[N_WORKER_CONNECTIONS])) == NULL) {
+        goto end;
+    }
+    Py_ssize_t n = PyObject_Length(conns), most = PyLong_AsSsize_t(limit);
+    if (n < 0 || (most == -1 && PyErr_Occurred())) {
+        goto end;
+    }
+    if (n >= most) {
+        PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_PAUSE]);
+        *done = r != NULL;
+        Py_XDECREF(r);
+        goto end;
+    }
+    if ((sock = PyObject_GetAttr(listener, follow_names[N_SOCK])) == NULL) {
+        goto end;
+    }
+    if ((accepted = native_accept_one(sock)) == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_OSError)) {
+            PyErr_Clear();
+            *retry = 1;
+        }
+        goto end;
+    }
+    if (accepted == Py_None || !PyTuple_CheckExact(accepted) ||
+        PyTuple_GET_SIZE(accepted) != 2) {
+        *done = accepted == Py_None;  /* another thread or worker took it */
+        if (!*done) {
+            PyErr_SetString(PyExc_TypeError, "accept gave no (sock, remote)");
+        }
+        goto end;
+    }
+    if ((bases = PyObject_GetAttr(worker, follow_names[N_BASES])) == NULL ||
+        (key = PyLong_FromVoidPtr(listener)) == NULL) {  /* id(listener) */
+        goto end;
+    }
+    PyObject *base = PyObject_GetItem(bases, key);
+    if (base == NULL || (ctx = PyObject_GetAttr(worker, follow_names[N_CTX])) == NULL ||
+        (now = PyFloat_FromDouble(native_monotonic())) == NULL) {
+        Py_XDECREF(base);
+        goto end;
+    }
+    PyObject *args[5] = {PyTuple_GET_ITEM(accepted, 0), PyTuple_GET_ITEM(accepted, 1), base,
+                         ctx, now};
+    conn = native_new_connection(args);
+    Py_DECREF(base);
+    PyObject *fd = NULL;
+    if (conn != NULL &&
+        (PyObject_SetAttr(conn, follow_names[N_CLAIMED], Py_True) < 0 ||
+         (fd = PyObject_GetAttr(conn, follow_names[N_FD])) == NULL ||
+         PyObject_SetItem(conns, fd, conn) < 0)) {
+        Py_CLEAR(conn);
+    }
+    Py_XDECREF(fd);
+end:
+    Py_XDECREF(conns);
+    Py_XDECREF(config);
+    Py_XDECREF(limit);
+    Py_XDECREF(sock);
+    Py_XDECREF(accepted);
+    Py_XDECREF(bases);
+    Py_XDECREF(key);
+    Py_XDECREF(ctx);
+    Py_XDECREF(now);
+    return conn;
+}
+
+/* Worker._accept (with _adopt) for a listener woken, when the worker's engine is this
+   module's: under the worker's accept lock, a stop or a full table ends it (the latter
+   by worker._pause_accepting, as the reference), else the connection is accepted and
+   made (native accept and new_connection), claimed and put in the table; then served
+   (WorkerCalls.serve). An accept that fails goes to worker._accept, which tries again
+   and decides (it logs and pauses for running out of descriptors or memory). With any
+   other engine: worker._accept, whole. */
+static PyObject *
+accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener)
+{
+    int ours = accept_is_ours(worker);
+    if (ours <= 0) {
+        return ours < 0 ? NULL :
+            PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
+    }
+    PyObject *lock = PyObject_GetAttr(worker, follow_names[N_ACCEPT_LOCK]);
+    PyObject *r = lock == NULL ? NULL : PyObject_CallMethodNoArgs(lock, follow_names[N_ACQUIRE]);
+    if (r == NULL) {
+        Py_XDECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(r);
+    int done = 0, retry = 0;
+    PyObject *conn = adopt_one(worker, listener, &done, &retry);
+    PyObject *pending = native_take_exception();  /* the lock's release keeps it */
+    r = PyObject_CallMethodNoArgs(lock, follow_names[N_RELEASE]);
+    Py_DECREF(lock);
+    if (r == NULL || pending != NULL) {
+        Py_XDECREF(r);
+        if (r != NULL) {
+            native_raise_again(pending);
+        }
+        else {
+            Py_XDECREF(pending);
+        }
+        Py_XDECREF(conn);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (retry) {
+        return PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
+    }
+    if (conn == NULL) {
+        return Py_NewRef(Py_None);  /* done: nothing to serve */
+    }
+    /* Its first request often arrives with the connection: serve it at once. */
+    r = WorkerCalls_serve(self, conn);
+    Py_DECREF(conn);
+    return r;
+}
+
+static PyObject *
+WorkerCalls_accept(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "accept(worker, listener)");
+        return NULL;
+    }
+    if (ready(self) < 0 || native_intern_all(follow_names, follow_text, N_COUNT) < 0) {
+        return NULL;
+    }
+    return accept_from(self, args[0], args[1]);
 }
 
 /* ---- the request's bookkeeping: Worker._begin_request, RequestWatch's ------------------ */
@@ -661,6 +855,9 @@ static PyMethodDef WorkerCalls_methods[] = {
      "epoll is closed)."},
     {"serve", (PyCFunction)WorkerCalls_serve, METH_O,
      "serve(conn): Worker._serve and _arm (see _native_worker.c)."},
+    {"accept", (PyCFunction)(void (*)(void))WorkerCalls_accept, METH_FASTCALL,
+     "accept(worker, listener): what follow does for a listener woken (Worker._accept's "
+     "twin, see _native_worker.c)."},
     {"begin", (PyCFunction)(void (*)(void))WorkerCalls_begin, METH_FASTCALL,
      "begin(req, exchange): Worker._begin_request (RequestWatch.begin and the count)."},
     {"end", (PyCFunction)WorkerCalls_end, METH_NOARGS, "end(): RequestWatch.end."},
@@ -686,7 +883,8 @@ PyTypeObject WorkerCallsType = {
 
 PyMethodDef native_worker_methods[] = {
     {"bind_worker", (PyCFunction)(void (*)(void))bind_worker, METH_FASTCALL,
-     "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED): the class "
+     "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED, accept, "
+     "new_connection, Worker._accept): the class "
      "WorkerCalls.serve arms and follow claims."},
     {NULL, NULL, 0, NULL},
 };

@@ -84,6 +84,8 @@ class WorkerCalls(Protocol):
 
     def follow(self, worker: Any, listeners: dict[int, Any], /) -> None: ...  # Worker._follow
 
+    def accept(self, worker: Any, listener: Any, /) -> None: ...  # Worker._accept
+
     def serve(self, conn: Any, /) -> None: ...  # Worker._serve
 
     def begin(self, req: Any, exchange: Any, /) -> None: ...  # Worker._begin_request

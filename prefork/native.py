@@ -21,7 +21,7 @@ from typing import Any
 
 import httptools
 
-from prefork import _native, connection, engine, output, proxy, wsgi
+from prefork import _native, connection, engine, output, proxy, worker, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
@@ -86,7 +86,8 @@ _native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callback
 # The worker's calls for each request (_native.WorkerCalls): serve arms these
 # connections, follow claims them (unless closed).
 _native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE,
-                    connection.CLOSED)
+                    connection.CLOSED, _native.accept, _native.new_connection,
+                    worker.Worker._accept)
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

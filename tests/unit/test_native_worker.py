@@ -475,3 +475,81 @@ def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
             world.worker.follow({})
     finally:
         world.close()
+
+
+def accept_story(engine: str) -> list[Any]:
+    """A listener woken, as a pool thread's loop handles it (the native engine: its C
+    twin of Worker._accept; the Python engine: the method): a connection served and
+    closed, one kept alive (armed), nothing waiting, a stop (nothing taken), a full
+    table (accepting paused), and an _accept replaced on the instance (it is called)."""
+    from functools import partial
+
+    from prefork.sockets import Listener
+
+    world = World(engine)
+    w = world.worker
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    listener = Listener(listen, "127.0.0.1:0")
+    w.listeners = [listener]
+    w.bases = {}  # as run() makes it
+    w.bases[id(listener)] = w.ctx.engine.environ_base(base_environ("127.0.0.1", "80", "",
+                                                                    False))
+    w.bases[id(listener)]["test.worker"] = w
+    accept = (partial(w.serve.__self__.accept, w)  # type: ignore[attr-defined]
+              if w.engine.worker_calls is not None
+              else lambda listener: w._accept(listener))  # looked up each time, as _follow
+    seen: list[Any] = []
+    clients: list[socket.socket] = []
+
+    def connect(request: bytes) -> socket.socket:
+        client = socket.create_connection(listen.getsockname(), timeout=5)
+        client.sendall(request)
+        clients.append(client)
+        select.select([listen], [], [], 5)
+        return client
+
+    def table() -> list[Any]:
+        return sorted((c.claimed, c.registered, c.state.name, c.served)
+                      for c in w.conns.values() if c is not world.conn)
+
+    try:
+        client = connect(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        seen.append((accept(listener), table(), w.info.served))
+        seen.append(re.sub(rb"Date: [^\r]*\r\n", b"", client.recv(4096))[:40])
+        client = connect(GET)
+        seen.append((accept(listener), table(), w.info.served))
+        seen.append(client.recv(4096)[:15])
+        seen.append((accept(listener), table()))  # nothing waiting
+        w.stopping = True
+        connect(GET)
+        seen.append((accept(listener), table()))  # a stop: left in the backlog
+        w.stopping = False
+        w.accepting = True
+        w.ep.register(listen.fileno(), select.EPOLLIN)
+        w.config = Config(http_engine=engine, worker_connections=len(w.conns))
+        seen.append((accept(listener), table(), w.accepting))  # full: paused
+        w.config = Config(http_engine=engine)
+        taken: list[Any] = []
+        w._accept = taken.append  # type: ignore[method-assign,assignment]
+        seen.append((accept(listener), taken == [listener], table()))
+    finally:
+        for c in clients:
+            c.close()
+        for conn in list(w.conns.values()):
+            if conn is not world.conn:
+                w._close(conn)
+        listen.close()
+        world.close()
+    return seen
+
+
+def test_a_listener_woken_is_handled_in_c_as_the_reference_handles_it() -> None:
+    story = accept_story("python")
+    assert story == accept_story("native")
+    assert story[0] == (None, [], 1)  # served and closed
+    assert story[1].startswith(b"HTTP/1.1 200 OK")
+    assert story[2] == (None, [(False, True, "PARKED", 1)], 2)  # kept, armed
+    assert story[4] == story[5] == (None, [(False, True, "PARKED", 1)])
+    assert story[6] == (None, [(False, True, "PARKED", 1)], False)
+    assert story[7] == (None, True, [(False, True, "PARKED", 1)])
