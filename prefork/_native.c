@@ -106,6 +106,38 @@ native_intern_all(PyObject **objs, const char *const *text, int count)
 }
 
 int
+native_call_args(PyObject *first, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames, PyObject **tuple, PyObject **kwargs)
+{
+    Py_ssize_t skip = first != NULL;
+    *kwargs = NULL;
+    if ((*tuple = PyTuple_New(nargs + skip)) == NULL) {
+        return -1;
+    }
+    if (first != NULL) {
+        PyTuple_SET_ITEM(*tuple, 0, Py_NewRef(first));
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(*tuple, i + skip, Py_NewRef(args[i]));
+    }
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        return 0;
+    }
+    if ((*kwargs = PyDict_New()) == NULL) {
+        Py_CLEAR(*tuple);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        if (PyDict_SetItem(*kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+            Py_CLEAR(*tuple);
+            Py_CLEAR(*kwargs);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
 native_bind_slots(PyObject *cls, const char *const *names, Py_ssize_t *offsets, int count)
 {
     if (!PyType_Check(cls) || !(((PyTypeObject *)cls)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {

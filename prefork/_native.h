@@ -16,6 +16,12 @@ int native_intern_all(PyObject **objs, const char *const *text, int count);
 int native_bind_slots(PyObject *cls, const char *const *names, Py_ssize_t *offsets,
                       int count);
 
+/* _native.c: a vectorcall's arguments (`first`, if not NULL, before them) as the tuple
+   and keyword dict (NULL when there are none) of a generic call. 0, or -1 with an
+   exception set (nothing made). */
+int native_call_args(PyObject *first, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames, PyObject **tuple, PyObject **kwargs);
+
 /* A field at such an offset: borrowed (NULL when unset), and replaced (`value` stolen). */
 #define NATIVE_SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 static inline void

@@ -242,26 +242,11 @@ exchange_dealloc(Exchange *self)
 static PyObject *
 start_reference(Exchange *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *positional = PyTuple_New(nargs + 1), *kwargs = NULL, *result = NULL;
-    if (positional == NULL) {
+    PyObject *positional, *kwargs, *result;
+    if (native_call_args((PyObject *)self, args, nargs, kwnames, &positional, &kwargs) < 0) {
         return NULL;
     }
-    PyTuple_SET_ITEM(positional, 0, Py_NewRef((PyObject *)self));
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(positional, i + 1, Py_NewRef(args[i]));
-    }
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-        if ((kwargs = PyDict_New()) == NULL) {
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
-                goto done;
-            }
-        }
-    }
     result = PyObject_Call(reference_start, positional, kwargs);
-done:
     Py_DECREF(positional);
     Py_XDECREF(kwargs);
     return result;

@@ -189,25 +189,11 @@ HeadFields_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyOb
             return self;
         }
     }
-    PyObject *tuple = PyTuple_New(nargs), *kwargs = NULL, *result = NULL;
-    if (tuple == NULL) {
+    PyObject *tuple, *kwargs;
+    if (native_call_args(NULL, args, nargs, kwnames, &tuple, &kwargs) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
-    }
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-        if ((kwargs = PyDict_New()) == NULL) {
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
-                goto done;
-            }
-        }
-    }
-    result = PyType_Type.tp_call(type, tuple, kwargs);
-done:
+    PyObject *result = PyType_Type.tp_call(type, tuple, kwargs);
     Py_DECREF(tuple);
     Py_XDECREF(kwargs);
     return result;
