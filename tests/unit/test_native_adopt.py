@@ -157,7 +157,7 @@ def test_the_callbacks_llhttp_was_given_are_the_references() -> None:
     parser.close()
 
 
-def test_now_none_is_the_clock_and_now_given_is_used(listener: socket.socket) -> None:
+def test_now_none_means_the_clock(listener: socket.socket) -> None:
     import time
     ctx = context()
     before = time.monotonic()
