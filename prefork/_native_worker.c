@@ -299,13 +299,14 @@ lock_call(PyObject *method)
     return r == NULL ? -1 : 0;
 }
 
-/* lock.release(), keeping an exception raised while it was held (as a `with` block's
-   exit does): 0, or -1 with an exception set (the pending one, or release's). */
+/* lock.release() (`release`, a bound method), keeping an exception raised while it was
+   held (as a `with` block's exit does): 0, or -1 with an exception set (the pending one,
+   or release's). */
 static int
-lock_release(Follow *f)
+release_keeping(PyObject *release)
 {
     PyObject *pending = native_take_exception();
-    int r = lock_call(f->release);
+    int r = lock_call(release);
     if (pending == NULL) {
         return r;
     }
@@ -316,6 +317,12 @@ lock_release(Follow *f)
         native_raise_again(pending);
     }
     return -1;
+}
+
+static int
+lock_release(Follow *f)
+{
+    return release_keeping(f->release);
 }
 
 /* Under the lock, a thread woken for `fd`: the watch left, the thread busy, and the
@@ -677,29 +684,23 @@ accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener)
             PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
     }
     PyObject *lock = PyObject_GetAttr(worker, follow_names[N_ACCEPT_LOCK]);
-    PyObject *r = lock == NULL ? NULL : PyObject_CallMethodNoArgs(lock, follow_names[N_ACQUIRE]);
+    PyObject *release = lock == NULL ? NULL : PyObject_GetAttr(lock, follow_names[N_RELEASE]);
+    PyObject *r = release == NULL ? NULL :
+        PyObject_CallMethodNoArgs(lock, follow_names[N_ACQUIRE]);
+    Py_XDECREF(lock);
     if (r == NULL) {
-        Py_XDECREF(lock);
+        Py_XDECREF(release);
         return NULL;
     }
     Py_DECREF(r);
     int done = 0, retry = 0;
     PyObject *conn = adopt_one(worker, listener, &done, &retry);
-    PyObject *pending = native_take_exception();  /* the lock's release keeps it */
-    r = PyObject_CallMethodNoArgs(lock, follow_names[N_RELEASE]);
-    Py_DECREF(lock);
-    if (r == NULL || pending != NULL) {
-        Py_XDECREF(r);
-        if (r != NULL) {
-            native_raise_again(pending);
-        }
-        else {
-            Py_XDECREF(pending);
-        }
+    int released = release_keeping(release);
+    Py_DECREF(release);
+    if (released < 0) {
         Py_XDECREF(conn);
         return NULL;
     }
-    Py_DECREF(r);
     if (retry) {
         return PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
     }
