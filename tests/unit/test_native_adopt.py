@@ -144,9 +144,11 @@ def test_made_in_c_every_field_is_the_references(listener: socket.socket) -> Non
             client.close()
 
 
-def test_the_callbacks_llhttp_was_given_are_the_references() -> None:
-    """_Callbacks as the reference fills it (httptools keeps them to itself: made here
-    from a C-made parser's own fields and parser, then compared)."""
+def test_the_references_callbacks_are_what_new_callbacks_assumes() -> None:
+    """What new_callbacks (C) assumes of the reference's _Callbacks, for compiled fields:
+    on_chunk_header is the parser's, the six others the fields' own. httptools keeps the
+    callbacks it is given to itself, so the C-made ones cannot be read back; a change to
+    _Callbacks fails this, and new_callbacks must follow it."""
     parser = RequestParser(ParserLimits(), ENGINE.head_fields)
     ref = _Callbacks(parser, parser._fields)
     owners = {id(parser): "parser", id(parser._fields): "fields"}
