@@ -184,9 +184,9 @@ def figure(pattern: str, out: str, default: str = "nan") -> str:
 
 
 def measure(server: Server, workload: str, mode: str, seconds: int, scripts: Path,
-            rnd: int) -> Result:
+            rnd: int, connections: int = CONNECTIONS) -> Result:
     path, script = WORKLOADS[workload]
-    argv = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if script:
         argv += ["-s", str(scripts / script)]
     if mode == "close":
@@ -268,7 +268,7 @@ def table(results: list[Result], servers: list[str], sleep_s: float = IO_SLEEP_S
                     label += f", {row['rps'] / (WORKERS * THREADS / sleep_s):.0%} of measured"
                 label += "]"
             lines.append(f"| {label} | {name} | {row['rps']:.0f} | {row['p50']:.2f} | "
-                         f"{row['p99']:.2f} | {row['cpu']:.0f} | {row['rss']:.1f} | "
+                         f"{row['p99']:.2f} | {row['cpu']:.1f} | {row['rss']:.1f} | "
                          f"{row['errors']} {ratio}")
     return "\n".join(lines)
 
@@ -280,6 +280,8 @@ def main() -> None:
     parser.add_argument("--servers", default="prefork,gunicorn,waitress,granian")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--connections", type=int, default=CONNECTIONS,
+                        help="wrk's open connections (the issue's low-concurrency figure: 4)")
     parser.add_argument("--baseline", type=Path, metavar="TREE",
                         help="another checkout of prefork (the code before a change): run "
                              "as prefork-baseline beside the others")
@@ -299,6 +301,7 @@ def main() -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "commit": commit(),
+            "connections": args.connections,
             "machine": f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
                        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
                        f"Python {platform.python_version()}"}
@@ -317,18 +320,18 @@ def main() -> None:
                     for mode in (modes if workload != "pipelined" else ["keepalive"]):
                         for name in servers:  # interleaved: A B C, A B C...
                             r = measure(running[name], workload, mode, args.duration,
-                                        scripts, rnd)
+                                        scripts, rnd, args.connections)
                             results.append(r)
                             with open(out_dir / "results.jsonl", "a") as fh:
                                 fh.write(json.dumps({**meta, **asdict(r)}) + "\n")
                             print(f"round {rnd} {workload:9} {mode:9} {name:9} "
                                   f"{r.rps:9.0f} req/s p99 {r.p99_ms:7.2f} ms "
-                                  f"cpu {r.cpu_us:6.0f} µs errors {r.errors}", flush=True)
+                                  f"cpu {r.cpu_us:6.1f} µs errors {r.errors}", flush=True)
         finally:
             for server in running.values():
                 server.stop()
     print(f"\n{meta['date']}, commit {meta['commit']}, {meta['machine']}; "
-          f"{WORKERS} workers x {THREADS} threads, wrk -t2 -c{CONNECTIONS}, "
+          f"{WORKERS} workers x {THREADS} threads, wrk -t2 -c{args.connections}, "
           f"{args.duration} s x {args.rounds} rounds, medians")
     if "io" in workloads:
         print(f"io: time.sleep({IO_SLEEP_S}) measured {sleep_s * 1e3:.3f} ms here (idle): "

@@ -24,6 +24,9 @@
  *       dict, its class having none of them), under its lock as the reference does; a
  *       connection not of the bound class is read by attribute.
  *       Returns when epoll_wait fails (the epoll closed at exit), as the reference.
+ *       One difference in who serves what, not in what is done: a thread woken while
+ *       another holds the GIL leaves its wake-up for the holder, which serves it before
+ *       letting go of the GIL (the wake-ups handed over, below; held() counts them).
  *   begin(req, exchange), end(), progress()
  *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
  *       the pool thread's entry in the watchdog's table (keyed by thread ident:
@@ -46,6 +49,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 
 #include "_native.h"
@@ -84,9 +88,23 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* Wake-ups handed over (follow, below): the fds that threads woken by the epoll hold while
+   they wait for the GIL. At most one per such thread; a thread finding the table full keeps
+   its own. */
+enum { HELD_MAX = 64 };
+
+typedef struct {
+    pthread_mutex_t lock;  /* guards the rest; taken with or without the GIL, never held */
+    int ready;             /* the mutex is initialised */
+    int waiting;           /* threads woken by the epoll, not yet holding the GIL */
+    int count;
+    int fds[HELD_MAX];
+} Held;
+
 typedef struct {
     PyObject_HEAD
     int epfd;
+    Held held;
     PyObject *on_ready, *arm, *close;         /* the connection's wake-up; the worker's */
     PyObject *inflight, *served, *info, *counted;
     Py_ssize_t max_requests;
@@ -113,6 +131,13 @@ WorkerCalls_init(WorkerCallsObject *self, PyObject *args, PyObject *kwds)
     }
     if (served_name == NULL && (served_name = PyUnicode_InternFromString("served")) == NULL) {
         return -1;
+    }
+    if (!self->held.ready) {
+        if (pthread_mutex_init(&self->held.lock, NULL) != 0) {
+            PyErr_SetString(PyExc_OSError, "pthread_mutex_init failed");
+            return -1;
+        }
+        self->held.ready = 1;
     }
     self->epfd = epfd;
     self->max_requests = max_requests;
@@ -156,6 +181,9 @@ WorkerCalls_dealloc(WorkerCallsObject *self)
 {
     PyObject_GC_UnTrack(self);
     WorkerCalls_clear(self);
+    if (self->held.ready) {
+        pthread_mutex_destroy(&self->held.lock);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -442,6 +470,115 @@ pool_error(PyObject *worker, PyObject *conn)
     return r == NULL ? -1 : 0;
 }
 
+/* ---- the wake-ups handed over -------------------------------------------------------
+   A thread woken by the epoll while another thread of the worker runs Python waits for
+   the GIL, and takes it when that one next lets go of it, at its own epoll_wait: under
+   load two threads hand the GIL to each other once a request, four futex calls and a
+   switch each time. So a thread woken leaves what woke it here before it asks for the
+   GIL, and a thread done with a connection, still holding the GIL, serves what is here
+   (and what the epoll has ready now, while a thread is waiting for the GIL) before it lets
+   go; the woken thread, once it has the GIL, takes what is left here or watches again.
+   Every fd left here has a thread that will look for it: a thread takes at most one for
+   each it left, and the others take only what is here. Which thread serves a wake-up is
+   all that changes: each is served once, by a thread that claims it as before. */
+
+/* Without the GIL: leave `fd` for whichever thread gets the GIL first. 0 when the table
+   is full (the caller keeps it). */
+static int
+held_leave(Held *h, int fd)
+{
+    int left = 0;
+    pthread_mutex_lock(&h->lock);
+    if (h->count < HELD_MAX) {
+        h->fds[h->count++] = fd;
+        h->waiting++;
+        left = 1;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return left;
+}
+
+/* Take a wake-up left here (1, in *fd) or find none (0); `mine`: the caller left one and
+   now holds the GIL. */
+static int
+held_take(Held *h, int *fd, int mine)
+{
+    pthread_mutex_lock(&h->lock);
+    h->waiting -= mine;
+    int took = h->count > 0;
+    if (took) {
+        *fd = h->fds[--h->count];
+    }
+    pthread_mutex_unlock(&h->lock);
+    return took;
+}
+
+static int
+held_waiting(Held *h)
+{
+    pthread_mutex_lock(&h->lock);
+    int waiting = h->waiting;
+    pthread_mutex_unlock(&h->lock);
+    return waiting;
+}
+
+/* With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event):
+   a wake-up left by a thread waiting for the GIL; else, while one waits, what the epoll
+   has ready now (the GIL kept); else the epoll waited on without the GIL. 1 when *fd is
+   set; 0 when what woke this thread was taken by another (watch again); -1 when the
+   epoll fails (closed), or a signal handler raised (exception set). */
+static int
+wake_up(WorkerCallsObject *self, int *fd)
+{
+    struct epoll_event ev;
+    int n, err;
+    if (held_take(&self->held, fd, 0)) {
+        return 1;
+    }
+    if (held_waiting(&self->held) > 0) {
+        n = epoll_wait(self->epfd, &ev, 1, 0);
+        if (n > 0) {
+            *fd = ev.data.fd;
+            return 1;
+        }
+        if (n < 0 && errno != EINTR) {
+            return -1;
+        }
+    }
+    int left;
+    do {
+        left = 0;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(self->epfd, &ev, 1, -1);
+        err = errno;
+        if (n > 0) {
+            left = held_leave(&self->held, ev.data.fd);
+        }
+        Py_END_ALLOW_THREADS
+    } while (n < 0 && err == EINTR && PyErr_CheckSignals() == 0);
+    if (n < 0) {
+        return -1;
+    }
+    if (left) {
+        return held_take(&self->held, fd, 1);
+    }
+    *fd = n > 0 ? ev.data.fd : -1;
+    return 1;
+}
+
+/* held() -> (waiting, left): threads woken, waiting for the GIL; wake-ups left here. */
+static PyObject *
+WorkerCalls_held(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&self->held.lock);
+    int waiting = self->held.waiting, left = self->held.count;
+    pthread_mutex_unlock(&self->held.lock);
+    return Py_BuildValue("(ii)", waiting, left);
+}
+
 static PyObject *WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn);
 static PyObject *accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener);
 
@@ -493,21 +630,18 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
         goto done;
     }
     for (;;) {
-        struct epoll_event ev;
-        int n, err;
-        do {
-            Py_BEGIN_ALLOW_THREADS
-            n = epoll_wait(self->epfd, &ev, 1, -1);
-            err = errno;
-            Py_END_ALLOW_THREADS
-        } while (n < 0 && err == EINTR && PyErr_CheckSignals() == 0);
-        if (n < 0) {  /* the epoll is closed (the process ends): as the reference */
+        int fd;
+        int woke = wake_up(self, &fd);
+        if (woke < 0) {  /* the epoll is closed (the process ends): as the reference */
             if (!PyErr_Occurred()) {
                 result = Py_NewRef(Py_None);
             }
             goto done;
         }
-        PyObject *fd_obj = PyLong_FromLong(n > 0 ? (long)ev.data.fd : -1L);
+        if (woke == 0) {  /* what woke this thread was served by another: watch again */
+            continue;
+        }
+        PyObject *fd_obj = PyLong_FromLong(fd);
         if (fd_obj == NULL || lock_call(f.acquire) < 0) {
             Py_XDECREF(fd_obj);
             goto done;
@@ -859,6 +993,9 @@ static PyMethodDef WorkerCalls_methods[] = {
     {"accept", (PyCFunction)(void (*)(void))WorkerCalls_accept, METH_FASTCALL,
      "accept(worker, listener): what follow does for a listener woken (Worker._accept's "
      "twin, see _native_worker.c)."},
+    {"held", (PyCFunction)WorkerCalls_held, METH_NOARGS,
+     "held() -> (waiting, left): pool threads woken by the epoll now waiting for the GIL, "
+     "and the wake-ups they left for the thread holding it (see follow)."},
     {"begin", (PyCFunction)(void (*)(void))WorkerCalls_begin, METH_FASTCALL,
      "begin(req, exchange): Worker._begin_request (RequestWatch.begin and the count)."},
     {"end", (PyCFunction)WorkerCalls_end, METH_NOARGS, "end(): RequestWatch.end."},

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
 import select
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -46,6 +49,10 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     worker: Worker = environ["test.worker"]
     if environ["PATH_INFO"] == "/wait":  # a request that holds its thread a while
         assert RELEASE.wait(10)
+    if "test.served_by" in environ:
+        environ["test.served_by"].append((environ["PATH_INFO"], threading.get_ident()))
+    if environ["PATH_INFO"] == "/spin":  # a request that holds the GIL a while
+        environ["test.spin"]()
     ident = threading.get_ident()
     began, active, req, exchange = worker.requests.inflight[ident]
     seen = (len(worker.requests.inflight), began == active, req.target, exchange.keep_alive,
@@ -460,6 +467,80 @@ def test_resting_threads_are_called_in_as_the_reference_calls_them() -> None:
     story = rest_story("python")
     assert story == rest_story("native")
     assert story == [(1, 1, 0), b"HTTP/1.1 200 OK", (1, 0, 1), (["stopped"] * 2, (0, 0, 0))]
+
+
+def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> None:
+    """Two pool threads in C: one serves a request whose app holds the GIL while the
+    other is woken for a second connection; the one holding the GIL serves the second
+    request too (no hand-over of the GIL), and the one woken goes back to watching."""
+    world = World("native")
+    w = world.worker
+    calls = w.serve.__self__  # type: ignore[attr-defined]
+    client2, server2 = socket.socketpair()
+    client2.settimeout(5)
+    served_by: list[tuple[str, int]] = []
+    base = dict(world.conn.base, **{"test.served_by": served_by})
+    world.conn.base = base
+    conn2 = Connection(server2, ("127.0.0.1", "40001"), base, w.ctx)
+    conn2.claimed = True
+    w.conns[conn2.fd] = conn2
+    # The second request is sent by another process, told by a signal: os.kill keeps the
+    # GIL (a write from this process would let go of it, and the woken thread take it).
+    sender = subprocess.Popen(
+        [sys.executable, "-c", "import os, signal, sys\n"
+         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+         "print('ready', flush=True)\nsignal.sigwait({signal.SIGUSR1})\n"
+         f"os.write({client2.fileno()}, {GET!r})\n"],
+        pass_fds=[client2.fileno()], stdout=subprocess.PIPE, text=True)
+
+    def spin() -> None:  # pure Python: holds the GIL until the other thread is woken
+        os.kill(sender.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while calls.held() != (1, 1):
+            assert time.monotonic() < deadline, "the second thread was not woken"
+
+    base["test.spin"] = spin
+    listen = socket.create_server(("127.0.0.1", 0))
+    ended: list[str] = []
+    pool = [pool_thread(w, listen, ended) for _ in range(2)]
+    interval = sys.getswitchinterval()
+    try:
+        assert sender.stdout is not None and sender.stdout.readline() == "ready\n"
+        for conn in (world.conn, conn2):
+            w._arm(conn, Next.READ)
+        for t in pool:
+            t.start()
+        until(lambda: counters(w) == (2, 0, 0), "both threads watching")
+        sys.setswitchinterval(60)  # the GIL moves only when its holder lets go of it
+        world.client.sendall(b"GET /spin HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert reply(world.client).startswith(b"HTTP/1.1 200 OK")
+        assert reply(client2).startswith(b"HTTP/1.1 200 OK")
+        sys.setswitchinterval(interval)
+        until(lambda: counters(w) == (2, 0, 0) and calls.held() == (0, 0),
+              "both threads watching again, nothing left")
+        assert [path for path, _ in served_by] == ["/spin", "/a"]
+        assert served_by[0][1] == served_by[1][1], "the woken thread took the GIL"
+        assert sender.wait(10) == 0
+    finally:
+        sys.setswitchinterval(interval)
+        w._rest_then_watch = lambda: (_ for _ in ()).throw(Stop)  # type: ignore[method-assign]
+        w.watchers = 0
+        for _ in range(10):  # each thread ends on coming back from one wake-up
+            if not any(t.is_alive() for t in pool):
+                break
+            with contextlib.suppress(OSError):
+                client2.sendall(GET)
+                world.client.sendall(GET)
+            for t in pool:
+                t.join(0.5)
+        assert not any(t.is_alive() for t in pool)
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        listen.close()
+        conn2.close()
+        client2.close()
+        world.close()
 
 
 def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
