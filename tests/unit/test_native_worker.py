@@ -469,13 +469,15 @@ def test_resting_threads_are_called_in_as_the_reference_calls_them() -> None:
     assert story == [(1, 1, 0), b"HTTP/1.1 200 OK", (1, 0, 1), (["stopped"] * 2, (0, 0, 0))]
 
 
-def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> None:
-    """Two pool threads in C: one serves a request whose app holds the GIL while the
-    other is woken for a second connection; the one holding the GIL serves the second
-    request too (no hand-over of the GIL), and the one woken goes back to watching."""
+def handover_story(another_busy: bool) -> list[tuple[str, int]]:
+    """Pool threads in C: one serves a request whose app holds the GIL (with the switch
+    interval out of the way) until another thread, woken by the epoll for a second
+    connection, waits for the GIL; with `another_busy`, a third thread is busy meanwhile
+    with a request that waits (without the GIL). Which thread served what, in order."""
     world = World("native")
     w = world.worker
     calls = w.serve.__self__  # type: ignore[attr-defined]
+    w.watchers = 3
     client2, server2 = socket.socketpair()
     client2.settimeout(5)
     served_by: list[tuple[str, int]] = []
@@ -484,6 +486,11 @@ def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> N
     conn2 = Connection(server2, ("127.0.0.1", "40001"), base, w.ctx)
     conn2.claimed = True
     w.conns[conn2.fd] = conn2
+    client3, server3 = socket.socketpair()
+    client3.settimeout(5)
+    conn3 = Connection(server3, ("127.0.0.1", "40002"), base, w.ctx)
+    conn3.claimed = True
+    w.conns[conn3.fd] = conn3
     # The second request is sent by another process, told by a signal: os.kill keeps the
     # GIL (a write from this process would let go of it, and the woken thread take it).
     sender = subprocess.Popen(
@@ -502,35 +509,42 @@ def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> N
     base["test.spin"] = spin
     listen = socket.create_server(("127.0.0.1", 0))
     ended: list[str] = []
-    pool = [pool_thread(w, listen, ended) for _ in range(2)]
+    pool = [pool_thread(w, listen, ended) for _ in range(3)]
     interval = sys.getswitchinterval()
+    RELEASE.clear()
     try:
         assert sender.stdout is not None and sender.stdout.readline() == "ready\n"
-        for conn in (world.conn, conn2):
+        for conn in (world.conn, conn2, conn3):
             w._arm(conn, Next.READ)
         for t in pool:
             t.start()
-        until(lambda: counters(w) == (2, 0, 0), "both threads watching")
+        until(lambda: counters(w) == (3, 0, 0), "the threads watching")
+        if another_busy:
+            client3.sendall(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+            until(lambda: w.busy == 1, "a thread busy")
         sys.setswitchinterval(60)  # the GIL moves only when its holder lets go of it
         world.client.sendall(b"GET /spin HTTP/1.1\r\nHost: h\r\n\r\n")
         assert reply(world.client).startswith(b"HTTP/1.1 200 OK")
         assert reply(client2).startswith(b"HTTP/1.1 200 OK")
         sys.setswitchinterval(interval)
-        until(lambda: counters(w) == (2, 0, 0) and calls.held() == (0, 0),
-              "both threads watching again, nothing left")
-        assert [path for path, _ in served_by] == ["/spin", "/a"]
-        assert served_by[0][1] == served_by[1][1], "the woken thread took the GIL"
+        RELEASE.set()
+        if another_busy:
+            assert reply(client3).startswith(b"HTTP/1.1 200 OK")
+        until(lambda: counters(w) == (3, 0, 0) and calls.held() == (0, 0),
+              "the threads watching again, nothing left")
         assert sender.wait(10) == 0
+        seen = served_by[:]
     finally:
         sys.setswitchinterval(interval)
+        RELEASE.set()
         w._rest_then_watch = lambda: (_ for _ in ()).throw(Stop)  # type: ignore[method-assign]
         w.watchers = 0
         for _ in range(10):  # each thread ends on coming back from one wake-up
             if not any(t.is_alive() for t in pool):
                 break
-            with contextlib.suppress(OSError):
-                client2.sendall(GET)
-                world.client.sendall(GET)
+            for client in (world.client, client2, client3):
+                with contextlib.suppress(OSError):
+                    client.sendall(GET)
             for t in pool:
                 t.join(0.5)
         assert not any(t.is_alive() for t in pool)
@@ -538,9 +552,29 @@ def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> N
             sender.kill()
             sender.wait()
         listen.close()
-        conn2.close()
-        client2.close()
+        for conn, client in ((conn2, client2), (conn3, client3)):
+            conn.close()
+            client.close()
         world.close()
+    return seen
+
+
+def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> None:
+    """The one holding the GIL serves the second request too (no hand-over of the GIL),
+    and the one woken goes back to watching."""
+    served_by = handover_story(another_busy=False)
+    assert [path for path, _ in served_by] == ["/spin", "/a"]
+    assert served_by[0][1] == served_by[1][1], "the woken thread took the GIL"
+
+
+def test_while_a_thread_is_busy_the_one_holding_the_gil_lets_go_of_it() -> None:
+    """A thread busy with a request (it may be one the switch interval took the GIL
+    from) is not made to wait: the one done serving lets go of the GIL, and the thread
+    woken serves its own request."""
+    served_by = handover_story(another_busy=True)
+    assert [path for path, _ in served_by] == ["/spin", "/a", "/wait"]
+    by_path = {path: ident for path, ident in served_by}
+    assert by_path["/spin"] != by_path["/a"], "the busy thread was made to wait"
 
 
 def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
