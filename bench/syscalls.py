@@ -3,6 +3,7 @@
     python bench/syscalls.py        # prefork, granian and bjoern (those installed)
     python bench/syscalls.py --servers prefork --connections 64,4 --duration 4
     python bench/syscalls.py --close   # a new connection per request (Connection: close)
+    python bench/syscalls.py --perf    # counted by perf's tracepoints, not strace
 
 Each server runs as in bench/run.py (2 workers x 8 threads where it has those knobs).
 For each connection count, two wrk runs of the same length:
@@ -11,7 +12,11 @@ For each connection count, two wrk runs of the same length:
      process tree (/proc/PID/task/TID/status) before and after, per request;
   2. system calls: `strace -f -c` attached to every process of the tree, per request and
      by name. strace slows the server down several times; the counts per request are
-     what matter, not the throughput of that run.
+     what matter, not the throughput of that run. But the slowdown changes some counts:
+     how often threads wait on each other (futex, sched_yield) depends on timing. With
+     --perf they are counted by perf's syscall tracepoints, the server at full speed
+     (2026-12-01: prefork 4.63 per hello request under strace, 4.01 under perf; granian
+     8.05 and 2.68).
 
 Prints a Markdown table; bench/RESULTS.md keeps the figures of record. Linux only.
 """
@@ -74,6 +79,28 @@ def strace_counts(server: Server, connections: int, seconds: int) -> tuple[int, 
     return requests, calls
 
 
+def perf_counts(server: Server, connections: int, seconds: int) -> tuple[int, dict[str, int]]:
+    """(requests, {syscall: calls}) over one wrk run, counted by perf's syscall
+    tracepoints: the server runs at full speed (strace stops it at every call, which
+    changes how its threads meet: GIL waits time out every few requests instead of every
+    few hundred)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".perf") as out:
+        pids = ",".join(str(proc.pid) for proc in server.tree())
+        argv = ["perf", "stat", "-x,", "-o", out.name, "-e", "syscalls:sys_enter_*",
+                "-p", pids, "--", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
+                "--timeout", "5s", *CLOSE, f"http://127.0.0.1:{server.port}/"]
+        wrk_out = subprocess.run(argv, capture_output=True, text=True,
+                                 timeout=seconds + 120).stdout
+        requests = int(figure(r"(\d+) requests in", wrk_out, "0"))
+        calls: dict[str, int] = {}
+        for line in out.read().splitlines():
+            # count,unit,event,...
+            fields = line.split(",")
+            if len(fields) > 2 and fields[0].isdigit() and int(fields[0]) > 0:
+                calls[fields[2].removeprefix("syscalls:sys_enter_")] = int(fields[0])
+    return requests, calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", default="prefork,granian,bjoern")
@@ -81,10 +108,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--close", action="store_true",
                         help="a new connection per request (Connection: close)")
+    parser.add_argument("--perf", action="store_true",
+                        help="count with perf's syscall tracepoints instead of strace (the "
+                             "server at full speed; needs linux-perf and tracefs)")
     args = parser.parse_args()
     if args.close:
         CLOSE[:] = ["-H", "Connection: close"]
-    for tool in ("wrk", "strace"):
+    for tool in ("wrk", "perf" if args.perf else "strace"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install -y {tool})")
     rows = []
@@ -104,7 +134,8 @@ def main() -> None:
                 before = context_switches(server)
                 requests = wrk(server.port, connections, args.duration)
                 switches = (context_switches(server) - before) / max(requests, 1)
-                traced, calls = strace_counts(server, connections, args.duration)
+                counts = perf_counts if args.perf else strace_counts
+                traced, calls = counts(server, connections, args.duration)
                 total = sum(calls.values()) / max(traced, 1)
                 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
                 rows.append((name, connections, total, switches, ", ".join(
