@@ -67,8 +67,8 @@ enum { X_PARSER_LIMITS, X_ENGINE, X_TRUST, X_PROXY_MODE, X_HEADER_TIMEOUT_S,
 static const char *const ctx_slots[X_COUNT] = {
     "parser_limits", "engine", "trust", "proxy_mode", "header_timeout_s", "send_timeout_s",
     "progress"};
-enum { E_HEAD_FIELDS, E_CLOSE_SOCKET, E_COUNT };
-static const char *const engine_slots[E_COUNT] = {"head_fields", "close_socket"};
+enum { E_HEAD_FIELDS, E_COUNT };
+static const char *const engine_slots[E_COUNT] = {"head_fields"};
 enum { L_LINE, L_FIELDS, L_FIELD_SIZE, L_HEAD_LIMIT, L_MAX_BODY, L_FRAMING_LIMIT, L_COUNT };
 static const char *const limits_slots[L_COUNT] = {
     "limit_request_line", "limit_request_fields", "limit_request_field_size", "head_limit",
