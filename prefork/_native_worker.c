@@ -26,7 +26,8 @@
  *       Returns when epoll_wait fails (the epoll closed at exit), as the reference.
  *       One difference in who serves what, not in what is done: a thread woken while
  *       another holds the GIL leaves its wake-up for the holder, which serves it before
- *       letting go of the GIL (the wake-ups handed over, below; held() counts them).
+ *       letting go of the GIL while no other thread is busy (the wake-ups handed over,
+ *       below; held() counts them).
  *   begin(req, exchange), end(), progress()
  *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
  *       the pool thread's entry in the watchdog's table (keyed by thread ident:
