@@ -506,9 +506,9 @@ held_leave(Held *h, int fd)
 }
 
 /* Take a wake-up left here (1, in *fd) or find none (0); `mine`: the caller left one and
-   now holds the GIL. */
+   now holds the GIL. *waiting (if given): the threads still waiting for the GIL. */
 static int
-held_take(Held *h, int *fd, int mine)
+held_take(Held *h, int *fd, int mine, int *waiting)
 {
     pthread_mutex_lock(&h->lock);
     h->waiting -= mine;
@@ -516,17 +516,11 @@ held_take(Held *h, int *fd, int mine)
     if (took) {
         *fd = h->fds[--h->count];
     }
+    if (waiting != NULL) {
+        *waiting = h->waiting;
+    }
     pthread_mutex_unlock(&h->lock);
     return took;
-}
-
-static int
-held_waiting(Held *h)
-{
-    pthread_mutex_lock(&h->lock);
-    int waiting = h->waiting;
-    pthread_mutex_unlock(&h->lock);
-    return waiting;
 }
 
 /* With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event).
@@ -557,10 +551,11 @@ wake_up(WorkerCallsObject *self, int *fd, unsigned *streak)
     if (alone && ++*streak % YIELD_EVERY == 0) {
         sched_yield();
     }
-    if (alone && held_take(&self->held, fd, 0)) {
+    int waiting = 0;
+    if (alone && held_take(&self->held, fd, 0, &waiting)) {
         return 1;
     }
-    if (alone && held_waiting(&self->held) > 0) {
+    if (waiting > 0) {  /* alone, and a thread waits for the GIL */
         n = epoll_wait(self->epfd, &ev, 1, 0);
         if (n > 0) {
             *fd = ev.data.fd;
@@ -588,7 +583,7 @@ wake_up(WorkerCallsObject *self, int *fd, unsigned *streak)
         return -1;
     }
     if (left) {
-        return held_take(&self->held, fd, 1);
+        return held_take(&self->held, fd, 1, NULL);
     }
     *fd = n > 0 ? ev.data.fd : -1;
     return 1;
