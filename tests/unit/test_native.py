@@ -136,6 +136,26 @@ def test_a_closed_sock_forgets_its_descriptor_before_the_number_is_reused(
     assert a.recv(100) == b"for whoever holds the number now"  # nothing was taken
 
 
+def test_reads_small_and_large_return_all_that_arrived_in_one_call(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """A small read goes onto the stack (4 KiB) and a read that fills it fetches the rest
+    at once: whichever way a read goes, one call returns what has arrived, up to the size
+    asked, as socket.recv does (a connection switches between the two ways)."""
+    a, b = pair
+    sock = native.Sock(a.fileno())
+    for size in (40, 4095, 4096, 4097, 16500, 100, 65536, 4096, 80000, 7, 5000):
+        payload = os.urandom(size)
+        b.sendall(payload)
+        first = sock.recv(65536)
+        assert first == payload[:65536], size
+        rest = payload[65536:]
+        assert (sock.recv(65536) if rest else b"") == rest, size
+    with pytest.raises(BlockingIOError):
+        sock.recv(65536)
+    b.close()
+    assert sock.recv(65536) == b""
+
+
 def test_recv_is_capped_so_a_huge_bufsize_allocates_nothing_huge(
         pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
