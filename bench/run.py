@@ -14,6 +14,11 @@ every server alike, and the median round is reported. wrk drives the load (2 thr
   requests/s, p50 and p99 latency        from wrk --latency
   server CPU time per request (µs)       user+system time of the server's whole process
                                          tree (psutil), before and after, / requests
+  wrk's CPU time per request (µs)        the same for wrk (its rusage): wrk shares the
+                                         cores, so req/s is about their number over the
+                                         server's and wrk's CPU per request together, and
+                                         wrk's part depends on how the server paces its
+                                         responses (fewer per wake-up cost wrk more)
   peak RSS per worker (MiB)              sampled every 0.2 s during the run
   errors                                 socket errors and non-2xx responses
 
@@ -29,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -97,6 +103,7 @@ class Result:
     p99_ms: float
     cpu_us: float
     rss_mib: float
+    wrk_cpu_us: float
     errors: int
     requests: int
 
@@ -202,11 +209,13 @@ def measure(server: Server, workload: str, mode: str, seconds: int, scripts: Pat
 
     sampler = threading.Thread(target=sample, daemon=True)
     cpu_before = server.cpu_s()
+    wrk_before = waited_children_cpu_s()
     sampler.start()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
     done.set()
     sampler.join()
     cpu = server.cpu_s() - cpu_before
+    wrk_cpu = waited_children_cpu_s() - wrk_before  # the servers are not waited for yet
     requests = int(figure(r"(\d+) requests in", out, "0"))
     rps = float(figure(r"Requests/sec:\s+([\d.]+)", out))
     # Anchored: the stdev column of wrk's summary can end in "...50%" too.
@@ -216,7 +225,14 @@ def measure(server: Server, workload: str, mode: str, seconds: int, scripts: Pat
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(m.group(1))
     return Result(server.name, workload, mode, rnd, rps, p50, p99,
-                  cpu / max(requests, 1) * 1e6, peak[0], errors, requests)
+                  cpu / max(requests, 1) * 1e6, peak[0], wrk_cpu / max(requests, 1) * 1e6,
+                  errors, requests)
+
+
+def waited_children_cpu_s() -> float:
+    """User+system time of this process's children that have ended and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def commit() -> str:
@@ -239,9 +255,10 @@ def table(results: list[Result], servers: list[str], sleep_s: float = IO_SLEEP_S
     lines = []
     keys = sorted({(r.workload, r.mode) for r in results},
                   key=lambda k: (list(WORKLOADS).index(k[0]), MODES.index(k[1])))
-    lines.append("| workload | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS/worker MiB "
-                 "| errors | req/s vs gunicorn | p99 vs gunicorn | CPU vs gunicorn |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| workload | server | req/s | p50 ms | p99 ms | CPU µs/req | wrk CPU µs/req "
+                 "| RSS/worker MiB | errors | req/s vs gunicorn | p99 vs gunicorn "
+                 "| CPU vs gunicorn |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for workload, mode in keys:
         rows = {}
         for name in servers:
@@ -252,6 +269,7 @@ def table(results: list[Result], servers: list[str], sleep_s: float = IO_SLEEP_S
                     "p50": statistics.median(r.p50_ms for r in rs),
                     "p99": statistics.median(r.p99_ms for r in rs),
                     "cpu": statistics.median(r.cpu_us for r in rs),
+                    "wrk": statistics.median(r.wrk_cpu_us for r in rs),
                     "rss": max(r.rss_mib for r in rs),
                     "errors": sum(r.errors for r in rs),
                 }
@@ -268,7 +286,8 @@ def table(results: list[Result], servers: list[str], sleep_s: float = IO_SLEEP_S
                     label += f", {row['rps'] / (WORKERS * THREADS / sleep_s):.0%} of measured"
                 label += "]"
             lines.append(f"| {label} | {name} | {row['rps']:.0f} | {row['p50']:.2f} | "
-                         f"{row['p99']:.2f} | {row['cpu']:.1f} | {row['rss']:.1f} | "
+                         f"{row['p99']:.2f} | {row['cpu']:.1f} | {row['wrk']:.1f} | "
+                         f"{row['rss']:.1f} | "
                          f"{row['errors']} {ratio}")
     return "\n".join(lines)
 
@@ -326,7 +345,8 @@ def main() -> None:
                                 fh.write(json.dumps({**meta, **asdict(r)}) + "\n")
                             print(f"round {rnd} {workload:9} {mode:9} {name:9} "
                                   f"{r.rps:9.0f} req/s p99 {r.p99_ms:7.2f} ms "
-                                  f"cpu {r.cpu_us:6.1f} µs errors {r.errors}", flush=True)
+                                  f"cpu {r.cpu_us:6.1f} µs wrk {r.wrk_cpu_us:5.1f} µs "
+                                  f"errors {r.errors}", flush=True)
         finally:
             for server in running.values():
                 server.stop()

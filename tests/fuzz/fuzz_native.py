@@ -96,7 +96,7 @@ def step(fdp: atheris.FuzzedDataProvider, sides: tuple[Side, Side]) -> None:
     op = fdp.ConsumeIntInRange(0, 9)
     results = []
     if op == 0:
-        size = fdp.PickValueInList([0, 1, 7, 4096, 65536, 1 << 20, -1])
+        size = fdp.PickValueInList([0, 1, 7, 4096, 4097, 65536, 1 << 20, -1])
         results = [outcome(s.io.recv, size) for s in sides]
     elif op == 1:
         data = payload(fdp)
