@@ -64,7 +64,7 @@
    capped (prefork asks for 64 KiB). Bounds the bytes object allocated up front. */
 #define MAX_RECV ((Py_ssize_t)1 << 24)
 
-/* recv_bytes' read onto the stack (below): a request's head fits in it. */
+/* recv_bytes' read onto the stack (below): most requests fit in it whole. */
 enum { SMALL_RECV = 4096 };
 
 static int
@@ -186,7 +186,7 @@ typedef struct {
     int fd;
     int family;  /* the address family accept() saw; -1 for Sock(fd) */
     int owned;   /* accept()'s: close() and the last reference close the descriptor */
-    int reads_big;  /* recv_bytes: the last read filled SMALL_RECV */
+    int reads_big;  /* recv_bytes: the last read brought SMALL_RECV bytes or more */
 } SockObject;
 
 static int
