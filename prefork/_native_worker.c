@@ -24,10 +24,8 @@
  *       dict, its class having none of them), under its lock as the reference does; a
  *       connection not of the bound class is read by attribute.
  *       Returns when epoll_wait fails (the epoll closed at exit), as the reference.
- *       One difference in who serves what, not in what is done: a thread woken while
- *       another holds the GIL leaves its wake-up for the holder, which serves it before
- *       letting go of the GIL while no other thread is busy (the wake-ups handed over,
- *       below; held() counts them).
+ *       Around the epoll wait, the thread yields its CPU at times (wake_up, below): no
+ *       change to what is served or by whom.
  *   begin(req, exchange), end(), progress()
  *       Worker._begin_request with RequestWatch.begin, RequestWatch.end and .progress:
  *       the pool thread's entry in the watchdog's table (keyed by thread ident:
@@ -50,7 +48,6 @@
 #include <Python.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
 
@@ -90,25 +87,12 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
-/* Wake-ups handed over (follow, below): the fds that threads woken by the epoll hold while
-   they wait for the GIL. At most one per such thread; a thread finding the table full keeps
-   its own. */
-enum { HELD_MAX = 64 };
 enum { YIELD_EVERY = 32 };  /* see wake_up */
-
-typedef struct {
-    pthread_mutex_t lock;  /* guards waiting, count, fds; taken with or without the GIL */
-    int ready;             /* the mutex is initialised */
-    int waiting;           /* threads woken by the epoll, not yet holding the GIL */
-    int count;
-    int fds[HELD_MAX];
-    int busy;  /* worker.busy as follow last set it: read without the GIL (atomic) */
-} Held;
 
 typedef struct {
     PyObject_HEAD
     int epfd;
-    Held held;
+    int busy;  /* worker.busy as follow last set it: read without the GIL (atomic) */
     PyObject *on_ready, *arm, *close;         /* the connection's wake-up; the worker's */
     PyObject *inflight, *served, *info, *counted;
     Py_ssize_t max_requests;
@@ -135,13 +119,6 @@ WorkerCalls_init(WorkerCallsObject *self, PyObject *args, PyObject *kwds)
     }
     if (served_name == NULL && (served_name = PyUnicode_InternFromString("served")) == NULL) {
         return -1;
-    }
-    if (!self->held.ready) {
-        if (pthread_mutex_init(&self->held.lock, NULL) != 0) {
-            PyErr_SetString(PyExc_OSError, "pthread_mutex_init failed");
-            return -1;
-        }
-        self->held.ready = 1;
     }
     self->epfd = epfd;
     self->max_requests = max_requests;
@@ -185,9 +162,6 @@ WorkerCalls_dealloc(WorkerCallsObject *self)
 {
     PyObject_GC_UnTrack(self);
     WorkerCalls_clear(self);
-    if (self->held.ready) {
-        pthread_mutex_destroy(&self->held.lock);
-    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -289,7 +263,7 @@ static PyObject *follow_names[N_COUNT];
    the dict is what getattr and setattr do), and its lock's bound methods. */
 typedef struct {
     PyObject *worker, *counts, *acquire, *release;
-    int *busy;  /* the worker's WorkerCalls' Held.busy */
+    int *busy;  /* the worker's WorkerCalls' busy */
 } Follow;
 
 /* An int counter of the worker, or -1 with an exception set. */
@@ -477,129 +451,46 @@ pool_error(PyObject *worker, PyObject *conn)
     return r == NULL ? -1 : 0;
 }
 
-/* ---- the wake-ups handed over -------------------------------------------------------
-   A thread woken by the epoll while another thread of the worker runs Python waits for
-   the GIL, and takes it when that one next lets go of it, at its own epoll_wait: under
-   load two threads hand the GIL to each other once a request, four futex calls and a
-   switch each time. So a thread woken leaves what woke it here before it asks for the
-   GIL, and a thread done with a connection, still holding the GIL, serves what is here
-   (and what the epoll has ready now, while a thread is waiting for the GIL) before it lets
-   go; the woken thread, once it has the GIL, takes what is left here or watches again.
-   Every fd left here has a thread that will look for it: a thread takes at most one for
-   each it left, and the others take only what is here. Which thread serves a wake-up is
-   all that changes: each is served once, by a thread that claims it as before. */
-
-/* Without the GIL: leave `fd` for whichever thread gets the GIL first. 0 when the table
-   is full (the caller keeps it). */
-static int
-held_leave(Held *h, int fd)
-{
-    int left = 0;
-    pthread_mutex_lock(&h->lock);
-    if (h->count < HELD_MAX) {
-        h->fds[h->count++] = fd;
-        h->waiting++;
-        left = 1;
-    }
-    pthread_mutex_unlock(&h->lock);
-    return left;
-}
-
-/* Take a wake-up left here (1, in *fd) or find none (0); `mine`: the caller left one and
-   now holds the GIL. *waiting (if given): the threads still waiting for the GIL. */
-static int
-held_take(Held *h, int *fd, int mine, int *waiting)
-{
-    pthread_mutex_lock(&h->lock);
-    h->waiting -= mine;
-    int took = h->count > 0;
-    if (took) {
-        *fd = h->fds[--h->count];
-    }
-    if (waiting != NULL) {
-        *waiting = h->waiting;
-    }
-    pthread_mutex_unlock(&h->lock);
-    return took;
-}
-
-/* With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event).
-   When no other thread of the worker is busy with a request: a wake-up left by a thread
-   waiting for the GIL; else, while one waits, what the epoll has ready now (the GIL
-   kept). Otherwise, or when there is none, the epoll waited on without the GIL.
-   A busy thread may be one the switch interval took the GIL from in the middle of its
-   request (a thread waiting for the GIL 5 ms asks for it); that request waits until the
-   GIL comes back. So while one is busy, this thread does not keep the GIL, nor, woken
-   by the epoll, race a busy thread for it: it yields its CPU first, so that a thread the
-   GIL was signalled to runs. Without both, requests waited tens of ms (1 worker, 64
-   connections, hello: the slowest 0.1% over 5 ms, the slowest 75 ms; with both, 3 and
-   5). The yield's cost: with an app that waits on I/O (its busy threads do not want the
-   GIL), one sched_yield per request. And a thread that keeps the GIL between requests
-   does not sleep while connections are ready: the kernel then runs it for a whole time
-   slice while the clients and the other workers wait (hello keep-alive p99 3.3-3.8 ms
-   against 1.5-2.2 before). So every YIELD_EVERY-th wake-up it finds alone (its
-   *streak), it yields its CPU (p99 1.45 ms, 5% fewer requests than never yielding;
-   every 8th: 1.8 ms, 18% fewer). 1 when *fd is set; 0 when what woke this thread was
-   taken by another (watch again); -1 when the epoll fails (closed), or a signal
-   handler raised (exception set). */
+/* ---- the wait on the epoll -----------------------------------------------------------
+   With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event),
+   from the epoll waited on without the GIL.
+   A thread of the worker busy with a request may be one the switch interval took the GIL
+   from in the middle of it (a thread waiting for the GIL 5 ms asks for it); that request
+   waits until the GIL comes back. So a thread woken by the epoll while another is busy
+   does not race it for the GIL: it yields its CPU first, so that a thread the GIL was
+   signalled to runs. And a thread finding ready connection after ready connection does
+   not sleep: the kernel runs it a whole time slice while the clients and the other
+   workers wait. So every YIELD_EVERY-th wake-up it finds alone (its *streak), it yields
+   its CPU (hello keep-alive p99 1.45 against 3.3 ms never yielding; every 8th: 1.8 ms but
+   18% fewer requests).
+   (Until d673b09 a thread woken while another held the GIL left its wake-up in a table
+   for the holder to serve, saving the GIL's hand-over: 4 system calls per request instead
+   of 8. It lost a wake-up now and then: in 1 of ~50 runs of the corpus tests over
+   sockets, a connection's end was never served. It was taken out; see bench/RESULTS.md.)
+   1 when *fd is set; -1 when the epoll fails (closed), or a signal handler raised
+   (exception set). */
 static int
 wake_up(WorkerCallsObject *self, int *fd, unsigned *streak)
 {
     struct epoll_event ev;
     int n, err;
-    int alone = __atomic_load_n(&self->held.busy, __ATOMIC_RELAXED) == 0;
-    if (alone && ++*streak % YIELD_EVERY == 0) {
+    if (__atomic_load_n(&self->busy, __ATOMIC_RELAXED) == 0 && ++*streak % YIELD_EVERY == 0) {
         sched_yield();
     }
-    int waiting = 0;
-    if (alone && held_take(&self->held, fd, 0, &waiting)) {
-        return 1;
-    }
-    if (waiting > 0) {  /* alone, and a thread waits for the GIL */
-        n = epoll_wait(self->epfd, &ev, 1, 0);
-        if (n > 0) {
-            *fd = ev.data.fd;
-            return 1;
-        }
-        if (n < 0 && errno != EINTR) {
-            return -1;
-        }
-    }
-    int left;
     do {
-        left = 0;
         Py_BEGIN_ALLOW_THREADS
         n = epoll_wait(self->epfd, &ev, 1, -1);
         err = errno;
-        if (n > 0) {
-            left = held_leave(&self->held, ev.data.fd);
-            if (__atomic_load_n(&self->held.busy, __ATOMIC_RELAXED) > 0) {
-                sched_yield();  /* see above */
-            }
+        if (n > 0 && __atomic_load_n(&self->busy, __ATOMIC_RELAXED) > 0) {
+            sched_yield();  /* see above */
         }
         Py_END_ALLOW_THREADS
     } while (n < 0 && err == EINTR && PyErr_CheckSignals() == 0);
     if (n < 0) {
         return -1;
     }
-    if (left) {
-        return held_take(&self->held, fd, 1, NULL);
-    }
     *fd = n > 0 ? ev.data.fd : -1;
     return 1;
-}
-
-/* held() -> (waiting, left): threads woken, waiting for the GIL; wake-ups left here. */
-static PyObject *
-WorkerCalls_held(WorkerCallsObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (ready(self) < 0) {
-        return NULL;
-    }
-    pthread_mutex_lock(&self->held.lock);
-    int waiting = self->held.waiting, left = self->held.count;
-    pthread_mutex_unlock(&self->held.lock);
-    return Py_BuildValue("(ii)", waiting, left);
 }
 
 static PyObject *WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn);
@@ -616,7 +507,7 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     PyObject *worker = args[0], *listeners = args[1];
-    Follow f = {worker, NULL, NULL, NULL, &self->held.busy};
+    Follow f = {worker, NULL, NULL, NULL, &self->busy};
     PyObject *conns = NULL, *lock = NULL, *result = NULL;
     if ((conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
         (lock = PyObject_GetAttr(worker, follow_names[N_LOCK])) == NULL ||
@@ -661,9 +552,6 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
                 result = Py_NewRef(Py_None);
             }
             goto done;
-        }
-        if (woke == 0) {  /* what woke this thread was served by another: watch again */
-            continue;
         }
         PyObject *fd_obj = PyLong_FromLong(fd);
         if (fd_obj == NULL || lock_call(f.acquire) < 0) {
@@ -1017,9 +905,6 @@ static PyMethodDef WorkerCalls_methods[] = {
     {"accept", (PyCFunction)(void (*)(void))WorkerCalls_accept, METH_FASTCALL,
      "accept(worker, listener): what follow does for a listener woken (Worker._accept's "
      "twin, see _native_worker.c)."},
-    {"held", (PyCFunction)WorkerCalls_held, METH_NOARGS,
-     "held() -> (waiting, left): pool threads woken by the epoll now waiting for the GIL, "
-     "and the wake-ups they left for the thread holding it (see follow)."},
     {"begin", (PyCFunction)(void (*)(void))WorkerCalls_begin, METH_FASTCALL,
      "begin(req, exchange): Worker._begin_request (RequestWatch.begin and the count)."},
     {"end", (PyCFunction)WorkerCalls_end, METH_NOARGS, "end(): RequestWatch.end."},

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import re
 import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -49,10 +46,6 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     worker: Worker = environ["test.worker"]
     if environ["PATH_INFO"] == "/wait":  # a request that holds its thread a while
         assert RELEASE.wait(10)
-    if "test.served_by" in environ:
-        environ["test.served_by"].append((environ["PATH_INFO"], threading.get_ident()))
-    if environ["PATH_INFO"] == "/spin":  # a request that holds the GIL a while
-        environ["test.spin"]()
     ident = threading.get_ident()
     began, active, req, exchange = worker.requests.inflight[ident]
     seen = (len(worker.requests.inflight), began == active, req.target, exchange.keep_alive,
@@ -467,114 +460,6 @@ def test_resting_threads_are_called_in_as_the_reference_calls_them() -> None:
     story = rest_story("python")
     assert story == rest_story("native")
     assert story == [(1, 1, 0), b"HTTP/1.1 200 OK", (1, 0, 1), (["stopped"] * 2, (0, 0, 0))]
-
-
-def handover_story(another_busy: bool) -> list[tuple[str, int]]:
-    """Pool threads in C: one serves a request whose app holds the GIL (with the switch
-    interval out of the way) until another thread, woken by the epoll for a second
-    connection, waits for the GIL; with `another_busy`, a third thread is busy meanwhile
-    with a request that waits (without the GIL). Which thread served what, in order."""
-    world = World("native")
-    w = world.worker
-    calls = w.serve.__self__  # type: ignore[attr-defined]
-    w.watchers = 3
-    client2, server2 = socket.socketpair()
-    client2.settimeout(5)
-    served_by: list[tuple[str, int]] = []
-    base = dict(world.conn.base, **{"test.served_by": served_by})
-    world.conn.base = base
-    conn2 = Connection(server2, ("127.0.0.1", "40001"), base, w.ctx)
-    conn2.claimed = True
-    w.conns[conn2.fd] = conn2
-    client3, server3 = socket.socketpair()
-    client3.settimeout(5)
-    conn3 = Connection(server3, ("127.0.0.1", "40002"), base, w.ctx)
-    conn3.claimed = True
-    w.conns[conn3.fd] = conn3
-    # The second request is sent by another process, told by a signal: os.kill keeps the
-    # GIL (a write from this process would let go of it, and the woken thread take it).
-    sender = subprocess.Popen(
-        [sys.executable, "-c", "import os, signal, sys\n"
-         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
-         "print('ready', flush=True)\nsignal.sigwait({signal.SIGUSR1})\n"
-         f"os.write({client2.fileno()}, {GET!r})\n"],
-        pass_fds=[client2.fileno()], stdout=subprocess.PIPE, text=True)
-
-    def spin() -> None:  # pure Python: holds the GIL until the other thread is woken
-        os.kill(sender.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while calls.held() != (1, 1):
-            assert time.monotonic() < deadline, "the second thread was not woken"
-
-    base["test.spin"] = spin
-    listen = socket.create_server(("127.0.0.1", 0))
-    ended: list[str] = []
-    pool = [pool_thread(w, listen, ended) for _ in range(3)]
-    interval = sys.getswitchinterval()
-    RELEASE.clear()
-    try:
-        assert sender.stdout is not None and sender.stdout.readline() == "ready\n"
-        for conn in (world.conn, conn2, conn3):
-            w._arm(conn, Next.READ)
-        for t in pool:
-            t.start()
-        until(lambda: counters(w) == (3, 0, 0), "the threads watching")
-        if another_busy:
-            client3.sendall(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
-            until(lambda: w.busy == 1, "a thread busy")
-        sys.setswitchinterval(60)  # the GIL moves only when its holder lets go of it
-        world.client.sendall(b"GET /spin HTTP/1.1\r\nHost: h\r\n\r\n")
-        assert reply(world.client).startswith(b"HTTP/1.1 200 OK")
-        assert reply(client2).startswith(b"HTTP/1.1 200 OK")
-        sys.setswitchinterval(interval)
-        RELEASE.set()
-        if another_busy:
-            assert reply(client3).startswith(b"HTTP/1.1 200 OK")
-        until(lambda: counters(w) == (3, 0, 0) and calls.held() == (0, 0),
-              "the threads watching again, nothing left")
-        assert sender.wait(10) == 0
-        seen = served_by[:]
-    finally:
-        sys.setswitchinterval(interval)
-        RELEASE.set()
-        w._rest_then_watch = lambda: (_ for _ in ()).throw(Stop)  # type: ignore[method-assign]
-        w.watchers = 0
-        for _ in range(10):  # each thread ends on coming back from one wake-up
-            if not any(t.is_alive() for t in pool):
-                break
-            for client in (world.client, client2, client3):
-                with contextlib.suppress(OSError):
-                    client.sendall(GET)
-            for t in pool:
-                t.join(0.5)
-        assert not any(t.is_alive() for t in pool)
-        if sender.poll() is None:
-            sender.kill()
-            sender.wait()
-        listen.close()
-        for conn, client in ((conn2, client2), (conn3, client3)):
-            conn.close()
-            client.close()
-        world.close()
-    return seen
-
-
-def test_a_thread_woken_while_another_holds_the_gil_leaves_it_the_wake_up() -> None:
-    """The one holding the GIL serves the second request too (no hand-over of the GIL),
-    and the one woken goes back to watching."""
-    served_by = handover_story(another_busy=False)
-    assert [path for path, _ in served_by] == ["/spin", "/a"]
-    assert served_by[0][1] == served_by[1][1], "the woken thread took the GIL"
-
-
-def test_while_a_thread_is_busy_the_one_holding_the_gil_lets_go_of_it() -> None:
-    """A thread busy with a request (it may be one the switch interval took the GIL
-    from) is not made to wait: the one done serving lets go of the GIL, and the thread
-    woken serves its own request."""
-    served_by = handover_story(another_busy=True)
-    assert [path for path, _ in served_by] == ["/spin", "/a", "/wait"]
-    by_path = {path: ident for path, ident in served_by}
-    assert by_path["/spin"] != by_path["/a"], "the busy thread was made to wait"
 
 
 def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
