@@ -462,10 +462,10 @@ pool_error(PyObject *worker, PyObject *conn)
    not sleep: the kernel runs it a whole time slice while the clients and the other
    workers wait. So every YIELD_EVERY-th wake-up it finds alone (its *streak), it yields
    its CPU (hello keep-alive p99 1.45 against 3.3 ms never yielding; every 8th: 1.8 ms but
-   18% fewer requests).
+   18% fewer requests; measured with the table below, not since).
    (Until d673b09 a thread woken while another held the GIL left its wake-up in a table
-   for the holder to serve, saving the GIL's hand-over: 4 system calls per request instead
-   of 8. It lost a wake-up now and then: in 1 of ~50 runs of the corpus tests over
+   for the holder to serve, saving the GIL's hand-over: 124k against 111k req/s on hello
+   keep-alive. It lost a wake-up now and then: in 5 of 150 runs of the corpus tests over
    sockets, a connection's end was never served. It was taken out; see bench/RESULTS.md.)
    1 when *fd is set; -1 when the epoll fails (closed), or a signal handler raised
    (exception set). */
