@@ -255,7 +255,9 @@ recv_bytes(SockObject *self, Py_ssize_t size)
     }
     PyObject *buf = PyBytes_FromStringAndSize(NULL, size);
     if (buf == NULL) {
-        if (n == SMALL_RECV) {  /* what was read is not lost: the rest waits */
+        if (n == SMALL_RECV) {
+            /* What was read is not lost. The rest waits; its reader thinks all is read
+               (a short read), so it is read with the next bytes or timed out. */
             PyErr_Clear();
             return PyBytes_FromStringAndSize(small, SMALL_RECV);
         }
@@ -263,9 +265,14 @@ recv_bytes(SockObject *self, Py_ssize_t size)
     }
     if (n == SMALL_RECV) {  /* the stack's buffer came back full: the rest, if any */
         memcpy(PyBytes_AS_STRING(buf), small, SMALL_RECV);
-        ssize_t more = recv(self->fd, PyBytes_AS_STRING(buf) + SMALL_RECV,
-                            (size_t)(size - SMALL_RECV), MSG_DONTWAIT);
-        n += more > 0 ? more : 0;  /* an error (EAGAIN, EINTR...) waits for the next read */
+        ssize_t more;
+        do {
+            more = recv(self->fd, PyBytes_AS_STRING(buf) + SMALL_RECV,
+                        (size_t)(size - SMALL_RECV), MSG_DONTWAIT);
+        } while (more < 0 && errno == EINTR);  /* it cannot block: no signal check */
+        /* EAGAIN: all that had come is read. Another error waits for the next read (a
+           socket reset: its deadline closes it). */
+        n += more > 0 ? more : 0;
     }
     else {
         do {

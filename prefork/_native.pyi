@@ -110,7 +110,7 @@ def bind_connection(connection: type, context: type, engine: type, request: type
 # _native_worker.c: a worker's calls for each request (bound by prefork/native.py).
 class WorkerCalls:
     def __init__(self, epfd: int, on_ready: Callable[[Any], Any],
-                 arm: Callable[[Any, Any], None], close: Callable[[Any], None],
+                 arm: Callable[[Any, Any], bool], close: Callable[[Any], None],
                  inflight: dict[int, Any], served: Iterator[int], info: Any,
                  max_requests: int, counted: Callable[[int], None]) -> None: ...
     def follow(self, worker: Any, listeners: dict[int, Any], /) -> None: ...
@@ -121,7 +121,7 @@ class WorkerCalls:
     def progress(self) -> None: ...
 def bind_worker(connection: type, close: object, write: object, closed: object,
                 accept: Callable[..., Any], new_connection: Callable[..., Any],
-                reference_accept: Callable[..., Any], /) -> None: ...
+                reference_accept: Callable[..., Any], watches: tuple[int, ...], /) -> None: ...
 
 # _native_adopt.c: a connection's objects made, and closed (bound by prefork/native.py).
 def new_connection(sock: ClientSocket, remote: tuple[str, str], base: dict[str, Any],

@@ -38,13 +38,13 @@
 
 #include "_native.h"
 
-enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_END, C_FD, C_IO, C_OUT,
-       C_PARSER, C_PRE, C_PROXY_STATE, C_REGISTERED, C_REMOTE_ADDR, C_REMOTE_PORT,
-       C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_COUNT };
+enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_DRAINED, C_END, C_FD,
+       C_HANGUP, C_IO, C_OUT, C_PARSER, C_PRE, C_PROXY_STATE, C_REMOTE_ADDR, C_REMOTE_PORT,
+       C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_WATCH, C_WOKEN, C_COUNT };
 static const char *const conn_slots[C_COUNT] = {
-    "base", "claimed", "continue_sent", "ctx", "deadline", "end", "fd", "io", "out",
-    "parser", "pre", "proxy_state", "registered", "remote_addr", "remote_port", "request",
-    "served", "sock", "state", "trusted"};
+    "base", "claimed", "continue_sent", "ctx", "deadline", "drained", "end", "fd", "hangup",
+    "io", "out", "parser", "pre", "proxy_state", "remote_addr", "remote_port", "request",
+    "served", "sock", "state", "trusted", "watch", "woken"};
 enum { P_CHUNKS, P_FIELDS, P_FRAMING_LIMIT, P_HEAD_BYTES, P_HEAD_LIMIT, P_LEAD, P_MAX_BODY,
        P_ORIGIN_HEAD, P_PARSER, P_REQ, P_SNIFFING, P_ERROR, P_READY, P_STOPPED, P_COUNT };
 static const char *const parser_slots[P_COUNT] = {
@@ -78,7 +78,7 @@ static const char *const limits_slots[L_COUNT] = {
 #define MAX_LENIENCIES 8
 
 /* bind_adopt's names: the connection module's states and endings. */
-enum { K_PARKED, K_KEEP, K_PROXY_NONE, K_CLOSED, K_COUNT };
+enum { K_PARKED, K_KEEP, K_PROXY_NONE, K_CLOSED, K_NOTHING, K_COUNT };
 
 enum { N_ORIGIN_HEAD, N_PARSER, N_PEER, N_SET_LENIENCIES, N_DISCARD, N_CLOSE, N_COUNT };
 static const char *const names[N_COUNT] = {
@@ -104,7 +104,7 @@ bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "bind_adopt(Connection, RequestParser, _Callbacks, "
                         "Output, ServerContext, Engine, ParserLimits, deque, "
                         "HttpRequestParser, LENIENCIES: dict, Connection.close, "
-                        "(PARKED, KEEP, PROXY_NONE, CLOSED))");
+                        "(PARKED, KEEP, PROXY_NONE, CLOSED, Watch.NOTHING))");
         return NULL;
     }
     Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
@@ -463,7 +463,10 @@ native_new_connection(PyObject *const *args)
         put(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False)) < 0 ||
         put(conn, c[C_END], Py_NewRef(bound.k[K_KEEP])) < 0 ||
         put(conn, c[C_CLAIMED], Py_NewRef(Py_False)) < 0 ||
-        put(conn, c[C_REGISTERED], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_WOKEN], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_WATCH], Py_NewRef(bound.k[K_NOTHING])) < 0 ||
+        put(conn, c[C_DRAINED], Py_NewRef(Py_True)) < 0 ||
+        put(conn, c[C_HANGUP], Py_NewRef(Py_False)) < 0 ||
         put(conn, c[C_OUT], new_output(sock, fd_obj, got[G_SEND_TIMEOUT_S],
                                        got[G_PROGRESS])) < 0) {
         Py_CLEAR(conn);
@@ -604,6 +607,6 @@ PyMethodDef native_adopt_methods[] = {
     {"bind_adopt", (PyCFunction)(void (*)(void))bind_adopt, METH_FASTCALL,
      "bind_adopt(Connection, RequestParser, _Callbacks, Output, ServerContext, Engine, "
      "ParserLimits, deque, HttpRequestParser, LENIENCIES, Connection.close, "
-     "(PARKED, KEEP, PROXY_NONE, CLOSED)): the classes these make and read."},
+     "(PARKED, KEEP, PROXY_NONE, CLOSED, Watch.NOTHING)): the classes these make and read."},
     {NULL, NULL, 0, NULL},
 };

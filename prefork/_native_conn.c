@@ -49,10 +49,10 @@
 
 enum { C_CTX, C_SERVED, C_REQUEST, C_CONTINUE_SENT, C_OUT, C_BASE, C_REMOTE_ADDR,
        C_REMOTE_PORT, C_TRUSTED, C_STATE, C_PROXY_STATE, C_IO, C_PARSER, C_DEADLINE, C_END,
-       C_COUNT };
+       C_DRAINED, C_HANGUP, C_COUNT };
 static const char *const conn_slots[C_COUNT] = {
     "ctx", "served", "request", "continue_sent", "out", "base", "remote_addr", "remote_port",
-    "trusted", "state", "proxy_state", "io", "parser", "deadline", "end"};
+    "trusted", "state", "proxy_state", "io", "parser", "deadline", "end", "drained", "hangup"};
 enum { X_APP, X_KEEPALIVE_S, X_STOPPING, X_MAX_KEEPALIVE, X_ENGINE, X_REQUEST_TIMEOUT_S,
        X_BEGIN_REQUEST, X_END_REQUEST, X_TRUST, X_PRE_REQUEST, X_STATIC, X_TIMED,
        X_POST_REQUEST, X_HEADER_TIMEOUT_S, X_SEND_TIMEOUT_S, X_COUNT };
@@ -832,6 +832,8 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
     if (data == NULL) {
         if (PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
             PyErr_Clear();
+            native_slot_set(conn, c[C_DRAINED], Py_NewRef(Py_True));
+            native_slot_set(conn, c[C_HANGUP], Py_NewRef(Py_False));  /* stale: see _read */
             return Py_NewRef(bound.k[K_READ]);
         }
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
@@ -844,6 +846,11 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
         Py_DECREF(data);
         return Py_NewRef(bound.k[K_CLOSE]);
     }
+    /* a short read: any byte that comes later brings an edge, unless the peer's end is
+       still to be read (see connection.py) */
+    int drained = PyBytes_GET_SIZE(data) < bound.recv_bytes &&
+                  NATIVE_SLOT(conn, c[C_HANGUP]) != Py_True;
+    native_slot_set(conn, c[C_DRAINED], Py_NewRef(drained ? Py_True : Py_False));
     int was_idle = parser_idle(parser);
     if (was_idle < 0) {
         Py_DECREF(data);

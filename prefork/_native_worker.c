@@ -3,16 +3,19 @@
  * around the connection's own, as one C object per worker (WorkerCalls).
  *
  *   serve(conn)
- *       Worker._serve with Worker._arm: the connection woken (on_ready), then given back
- *       to the epoll (EPOLLONESHOT, for reading or for writing; added on its first
- *       parking), its claim released first; a connection to close, or one the epoll
- *       refuses, goes to the worker's _close. Objects not of the bound class go to the
- *       worker's _arm, whole.
+ *       Worker._serve with Worker._arm: the connection woken (on_ready), then parked:
+ *       the epoll watches it edge-triggered (added on its first parking, widened to
+ *       writing when a send would block; never re-armed), and its claim is released,
+ *       unless its last read came back full or an event came for it meanwhile (woken):
+ *       then it is served again. A connection to close, or one the epoll refuses, goes
+ *       to the worker's _close. Objects not of the bound class go to the worker's _arm,
+ *       whole (serve again while it says so).
  *   follow(worker, listeners), accept(worker, listener)
  *       Worker._follow, a pool thread's loop: wait on the epoll (the only place the GIL
  *       is released), then under the worker's lock leave the watch (calling a resting
  *       thread in when none is left watching), count the thread busy and claim the
- *       connection woken; serve it (serve above) or accept from the listener woken
+ *       connection woken (one claimed by another thread is marked woken for its owner);
+ *       serve it (serve above) or accept from the listener woken
  *       (Worker._accept's twin with _adopt, below, when worker._accept is Worker's own
  *       and the worker's engine accepts and makes connections with this module's accept
  *       and new_connection: the accept lock, the bound check, the connection made,
@@ -53,11 +56,19 @@
 
 #include "_native.h"
 
-enum { W_CLAIMED, W_REGISTERED, W_FD, W_STATE, W_COUNT };
-static const char *const conn_slots[W_COUNT] = {"claimed", "registered", "fd", "state"};
+enum { W_CLAIMED, W_WATCH, W_FD, W_STATE, W_WOKEN, W_DRAINED, W_HANGUP, W_COUNT };
+static const char *const conn_slots[W_COUNT] = {"claimed", "watch", "fd", "state", "woken",
+                                                "drained", "hangup"};
+/* connection.HANGUP: an event's news of the peer's end */
+#define HANGUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+
+/* connection.Watch's members, in this order */
+enum { WATCH_NOTHING, WATCH_READ, WATCH_READ_WRITE, WATCH_COUNT };
 
 static struct {
     PyObject *conn_cls, *close_next, *write_next, *closed_state;
+    PyObject *watch[WATCH_COUNT];
+    uint32_t watch_mask[WATCH_COUNT];  /* their values: epoll masks */
     PyObject *accept, *new_connection;  /* this module's: an engine using them is ours */
     PyObject *reference_accept;  /* Worker._accept, the function */
     Py_ssize_t conn[W_COUNT];
@@ -66,15 +77,32 @@ static struct {
 static PyObject *
 bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
+    if (nargs != 8 || !PyTuple_CheckExact(args[7]) || PyTuple_GET_SIZE(args[7]) != WATCH_COUNT) {
         PyErr_SetString(PyExc_TypeError,
                         "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED, "
-                        "_native.accept, _native.new_connection, Worker._accept)");
+                        "_native.accept, _native.new_connection, Worker._accept, "
+                        "(Watch.NOTHING, Watch.READ, Watch.READ_WRITE))");
         return NULL;
     }
     Py_ssize_t conn[W_COUNT];
     if (native_bind_slots(args[0], conn_slots, conn, W_COUNT) < 0) {
         return NULL;
+    }
+    uint32_t masks[WATCH_COUNT];
+    for (int i = 0; i < WATCH_COUNT; i++) {
+        long long mask = PyLong_AsLongLong(PyTuple_GET_ITEM(args[7], i));
+        if (mask == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (mask < 0 || mask > UINT32_MAX || (i == WATCH_NOTHING) != (mask == 0)) {
+            PyErr_SetString(PyExc_ValueError, "bind_worker: a Watch is not an epoll mask");
+            return NULL;
+        }
+        masks[i] = (uint32_t)mask;
+    }
+    for (int i = 0; i < WATCH_COUNT; i++) {
+        Py_XSETREF(bound.watch[i], Py_NewRef(PyTuple_GET_ITEM(args[7], i)));
+        bound.watch_mask[i] = masks[i];
     }
     memcpy(bound.conn, conn, sizeof conn);
     Py_XSETREF(bound.conn_cls, Py_NewRef(args[0]));
@@ -177,41 +205,67 @@ ready(WorkerCallsObject *self)
 
 /* ---- serve: Worker._serve and _arm ---------------------------------------------------- */
 
-/* Worker._arm for a connection of the bound class: 0 when armed, 1 when it must be
-   closed (the epoll refused it), -1 with an exception set. */
+/* What Worker._arm does for a connection of the bound class. */
+typedef enum { ARM_PARKED, ARM_CLOSE, ARM_AGAIN } Armed;
+
+/* The watch a connection's slot holds: its index in bound.watch, or -1. */
+static int
+watch_index(PyObject *watch)
+{
+    for (int i = 0; i < WATCH_COUNT; i++) {
+        if (watch == bound.watch[i]) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Worker._arm for a connection of the bound class (`then` not CLOSE): parked (the epoll
+   watches it for what it waits for, registered or widened while it is ours, then the
+   claim released), to close (the epoll refused it), or to serve again (its last read came
+   back full, or an event came for it while it was ours); -1 with an exception set.
+   The check of `woken` and the release are one step under the GIL, as leave_watch's
+   check of `claimed` and its mark (the reference holds the worker's lock for both). */
 static int
 arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
 {
     const Py_ssize_t *w = bound.conn;
     PyObject *fd_obj = NATIVE_SLOT(conn, w[W_FD]);
-    PyObject *registered = NATIVE_SLOT(conn, w[W_REGISTERED]);
-    if (fd_obj == NULL || !PyLong_CheckExact(fd_obj) || registered == NULL) {
-        PyErr_SetString(PyExc_TypeError, "the connection's fd or registered is not set");
+    int now = watch_index(NATIVE_SLOT(conn, w[W_WATCH]));
+    PyObject *drained = NATIVE_SLOT(conn, w[W_DRAINED]);
+    if (fd_obj == NULL || !PyLong_CheckExact(fd_obj) || now < 0 || drained == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the connection's fd, watch or drained is not set");
         return -1;
     }
-    int overflow;
-    long fd = PyLong_AsLongAndOverflow(fd_obj, &overflow);
-    if (overflow || fd < 0 || fd > INT_MAX) {
-        return 1;  /* epoll would refuse it: EBADF */
+    int want;
+    if (then == bound.write_next) {
+        want = WATCH_READ_WRITE;
     }
-    int was_registered = PyObject_IsTrue(registered);
-    if (was_registered < 0) {
-        return -1;
+    else if (drained != Py_True) {
+        return ARM_AGAIN;
+    }
+    else {
+        want = now == WATCH_NOTHING ? WATCH_READ : now;
+    }
+    if (want != now) {
+        int overflow;
+        long fd = PyLong_AsLongAndOverflow(fd_obj, &overflow);
+        if (overflow || fd < 0 || fd > INT_MAX) {
+            return ARM_CLOSE;  /* epoll would refuse it: EBADF */
+        }
+        struct epoll_event ev = {.events = bound.watch_mask[want], .data.fd = (int)fd};
+        if (epoll_ctl(self->epfd, now == WATCH_NOTHING ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, (int)fd,
+                      &ev) < 0) {
+            return ARM_CLOSE;
+        }
+        native_slot_set(conn, w[W_WATCH], Py_NewRef(bound.watch[want]));
+    }
+    if (NATIVE_SLOT(conn, w[W_WOKEN]) == Py_True) {
+        native_slot_set(conn, w[W_WOKEN], Py_NewRef(Py_False));
+        return ARM_AGAIN;
     }
     native_slot_set(conn, w[W_CLAIMED], Py_NewRef(Py_False));
-    struct epoll_event ev = {
-        .events = (then == bound.write_next ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT,
-        .data.fd = (int)fd,
-    };
-    if (!was_registered) {
-        /* before: once armed, another thread may arm it */
-        native_slot_set(conn, w[W_REGISTERED], Py_NewRef(Py_True));
-    }
-    if (epoll_ctl(self->epfd, was_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, (int)fd,
-                  &ev) < 0) {
-        return 1;
-    }
-    return 0;
+    return ARM_PARKED;
 }
 
 static PyObject *
@@ -220,29 +274,35 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
     if (ready(self) < 0) {
         return NULL;
     }
-    PyObject *then = PyObject_CallOneArg(self->on_ready, conn);
-    if (then == NULL) {
-        return NULL;
-    }
-    PyObject *r;
-    int armed = 1;
-    if (bound.conn_cls == NULL || !Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls)) {
-        PyObject *args[2] = {conn, then};
-        r = PyObject_Vectorcall(self->arm, args, 2, NULL);
+    for (;;) {
+        PyObject *then = PyObject_CallOneArg(self->on_ready, conn);
+        if (then == NULL) {
+            return NULL;
+        }
+        int armed;
+        if (bound.conn_cls == NULL || !Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls)) {
+            PyObject *args[2] = {conn, then};
+            PyObject *again = PyObject_Vectorcall(self->arm, args, 2, NULL);
+            Py_DECREF(then);
+            armed = again == NULL ? -1 : PyObject_IsTrue(again);
+            Py_XDECREF(again);
+            if (armed <= 0) {
+                return armed < 0 ? NULL : Py_NewRef(Py_None);
+            }
+            continue;
+        }
+        armed = then == bound.close_next ? ARM_CLOSE : arm(self, conn, then);
         Py_DECREF(then);
-        return r;
+        if (armed < 0) {
+            return NULL;
+        }
+        if (armed == ARM_CLOSE) {
+            return PyObject_CallOneArg(self->close, conn);
+        }
+        if (armed == ARM_PARKED) {
+            Py_RETURN_NONE;
+        }
     }
-    if (then != bound.close_next) {
-        armed = arm(self, conn, then);
-    }
-    Py_DECREF(then);
-    if (armed < 0) {
-        return NULL;
-    }
-    if (armed) {
-        return PyObject_CallOneArg(self->close, conn);
-    }
-    Py_RETURN_NONE;
 }
 
 /* ---- follow: Worker._follow ----------------------------------------------------------- */
@@ -250,12 +310,14 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 enum { N_WATCHING, N_RESTING, N_BUSY, N_WATCHERS, N_CONNS, N_LOCK, N_REST, N_ACQUIRE,
        N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_ACCEPT, N_POOL_ERROR, N_CLAIMED, N_STATE,
        N_ENGINE, N_ACCEPT_FN, N_NEW_CONNECTION, N_ACCEPT_LOCK, N_STOPPING, N_CONFIG,
-       N_WORKER_CONNECTIONS, N_PAUSE, N_SOCK, N_BASES, N_CTX, N_FD, N_COUNT };
+       N_WORKER_CONNECTIONS, N_PAUSE, N_SOCK, N_BASES, N_CTX, N_FD, N_WOKEN, N_HANGUP,
+       N_COUNT };
 static const char *const follow_text[N_COUNT] = {
     "watching", "resting", "busy", "watchers", "conns", "lock", "rest", "acquire",
     "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state",
     "engine", "accept", "new_connection", "accept_lock", "stopping", "config",
-    "worker_connections", "_pause_accepting", "sock", "bases", "ctx", "fd"};
+    "worker_connections", "_pause_accepting", "sock", "bases", "ctx", "fd", "woken",
+    "hangup"};
 static PyObject *follow_names[N_COUNT];
 
 /* What one pool thread's loop holds: the worker, its instance dict (where its counters
@@ -334,9 +396,10 @@ lock_release(Follow *f)
 
 /* Under the lock, a thread woken for `fd`: the watch left, the thread busy, and the
    connection the fd belongs to claimed (a new reference; NULL if there is none to serve:
-   claimed by another thread, closed, or no connection). *failed on an error. */
+   claimed by another thread, which is told (woken), closed, or no connection). *failed
+   on an error. */
 static PyObject *
-leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, int *failed)
+leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, uint32_t events, int *failed)
 {
     long watching = get_count(f, N_WATCHING);
     if (watching < 0 || set_count(f, N_WATCHING, watching - 1) < 0) {
@@ -385,8 +448,24 @@ leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, int *failed)
         state = claimed == NULL ? NULL : PyObject_GetAttr(conn, follow_names[N_STATE]);
     }
     int taken = claimed == NULL || state == NULL ? -1 : PyObject_IsTrue(claimed);
-    if (taken == 0 && state == bound.closed_state) {
-        taken = 1;
+    if (taken >= 0 && state == bound.closed_state) {
+        taken = 2;  /* closed: nothing to serve */
+    }
+    if (taken >= 0 && taken < 2 && (events & HANGUP)) {  /* told to whoever reads next */
+        if (exact) {
+            native_slot_set(conn, bound.conn[W_HANGUP], Py_NewRef(Py_True));
+        }
+        else if (PyObject_SetAttr(conn, follow_names[N_HANGUP], Py_True) < 0) {
+            taken = -1;
+        }
+    }
+    if (taken == 1) {  /* its owner serves it again before letting go (see arm) */
+        if (exact) {
+            native_slot_set(conn, bound.conn[W_WOKEN], Py_NewRef(Py_True));
+        }
+        else if (PyObject_SetAttr(conn, follow_names[N_WOKEN], Py_True) < 0) {
+            taken = -1;
+        }
     }
     Py_XDECREF(claimed);
     Py_XDECREF(state);
@@ -452,7 +531,8 @@ pool_error(PyObject *worker, PyObject *conn)
 }
 
 /* ---- the wait on the epoll -----------------------------------------------------------
-   With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event),
+   With the GIL: what this thread serves next, in *fd (-1 for a wake-up with no event) and
+   what the epoll reported for it in *events,
    from the epoll waited on without the GIL.
    A thread of the worker busy with a request may be one the switch interval took the GIL
    from in the middle of it (a thread waiting for the GIL 5 ms asks for it); that request
@@ -470,7 +550,7 @@ pool_error(PyObject *worker, PyObject *conn)
    1 when *fd is set; -1 when the epoll fails (closed), or a signal handler raised
    (exception set). */
 static int
-wake_up(WorkerCallsObject *self, int *fd, unsigned *streak)
+wake_up(WorkerCallsObject *self, int *fd, uint32_t *events, unsigned *streak)
 {
     struct epoll_event ev;
     int n, err;
@@ -490,6 +570,7 @@ wake_up(WorkerCallsObject *self, int *fd, unsigned *streak)
         return -1;
     }
     *fd = n > 0 ? ev.data.fd : -1;
+    *events = n > 0 ? ev.events : 0;
     return 1;
 }
 
@@ -546,7 +627,8 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
     unsigned streak = 0;  /* this thread's wake-ups while alone (wake_up's yield) */
     for (;;) {
         int fd;
-        int woke = wake_up(self, &fd, &streak);
+        uint32_t events;
+        int woke = wake_up(self, &fd, &events, &streak);
         if (woke < 0) {  /* the epoll is closed (the process ends): as the reference */
             if (!PyErr_Occurred()) {
                 result = Py_NewRef(Py_None);
@@ -559,7 +641,7 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
         int failed = 0;
-        PyObject *conn = leave_watch(&f, conns, fd_obj, &failed);
+        PyObject *conn = leave_watch(&f, conns, fd_obj, events, &failed);
         if (lock_release(&f) < 0 || failed) {
             Py_XDECREF(conn);
             Py_DECREF(fd_obj);

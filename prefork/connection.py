@@ -18,8 +18,11 @@ deadline and every transition is decided here:
     ACTIVE     (not armed: a pool thread is serving it)
     CLOSED     (gone from the worker's table)
 
-A connection is owned by one thread at a time: the pool thread the epoll woke for it
-(EPOLLONESHOT), or the worker's main thread when it expires it. Serving reads the body
+A connection is owned by one thread at a time: the pool thread the epoll woke for it,
+or the worker's main thread when it expires it. The epoll watches it edge-triggered
+(`Watch`): registered once, never re-armed. So the worker lets it go only when no byte
+can be waiting unannounced: its last read came back short (`drained`), and no event came
+for it while a thread owned it (`woken`); else the owner serves it again. Serving reads the body
 on demand for the app; output the client does not take at once waits in this
 connection's queue and is written as the socket drains (EPOLLOUT), holding no thread.
 After the last response, settle() parks it for the next request, lingers (after a
@@ -42,6 +45,7 @@ import contextlib
 import enum
 import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -92,6 +96,20 @@ class Next(enum.Enum):
     READ = "arm it in the epoll for reading"
     WRITE = "arm it in the epoll for writing"
     CLOSE = "take it out of the table and close it"
+
+
+class Watch(enum.IntEnum):
+    """What the worker's epoll watches a connection for (its mask): edge-triggered, so a
+    connection is registered once and not re-armed per request. Written by its owner."""
+
+    NOTHING = 0  # not in the epoll yet
+    READ = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+    READ_WRITE = READ | select.EPOLLOUT  # after a blocked send
+
+
+# An event's news of the peer's end (its FIN, a reset): after a short read, recv still has
+# that to report, and no edge will come for it.
+HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
 
 class Ending(enum.Enum):
@@ -165,14 +183,15 @@ class Connection:
         "continue_sent",
         "ctx",
         "deadline",
+        "drained",
         "end",
         "fd",
+        "hangup",
         "io",
         "out",
         "parser",
         "pre",
         "proxy_state",
-        "registered",
         "remote_addr",
         "remote_port",
         "request",
@@ -180,6 +199,8 @@ class Connection:
         "sock",
         "state",
         "trusted",
+        "watch",
+        "woken",
     )
 
     def __init__(
@@ -215,10 +236,16 @@ class Connection:
         self.request: Request | None = None
         self.continue_sent = False
         self.end = KEEP
-        # The worker's, under its lock: a thread owns the connection now; it is in the
-        # worker's epoll (from its first park on).
+        # The worker's, under its lock: a thread owns the connection now; an event came
+        # for it while one did (its owner serves it again). Its owner's: what the epoll
+        # watches it for (from its first park on); whether its last read came back short
+        # (so any byte that comes later brings an edge), unless an event told of the
+        # peer's end (HANGUP: its claimer's, under the lock).
         self.claimed = False
-        self.registered = False
+        self.woken = False
+        self.watch = Watch.NOTHING
+        self.drained = True
+        self.hangup = False
         self.out = Output(sock, self.io, ctx.send_timeout_s, ctx.progress)
 
     def __repr__(self) -> str:
@@ -243,7 +270,7 @@ class Connection:
     def on_deadline(self, now: float) -> Next:
         """The sweep claimed it as due: expire it, unless it moved on meanwhile."""
         state = self.state
-        if self.deadline > now or state is ACTIVE:  # served and re-armed since the look
+        if self.deadline > now or state is ACTIVE:  # served and parked since the look
             return WRITE if state is WRITING else READ
         if state is PARKED and not self.parser.idle:
             if self.ctx.metrics is not None:
@@ -258,11 +285,13 @@ class Connection:
         try:
             data = self.io.recv(RECV_BYTES)
         except BlockingIOError:
+            self.drained, self.hangup = True, False  # (a hang-up's recv says so: stale)
             return READ
         except OSError:
             return CLOSE
         if not data:
             return CLOSE
+        self.drained = len(data) < RECV_BYTES and not self.hangup
         if self.proxy_state is not PROXY_NONE:
             try:
                 data = self._take_proxy_header(data)
@@ -299,6 +328,7 @@ class Connection:
     # -- WRITING and LINGER ------------------------------------------------------------------
     def _write(self) -> Next:
         """The socket drained: write more of the queue; then serve what waited behind it."""
+        self.drained = False  # the event may have been for bytes: read before parking
         try:
             done = self.out.flush()
         except ClientGone:
@@ -317,9 +347,11 @@ class Connection:
         try:
             data = self.io.recv(RECV_BYTES)
         except BlockingIOError:
+            self.drained, self.hangup = True, False
             return True
         except OSError:
             return False
+        self.drained = len(data) < RECV_BYTES and not self.hangup
         return bool(data)
 
     # -- ACTIVE: serving -----------------------------------------------------------------------
@@ -511,6 +543,7 @@ class Connection:
             self.continue_sent = True  # RFC 9110 §10.1.1: only once the app wants the body
             self.out.send(CONTINUE)
             self.out.wait_flushed()
+        self.drained = False  # read before parking: this read may leave bytes unannounced
         data = self.recv_wait(self.ctx.body_timeout_s)
         if not data:
             raise ClientGone("client closed the connection during the request body")

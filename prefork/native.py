@@ -81,13 +81,13 @@ _native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callback
                    parser.ParserLimits, collections.deque, httptools.HttpRequestParser,
                    parser.LENIENCIES, connection.Connection.close,
                    (connection.PARKED, connection.KEEP, connection.PROXY_NONE,
-                    connection.CLOSED))
+                    connection.CLOSED, connection.Watch.NOTHING))
 
-# The worker's calls for each request (_native.WorkerCalls): serve arms these
-# connections, follow claims them (unless closed).
+# The worker's calls for each request (_native.WorkerCalls): serve parks these
+# connections (the epoll's masks: connection.Watch), follow claims them (unless closed).
 _native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE,
                     connection.CLOSED, _native.accept, _native.new_connection,
-                    worker.Worker._accept)
+                    worker.Worker._accept, tuple(connection.Watch))
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

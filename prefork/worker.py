@@ -4,7 +4,8 @@ Pool threads are leaders and followers: each waits on the worker's one epoll (th
 sockets and every connection waiting for bytes) and serves whatever it is woken for, inline:
 accept and answer a new connection, read a head that is arriving (an incomplete head is
 re-armed and the thread goes back to waiting: a slow client holds no thread), run the app,
-write the response, re-arm the connection (EPOLLONESHOT) for its next request. There is no
+write the response, park the connection for its next request (edge-triggered: registered
+once, never re-armed; see connection.py). There is no
 hand-off between threads on the request path. A thread waiting on the epoll is a free
 thread, so only a worker with a free thread takes new connections. Only two threads wait
 on the epoll at a time; the other free threads rest and are called in one by one when
@@ -13,7 +14,8 @@ every waiting thread has left to serve (few threads contending for the GIL is ch
 The main thread keeps time and talks to the master: signals (through the wake-up fd),
 deadlines (a sweep of the connection table twice a second), the heartbeat, stuck requests,
 the drain. It claims a connection before expiring it; a pool thread claims one before
-serving it, and releases the claim just before re-arming it (worker.lock guards claims).
+serving it, and releases the claim when it parks it (worker.lock guards claims). An event
+for a connection already claimed marks it woken, and its owner serves it again.
 
 The master talks to a worker through signals (TERM: drain and exit; INT/QUIT: exit now)
 and a SEQPACKET channel: the worker reports "ready" once, then a heartbeat every second.
@@ -28,7 +30,6 @@ import itertools
 import logging
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -38,11 +39,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from prefork import engine, messages
+from prefork import engine, messages, worker_signals
 from prefork import log as logsetup
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
-from prefork.connection import CLOSE, CLOSED, WRITE, Connection, Next, ServerContext
+from prefork.connection import CLOSE, CLOSED, HANGUP, WRITE, Connection, Next, ServerContext, Watch
 from prefork.errors import AppLoadError
 from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.parser import ParserLimits
@@ -68,8 +69,6 @@ SWEEP_S = 0.5  # how often deadlines are checked: their resolution
 # ceiling for an app that sleeps 2 ms, where all 8 threads are called in).
 WATCHERS = 2
 _IN = select.EPOLLIN
-_ARMED = select.EPOLLIN | select.EPOLLONESHOT
-_ARMED_OUT = select.EPOLLOUT | select.EPOLLONESHOT
 
 
 @dataclass(slots=True)
@@ -159,32 +158,10 @@ class Worker:
         self.main_ep = select.epoll()  # wake-ups (signals) and the master: the main thread
 
     # -- set-up ----------------------------------------------------------------------------
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-
-        def graceful(signum: int, frame: object) -> None:
-            self.stop_signal = self.stop_signal or Stop.GRACEFUL
-
-        def quick(signum: int, frame: object) -> None:
-            self.stop_signal = Stop.QUICK
-
-        def reopen(signum: int, frame: object) -> None:
-            self.reopen_logs = True
-
-        signal.signal(signal.SIGTERM, graceful)
-        signal.signal(signal.SIGINT, quick)
-        signal.signal(signal.SIGQUIT, quick)
-        signal.signal(signal.SIGUSR1, reopen)
-        # The master acts on these; a terminal sends them to the whole process group.
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-                    signal.SIGUSR2, signal.SIGWINCH):
-            signal.signal(sig, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
     def run(self) -> int:
         logsetup.set_role(f"worker {self.number}")
         set_title(f"prefork: worker {self.number}")
-        self._install_signals()
+        worker_signals.install(self, self.wake_w)
         self.hooks.call("post_fork", ServerView(self.master_pid, self.config,
                                                 self.config.workers), self.view)
         if self.app is None:
@@ -344,7 +321,7 @@ class Worker:
                 events = ep.poll(-1, 1)
             except OSError:
                 return
-            fd = events[0][0] if events else -1
+            fd, mask = events[0] if events else (-1, 0)
             with lock:
                 self.watching -= 1
                 if not self.watching and self.resting:
@@ -352,10 +329,15 @@ class Worker:
                 self.busy += 1
                 conn = conns.get(fd)
                 if conn is not None:
-                    if conn.claimed or conn.state is CLOSED:
+                    if conn.state is CLOSED:
                         conn = None
                     else:
-                        conn.claimed = True
+                        conn.hangup = conn.hangup or bool(mask & HANGUP)
+                        if conn.claimed:
+                            conn.woken = True  # its owner serves it again before letting go
+                            conn = None
+                        else:
+                            conn.claimed = True
             try:
                 if conn is not None:
                     serve(conn)
@@ -382,18 +364,20 @@ class Worker:
             self.resting -= 1
         self.watching += 1
 
-    def _claim(self, conn: Connection) -> bool:
-        """Take ownership of a connection the sweep found due."""
+    def _claim(self, conn: Connection, now: float) -> bool:
+        """Take ownership of a connection the sweep found due (still due: only its owner
+        moves its deadline)."""
         with self.lock:
-            if conn.claimed or conn.state is CLOSED:
+            if conn.claimed or conn.state is CLOSED or not conn.due(now):
                 return False
             conn.claimed = True
             return True
 
     def _serve(self, conn: Connection) -> None:
         """Serve a connection the epoll woke us for (the caller has claimed it): it says
-        what comes next, and we arm it in the epoll or close it."""
-        self._arm(conn, self.on_ready(conn))
+        what comes next, and we park it or close it (or serve it again)."""
+        while self._arm(conn, self.on_ready(conn)):
+            pass
 
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for a listener
@@ -433,8 +417,8 @@ class Worker:
         keeps a closed connection alive."""
         self._watch_requests(now)
         for conn in list(self.conns.values()):
-            if conn.due(now) and self._claim(conn):
-                self._arm(conn, conn.on_deadline(now))
+            if conn.due(now) and self._claim(conn, now) and self._arm(conn, conn.on_deadline(now)):
+                self._kick(conn)
 
     def _watch_requests(self, now: float) -> None:
         """The request watchdogs (watchdog.py): a worker that gave a request up, or whose
@@ -492,7 +476,9 @@ class Worker:
                     if accepted is None:
                         break
                     # A pool thread serves it when its bytes come.
-                    self._arm(self._adopt(*accepted, base, now), Next.READ)
+                    conn = self._adopt(*accepted, base, now)
+                    if self._arm(conn, Next.READ):
+                        self._kick(conn)
                 with contextlib.suppress(OSError):
                     self.ep.unregister(listener.sock.fileno())
                 listener.sock.close()
@@ -515,22 +501,44 @@ class Worker:
         messages.send(self.channel, message)
 
     # -- called from pool threads ----------------------------------------------------------
-    def _arm(self, conn: Connection, then: Next) -> None:
-        """What a claimed connection asked for: give it back to the epoll (our claim is
-        released first: once armed, another thread may take it), or close it."""
+    def _arm(self, conn: Connection, then: Next) -> bool:
+        """What a claimed connection asked for: park it (the epoll watches it for what it
+        waits for; then our claim is released), or close it. True: it is still ours, to
+        serve again (its last read may have left bytes no edge will announce, or an event
+        came for it while we held it)."""
         if then is CLOSE:
             self._close(conn)
-            return
-        conn.claimed = False
-        mask = _ARMED_OUT if then is WRITE else _ARMED
-        try:
-            if conn.registered:
-                self.epoll.modify(conn.fd, mask)
-            else:
-                conn.registered = True  # before: once armed, another thread may arm it
-                self.epoll.register(conn.fd, mask)
-        except OSError:
-            self._close(conn)
+            return False
+        if then is WRITE:
+            watch = Watch.READ_WRITE
+        elif not conn.drained:
+            return True
+        else:
+            watch = conn.watch or Watch.READ
+        if watch is not conn.watch:  # registered or widened while ours: no race to re-arm
+            try:
+                if conn.watch:
+                    self.epoll.modify(conn.fd, watch)
+                else:
+                    self.epoll.register(conn.fd, watch)
+            except OSError:
+                self._close(conn)
+                return False
+            conn.watch = watch
+        with self.lock:
+            if conn.woken:
+                conn.woken = False
+                return True
+            conn.claimed = False
+        return False
+
+    def _kick(self, conn: Connection) -> None:
+        """Let go of one _arm says to serve again, for a pool thread (it is writable)."""
+        with self.lock:
+            conn.woken = conn.claimed = False
+            conn.watch = Watch.READ_WRITE
+        with contextlib.suppress(OSError):
+            self.epoll.modify(conn.fd, Watch.READ_WRITE)
 
     def _close(self, conn: Connection) -> None:
         """Forget a connection, then close it (in that order: its descriptor's number may
@@ -571,16 +579,7 @@ def worker_main(
     hooks: Hooks | None = None,
 ) -> None:
     """Entry point in the forked child (multiprocessing target)."""
-    # The master forked us with its signals blocked: give them a worker's meaning before
-    # letting any through (TERM/INT/QUIT end a worker that is still booting; the rest
-    # are the master's business), then unblock. Worker.run() installs the real handlers.
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN,
-                signal.SIGTTOU, signal.SIGWINCH):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    worker_signals.booting()  # Worker.run() installs the handlers
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -4,7 +4,7 @@ reference (Worker._serve and _arm, Worker._begin_request, RequestWatch.end/.prog
 Two workers, one per engine, built as a worker process builds itself, each with one
 connection over a real socketpair, are given the same request bytes and woken the same
 way (`worker.serve`): the same bytes back, the same claims and registrations, the same
-arming in the worker's real epoll (what it reports once the client sends or reads), the
+watch in the worker's real epoll (what it reports once the client sends or reads), the
 same closing, the same watchdog entries seen by the app, the same counts, messages to
 the master and recycling at max_requests.
 """
@@ -25,7 +25,7 @@ import pytest
 
 from prefork import messages
 from prefork.config import Config
-from prefork.connection import Connection, Next
+from prefork.connection import Connection, Next, Watch
 from prefork.worker import Worker
 from prefork.wsgi import base_environ
 
@@ -110,7 +110,7 @@ class World:
 
     def state(self) -> tuple[Any, ...]:
         w = self.worker
-        return (self.conn.claimed, self.conn.registered, self.conn.fd in w.conns,
+        return (self.conn.claimed, self.conn.watch, self.conn.fd in w.conns,
                 self.conn.sock.fileno() == -1, w.info.served, w.recycle,
                 dict(w.requests.inflight), self.told_master())
 
@@ -124,7 +124,7 @@ class World:
 def steps(world: World, script: list[bytes | str]) -> list[Any]:
     """Each step: bytes the client sends (then the worker is woken), "read" (the client
     reads what was sent), "poll" (what the epoll reports), "forget" (the connection
-    says it is registered while it is not: the epoll refuses the next arming)."""
+    says it is not in the epoll while it is: the epoll refuses the next registration)."""
     seen: list[Any] = []
     for step in script:
         if step == "read":
@@ -132,8 +132,7 @@ def steps(world: World, script: list[bytes | str]) -> list[Any]:
         elif step == "poll":
             seen.append(("poll", world.armed()))
         elif step == "forget":
-            world.conn.registered = True
-            world.worker.ep.unregister(world.conn.fd)
+            world.conn.watch = Watch.NOTHING
         elif step == "wake":
             seen.append((world.wake(), world.state()))
         else:
@@ -171,9 +170,9 @@ def test_native_worker_calls_are_wired() -> None:
 
 def test_keep_alive_requests_are_served_and_rearmed() -> None:
     seen = both(["poll", GET, "poll", GET, "poll", GET[:7], "poll", GET[7:], "poll"])
-    # parked after each request: armed for reading, reported only once bytes come
+    # parked after each request: watched for reading, reported only once bytes come
     served = [s for s in seen if s[0] != "poll"]
-    assert all(s[2][:4] == (False, True, True, False) for s in served)
+    assert all(s[2][:4] == (False, Watch.READ, True, False) for s in served)
     assert [s[2][4] for s in served] == [1, 2, 2, 3]
     assert seen[0] == ("poll", []) and seen[2] == ("poll", [])
     assert b"(1, True, b'/a', True, 1)" in seen[1][1]
@@ -343,8 +342,10 @@ def follow_story(engine: str) -> list[Any]:
             world.client.recv(10)
         world.client.setblocking(True)
         until(lambda: w.busy == 0, "the thread back")
-        seen.append((world.conn.claimed, counters(w)))
-        w._arm(world.conn, Next.READ)  # given back: its bytes wake the thread again
+        seen.append((world.conn.claimed, world.conn.woken, counters(w)))
+        # given back by the sweep: woken meanwhile, so handed to a pool thread (_kick)
+        seen.append(w._arm(world.conn, Next.READ))
+        w._kick(world.conn)
         seen.append(reply(world.client))
         for n in (1, 2):  # a listener woke us: its _accept (raising the second time)
             socket.create_connection(listen.getsockname()).close()
@@ -352,11 +353,12 @@ def follow_story(engine: str) -> list[Any]:
         seen.append(errors[:])
 
         class Refusing:
-            def modify(self, fd: int, mask: int) -> None:
-                raise RuntimeError("arming refused")
+            def register(self, fd: int, mask: int) -> None:
+                raise RuntimeError("registration refused")
 
         w.epoll = Refusing()  # type: ignore[assignment]
-        other.client.sendall(GET)  # served, then its arming raises: closed
+        second.watch = Watch.NOTHING  # (it is in the epoll) registered again when parked
+        other.client.sendall(GET)  # served, then its registration raises: closed
         seen.append(reply(other.client))
         until(lambda: len(errors) == 2 and w.busy == 0, "the error reported")
         seen.append((errors[1], second.fd in w.conns, second.sock.fileno(), counters(w)))
@@ -385,15 +387,17 @@ def test_a_pool_threads_loop_does_in_c_what_the_reference_does() -> None:
     story = follow_story("python")
     assert story == follow_story("native")
     assert b"HTTP/1.1 200 OK" in story[0] and story[1] == (1, 0, 0)
-    # the held connection's bytes came first, the other's were served (request 2) ...
-    assert b"True, 2)" in story[2] and story[3] == (True, (1, 0, 0))
-    assert b"True, 3)" in story[4]  # ... and the held one's once given back
-    assert story[5] == ("accept", "the listener")
-    assert story[6] == [(False, "ValueError")]  # the accept's error, no connection
-    assert b"True, 4)" in story[7]  # served, then its arming raised: closed
-    assert story[8] == ((True, "RuntimeError"), False, -1, (1, 0, 0))
-    assert story[9] == ("accept", "the listener")
-    assert story[10] == (False, ["stopped"], (0, 0, 0))
+    # the held connection's bytes came first (it is marked woken), the other's were
+    # served (request 2) ...
+    assert b"True, 2)" in story[2] and story[3] == (True, True, (1, 0, 0))
+    assert story[4] is True  # ... the sweep may not let it go, so it kicks it ...
+    assert b"True, 3)" in story[5]  # ... and a pool thread serves it
+    assert story[6] == ("accept", "the listener")
+    assert story[7] == [(False, "ValueError")]  # the accept's error, no connection
+    assert b"True, 4)" in story[8]  # served, then its registration raised: closed
+    assert story[9] == ((True, "RuntimeError"), False, -1, (1, 0, 0))
+    assert story[10] == ("accept", "the listener")
+    assert story[11] == (False, ["stopped"], (0, 0, 0))
 
 
 def test_the_native_worker_runs_its_pool_threads_in_c() -> None:
@@ -510,7 +514,7 @@ def accept_story(engine: str) -> list[Any]:
         return client
 
     def table() -> list[Any]:
-        return sorted((c.claimed, c.registered, c.state.name, c.served)
+        return sorted((c.claimed, c.watch, c.state.name, c.served)
                       for c in w.conns.values() if c is not world.conn)
 
     try:
@@ -549,7 +553,7 @@ def test_a_listener_woken_is_handled_in_c_as_the_reference_handles_it() -> None:
     assert story == accept_story("native")
     assert story[0] == (None, [], 1)  # served and closed
     assert story[1].startswith(b"HTTP/1.1 200 OK")
-    assert story[2] == (None, [(False, True, "PARKED", 1)], 2)  # kept, armed
-    assert story[4] == story[5] == (None, [(False, True, "PARKED", 1)])
-    assert story[6] == (None, [(False, True, "PARKED", 1)], False)
-    assert story[7] == (None, True, [(False, True, "PARKED", 1)])
+    assert story[2] == (None, [(False, Watch.READ, "PARKED", 1)], 2)  # kept, armed
+    assert story[4] == story[5] == (None, [(False, Watch.READ, "PARKED", 1)])
+    assert story[6] == (None, [(False, Watch.READ, "PARKED", 1)], False)
+    assert story[7] == (None, True, [(False, Watch.READ, "PARKED", 1)])
