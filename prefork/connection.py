@@ -20,9 +20,10 @@ deadline and every transition is decided here:
 
 A connection is owned by one thread at a time: the pool thread the epoll woke for it,
 or the worker's main thread when it expires it. The epoll watches it edge-triggered
-(`Watch`): registered once, never re-armed. So the worker lets it go only when no byte
-can be waiting unannounced: its last read came back short (`drained`), and no event came
-for it while a thread owned it (`woken`); else the owner serves it again. Serving reads the body
+(`Watch`): registered once, never re-armed. So the worker lets it go only when nothing
+can be waiting unannounced: its last read came back short (`drained`) with no word of
+the peer's end left for recv to report (`hangup`), and no event came for it while a
+thread owned it (`woken`); else the owner serves it again. Serving reads the body
 on demand for the app; output the client does not take at once waits in this
 connection's queue and is written as the socket drains (EPOLLOUT), holding no thread.
 After the last response, settle() parks it for the next request, lingers (after a
