@@ -16,10 +16,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.server import Server
+from tests.server import Server, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +84,7 @@ def test_requests_larger_than_one_read(server: Server) -> None:
         assert out.count(b"HTTP/1.1 200 OK") == 2 and body in out
 
 
-def test_more_pipelined_requests_than_one_read_holds() -> None:
+def test_more_pipelined_requests_than_one_read_holds(tmp_path: Path) -> None:
     """All of it has come before the only pool thread reads (it was busy with another
     connection): the first read comes back full, and no edge will come for the rest."""
     n = 900  # (max_keepalive_requests is 1000) ~120 KiB of heads
@@ -93,8 +94,9 @@ def test_more_pipelined_requests_than_one_read_holds() -> None:
             socket.create_connection((srv.host, srv.port), timeout=10) as sock:
         sock.sendall(GET)  # parked: in the epoll from now on
         assert sock.recv(4096).endswith(b"Hello, world!")
-        busy.sendall(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.1)  # the thread is in the app
+        mark = tmp_path / "in-the-app"
+        busy.sendall(b"GET /slow?s=0.3&mark=%s HTTP/1.1\r\nHost: t\r\n\r\n" % bytes(mark))
+        wait_for(mark.exists, what="the only pool thread in the app")
         sock.sendall(padded * n)
         out = bytearray()
         while out.count(b"Hello, world!") < n:
