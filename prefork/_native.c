@@ -614,6 +614,7 @@ native_accept(PyObject *Py_UNUSED(module), PyObject *arg)
     sock->fd = fd;  /* owned from here: freeing sock closes it */
     sock->owned = 1;
     sock->family = addr.ss_family;
+    sock->reads_big = 0;  /* PyObject_New zeroes nothing: every field is set here */
     char host[NI_MAXHOST] = "", port[NI_MAXSERV] = "";
     int family = addr.ss_family;
     if (family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {

@@ -38,13 +38,14 @@
 
 #include "_native.h"
 
-enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_DRAINED, C_END, C_FD,
-       C_HANGUP, C_IO, C_OUT, C_PARSER, C_PRE, C_PROXY_STATE, C_REMOTE_ADDR, C_REMOTE_PORT,
-       C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_WATCH, C_WOKEN, C_COUNT };
+enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_DRAINED, C_DROPPED, C_END,
+       C_FD, C_HANGUP, C_IO, C_LINGER_END, C_OUT, C_PARSER, C_PRE, C_PROXY_STATE,
+       C_REMOTE_ADDR, C_REMOTE_PORT, C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_WATCH,
+       C_WOKEN, C_COUNT };
 static const char *const conn_slots[C_COUNT] = {
-    "base", "claimed", "continue_sent", "ctx", "deadline", "drained", "end", "fd", "hangup",
-    "io", "out", "parser", "pre", "proxy_state", "remote_addr", "remote_port", "request",
-    "served", "sock", "state", "trusted", "watch", "woken"};
+    "base", "claimed", "continue_sent", "ctx", "deadline", "drained", "dropped", "end", "fd",
+    "hangup", "io", "linger_end", "out", "parser", "pre", "proxy_state", "remote_addr",
+    "remote_port", "request", "served", "sock", "state", "trusted", "watch", "woken"};
 enum { P_CHUNKS, P_FIELDS, P_FRAMING_LIMIT, P_HEAD_BYTES, P_HEAD_LIMIT, P_LEAD, P_MAX_BODY,
        P_ORIGIN_HEAD, P_PARSER, P_REQ, P_SNIFFING, P_ERROR, P_READY, P_STOPPED, P_COUNT };
 static const char *const parser_slots[P_COUNT] = {
@@ -467,6 +468,8 @@ native_new_connection(PyObject *const *args)
         put(conn, c[C_WATCH], Py_NewRef(bound.k[K_NOTHING])) < 0 ||
         put(conn, c[C_DRAINED], Py_NewRef(Py_True)) < 0 ||
         put(conn, c[C_HANGUP], Py_NewRef(Py_False)) < 0 ||
+        put(conn, c[C_LINGER_END], PyFloat_FromDouble(0.0)) < 0 ||
+        put(conn, c[C_DROPPED], PyLong_FromLong(0)) < 0 ||
         put(conn, c[C_OUT], new_output(sock, fd_obj, got[G_SEND_TIMEOUT_S],
                                        got[G_PROGRESS])) < 0) {
         Py_CLEAR(conn);

@@ -91,10 +91,10 @@ static struct {
 } bound;
 
 enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
-       N_ACCOUNT, N_SEND, N_FEED_DATA, N_REFUSED, N_FED, N_COUNT };
+       N_ACCOUNT, N_SEND, N_FEED_DATA, N_REFUSED, N_FED, N_ENDING, N_COUNT };
 static const char *const names[N_COUNT] = {"fill", "_failed", "_ready_for_next", "feed",
                                            "_feed", "popleft", "_refuse", "account", "send",
-                                           "feed_data", "_refused", "_fed"};
+                                           "feed_data", "_refused", "_fed", "ending"};
 static PyObject *name_objs[N_COUNT];
 
 static PyObject *
@@ -496,7 +496,7 @@ parser_idle(PyObject *parser)
 }
 
 /* Connection.settle: all output is written; park for the next request, or close. A
-   connection to linger goes to the reference (it shuts the socket's write side). */
+   connection to linger, or any while the worker drains, goes to the reference. */
 static PyObject *
 settle(PyObject *conn, PyObject *ctx, PyObject *parser)
 {
@@ -504,8 +504,8 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
     if (end == bound.k[K_END_CLEAN]) {
         return Py_NewRef(bound.k[K_CLOSE]);
     }
-    if (end != bound.k[K_KEEP]) {
-        return PyObject_CallOneArg(bound.settle_reference, conn);
+    if (end != bound.k[K_KEEP] || NATIVE_SLOT(ctx, bound.ctx[X_STOPPING]) != Py_False) {
+        return PyObject_CallOneArg(bound.settle_reference, conn);  /* lingers, or drains */
     }
     double now = native_monotonic();
     int idle = parser_idle(parser);
@@ -584,34 +584,14 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
                 Py_DECREF(req);
                 return NULL;
             }
-            if (!keep) {
-                /* clean = parser.idle and not parser.ready and parser.error is None and
-                   req.body.complete */
-                int clean = parser_idle(parser);
-                if (clean > 0) {
-                    Py_ssize_t more = PyObject_Length(ready);
-                    clean = more < 0 ? -1 : more == 0;
-                }
-                if (clean > 0) {
-                    clean = NATIVE_SLOT(parser, p[P_ERROR]) == Py_None;
-                }
-                if (clean > 0) {
-                    PyObject *body = Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)
-                        ? NATIVE_SLOT(req, bound.request[R_BODY]) : NULL;
-                    PyObject *complete = body != NULL &&
-                        Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)
-                        ? NATIVE_SLOT(body, bound.body[B_COMPLETE]) : NULL;
-                    clean = complete == NULL ? -1 : PyObject_IsTrue(complete);
-                    if (complete == NULL && !PyErr_Occurred()) {
-                        PyErr_SetString(PyExc_TypeError, "serve: not a Request");
-                    }
-                }
-                if (clean < 0) {
+            if (!keep) {  /* how it ends: the reference decides (conn.ending(req)) */
+                PyObject *args[2] = {conn, req};
+                PyObject *r = PyObject_VectorcallMethod(name_objs[N_ENDING], args, 2, NULL);
+                if (r == NULL) {
                     Py_DECREF(req);
                     return NULL;
                 }
-                native_slot_set(conn, c[C_END],
-                                Py_NewRef(bound.k[clean ? K_END_CLEAN : K_END_LINGER]));
+                Py_DECREF(r);
             }
             Py_DECREF(req);
         }

@@ -164,8 +164,10 @@ class AdminServer:
     one GET each, closed at DEADLINE_S. `state` is called for each request."""
 
     def __init__(self, address: str, sel: selectors.BaseSelector,
-                 state: Callable[[], ServerState]) -> None:
-        self.sock = bind_tcp(address, 64)
+                 state: Callable[[], ServerState], inherited_fd: int = -1) -> None:
+        # A SIGUSR2 upgrade hands the old master's socket over (the port is taken).
+        self.sock = (socket.socket(fileno=inherited_fd) if inherited_fd >= 0 else
+                     bind_tcp(address, 64))
         self.sock.setblocking(False)
         self.sel = sel
         self.state = state
@@ -253,12 +255,26 @@ class AdminServer:
                         (s1 - s0) / n * 1000 if n else 0.0))
         return out
 
-    def close(self) -> None:
-        for conn in list(self.conns.values()):
-            self._close(conn)
+    def close(self, finish_s: float = 1.0) -> None:
+        """Stop taking connections, answer those already taken (for at most `finish_s`:
+        after a SIGUSR2 the new master shares the listening socket and answers the
+        rest), then close them."""
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(self.sock)
         self.sock.close()
+        own = selectors.DefaultSelector()  # the master's selector has its other sources
+        for conn in list(self.conns.values()):
+            with contextlib.suppress(KeyError, ValueError):
+                own.register(conn.sock, self.sel.get_key(conn.sock).events, conn)
+                self.sel.unregister(conn.sock)
+        self.sel = own
+        deadline = time.monotonic() + finish_s
+        while self.conns and (left := deadline - time.monotonic()) > 0:
+            for key, mask in own.select(left):
+                self._io(key.data, mask)
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        own.close()
 
 
 def response(status: int, body: bytes, ctype: str) -> bytes:

@@ -34,7 +34,8 @@ from prefork.values import Kind, Refused, SettingMeta, StaticMount, convert, des
 ENV_PREFIX = "PREFORK_"
 # Variables with the prefix that are not settings: the config file, and what a master
 # hands to the master that replaces it on SIGUSR2.
-ENV_INTERNAL = frozenset({"PREFORK_CONFIG", "PREFORK_INHERIT_FDS", "PREFORK_UPGRADE_FROM"})
+ENV_INTERNAL = frozenset({"PREFORK_CONFIG", "PREFORK_INHERIT_FDS", "PREFORK_INHERIT_ADMIN_FD",
+                          "PREFORK_UPGRADE_FROM"})
 SECONDS = 1.0
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 ProxyProtocol = Literal["off", "v1", "v2", "auto"]
@@ -274,8 +275,14 @@ class Config:
         "notice the server is going).", section="workers", unit="s", min=0, max=3600,
     )
     worker_connections: int = setting(
-        1000, "Most connections a worker holds open; beyond that new ones wait in the "
-        "listen backlog.", section="workers", min=1, max=1_000_000,
+        0, "Most connections a worker holds open; beyond that new ones wait in the "
+        "listen backlog. 0: as many as the open-files limit leaves room for (that limit "
+        "less 64 for the worker's own files).", section="workers", min=0, max=10_000_000,
+    )
+    max_open_files: int = setting(
+        0, "At start, raise the soft limit on open files (RLIMIT_NOFILE; each connection "
+        "is one) to this. 0: as high as the hard limit allows (at most 1048576).",
+        section="workers", min=0, max=1 << 24,
     )
     # [http]
     keepalive: float = setting(
@@ -297,6 +304,21 @@ class Config:
     max_keepalive_requests: int = setting(
         1000, "Requests served on one connection before it is closed (0: no limit).",
         section="http", min=0,
+    )
+    lingering_time: float = setting(
+        30 * SECONDS, "When prefork closes a connection the client may still be writing to "
+        "(a refusal, max_keepalive_requests, a stop), it shuts its sending side and reads "
+        "and drops what still comes for at most this long, so that the client reads the "
+        "whole response instead of a reset (nginx's lingering_time; 0: close at once).",
+        section="http", unit="s", min=0, max=3600,
+    )
+    lingering_timeout: float = setting(
+        5 * SECONDS, "While lingering, close once nothing has come for this long "
+        "(nginx's lingering_timeout).", section="http", unit="s", min=0.01, max=3600,
+    )
+    lingering_bytes: int = setting(
+        16 << 20, "While lingering, close once this many bytes were dropped.",
+        section="http", unit="bytes", min=0,
     )
     limit_request_line: int = setting(
         8190, "Longest request line in bytes; longer gets 414.", section="http",

@@ -43,19 +43,36 @@ alike.
 from __future__ import annotations
 
 import contextlib
-import enum
+import fcntl
 import logging
 import os
-import select
 import socket
+import sys
+import termios
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from prefork.accesslog import AccessLog, Entry, escape
-from prefork.config import ProxyProtocol
-from prefork.engine import PYTHON, ClientSocket, Engine
+from prefork.accesslog import Entry, escape
+from prefork.connstate import (
+    ACTIVE,
+    CLOSE,
+    CLOSED,
+    END_CLEAN,
+    END_LINGER,
+    KEEP,
+    LINGER,
+    PARKED,
+    PROXY_EXPECTED,
+    PROXY_NONE,
+    PROXY_REFUSED,
+    READ,
+    WRITE,
+    WRITING,
+    Next,
+    ServerContext,
+    Watch,
+)
+from prefork.engine import ClientSocket
 from prefork.errors import (
     BadRequest,
     ClientGone,
@@ -63,16 +80,13 @@ from prefork.errors import (
     InternalServerError,
     RequestTimeout,
 )
-from prefork.hooks import WorkerView, run_hook
+from prefork.hooks import run_hook
 from prefork.http import proxyproto
-from prefork.http.parser import DEFAULT_LIMITS, ParserLimits, RequestParser
+from prefork.http.parser import RequestParser
 from prefork.http.request import Request
 from prefork.http.response import CONTINUE, error_body, error_response
-from prefork.loader import WSGIApp
-from prefork.metrics import WorkerMetrics
 from prefork.output import POLLIN, Output, wait_for
-from prefork.proxy import Trust, apply_forwarded
-from prefork.static import StaticFiles
+from prefork.proxy import apply_forwarded
 from prefork.values import StaticMount
 from prefork.wsgi import Exchange
 
@@ -80,101 +94,6 @@ log = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1 << 20  # unread body we discard to keep a connection; more: close
-LINGER_S = 2.0  # after an error reply, read and drop the client's bytes this long (no RST)
-
-
-class State(enum.Enum):
-    PARKED = "armed for reading: a head is arriving, or it is idle between requests"
-    ACTIVE = "a pool thread is serving it"
-    WRITING = "armed for writing: its output queue drains as the client reads"
-    LINGER = "after a refusal: write side shut, the client's bytes dropped until EOF"
-    CLOSED = "closed and gone from the worker's table"
-
-
-class Next(enum.Enum):
-    """What the worker does with a connection handed back to it."""
-
-    READ = "arm it in the epoll for reading"
-    WRITE = "arm it in the epoll for writing"
-    CLOSE = "take it out of the table and close it"
-
-
-class Watch(enum.IntEnum):
-    """What the worker's epoll watches a connection for (its mask): edge-triggered, so a
-    connection is registered once and not re-armed per request. Written by its owner."""
-
-    NOTHING = 0  # not in the epoll yet
-    READ = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
-    READ_WRITE = READ | select.EPOLLOUT  # after a blocked send
-
-
-# An event's news of the peer's end (its FIN, a reset): after a short read, recv still has
-# that to report, and no edge will come for it.
-HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-
-
-class Ending(enum.Enum):
-    """How the connection ends once its output is written."""
-
-    KEEP = "park it for the next request"
-    CLEAN = "close it: every byte the client sent was read"
-    LINGER = "shut our side, drop what the client still sends, then close"
-
-
-class ProxyHeader(enum.Enum):
-    """PROXY protocol on this connection."""
-
-    NONE = "no header due"
-    EXPECTED = "its first bytes are a PROXY header"
-    REFUSED = "the peer may not send one (not in proxy_allow_ips)"
-
-
-# Module-level names: a global lookup and an identity test on the hot path, as cheap as
-# the plain ints they replace, and mypy tells one family from another.
-PARKED, ACTIVE, WRITING, LINGER, CLOSED = (State.PARKED, State.ACTIVE, State.WRITING,
-                                           State.LINGER, State.CLOSED)
-READ, WRITE, CLOSE = Next.READ, Next.WRITE, Next.CLOSE
-KEEP, END_CLEAN, END_LINGER = Ending.KEEP, Ending.CLEAN, Ending.LINGER
-PROXY_NONE, PROXY_EXPECTED, PROXY_REFUSED = (ProxyHeader.NONE, ProxyHeader.EXPECTED,
-                                             ProxyHeader.REFUSED)
-
-
-
-@dataclass(slots=True)
-class ServerContext:
-    """What a connection needs from its worker: settings, and the watchdogs' clocks.
-
-    Built once per worker; read by every pool thread (the callbacks are thread-safe).
-    """
-
-    app: WSGIApp
-    keepalive_s: float = 2.0
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    send_timeout_s: float = 30.0
-    max_keepalive_requests: int = 0
-    request_timeout_s: float = 0.0
-    parser_limits: ParserLimits = DEFAULT_LIMITS
-    engine: Engine = PYTHON  # whose recv and send the connections use
-    begin_request: Callable[[Request, Exchange], None] = lambda req, exchange: None
-    end_request: Callable[[], None] = lambda: None
-    progress: Callable[[], None] = lambda: None  # slow I/O moved on: the request is not stuck
-    access_log: AccessLog | None = None
-    metrics: WorkerMetrics | None = None
-    static: StaticFiles | None = None
-    trust: Trust | None = None  # forwarded headers: who is a trusted proxy
-    proxy_mode: ProxyProtocol = "off"  # PROXY protocol
-    proxy_trust: Trust | None = None  # who may send a PROXY header
-    worker_number: int = 0
-    # Server hooks around each request (None when unset: one comparison per request).
-    pre_request: Callable[..., object] | None = None
-    post_request: Callable[..., object] | None = None
-    hook_worker: WorkerView | None = None  # what those hooks get as `worker`
-    stopping: bool = False  # set by the worker's main thread on a graceful stop
-    timed: bool = False  # requests are timed (access log or metrics): set after init
-
-    def __post_init__(self) -> None:
-        self.timed = self.access_log is not None or self.metrics is not None
 
 
 class Connection:
@@ -185,10 +104,12 @@ class Connection:
         "ctx",
         "deadline",
         "drained",
+        "dropped",
         "end",
         "fd",
         "hangup",
         "io",
+        "linger_end",
         "out",
         "parser",
         "pre",
@@ -247,6 +168,9 @@ class Connection:
         self.watch = Watch.NOTHING
         self.drained = True
         self.hangup = False
+        # LINGER: when it is closed whatever the client still sends; the bytes dropped.
+        self.linger_end = 0.0
+        self.dropped = 0
         self.out = Output(sock, self.io, ctx.send_timeout_s, ctx.progress)
 
     def __repr__(self) -> str:
@@ -344,7 +268,8 @@ class Connection:
         return self.settle()
 
     def _linger_read(self) -> bool:
-        """Drop bytes a refused client still sends; False once it has closed."""
+        """Drop bytes the client still sends after our side was shut; False once it has
+        closed, or lingering has lasted or dropped enough (lingering_time, _bytes)."""
         try:
             data = self.io.recv(RECV_BYTES)
         except BlockingIOError:
@@ -352,8 +277,15 @@ class Connection:
             return True
         except OSError:
             return False
+        if not data:
+            return False
         self.drained = len(data) < RECV_BYTES and not self.hangup
-        return bool(data)
+        ctx = self.ctx
+        self.dropped += len(data)
+        if self.dropped > ctx.lingering_bytes:
+            return False
+        self.deadline = min(time.monotonic() + ctx.lingering_timeout_s, self.linger_end)
+        return True
 
     # -- ACTIVE: serving -----------------------------------------------------------------------
     def serve(self) -> Next:
@@ -364,9 +296,7 @@ class Connection:
             if parser.ready:
                 req = parser.ready.popleft()
                 if not serve_one(self, req):
-                    clean = (parser.idle and not parser.ready and parser.error is None
-                             and req.body.complete)
-                    self.end = END_CLEAN if clean else END_LINGER
+                    self.ending(req)
             elif parser.error is not None:
                 self._refuse(parser.error)
             elif parser.stopped:
@@ -385,6 +315,20 @@ class Connection:
                 return WRITE
         return self.settle()
 
+    def ending(self, req: Request) -> None:
+        """`req` was the connection's last request: close it outright only if the client
+        said it sends no more and every byte it sent was read; otherwise it may be writing
+        already (the next request, pipelined or crossing our close on the wire, or the
+        rest of a body), and closing with unread bytes would make the kernel reset the
+        connection and drop the response bytes not yet sent (RFC 9112 §9.6): linger.
+        (The native engine's serve loop calls this too.)"""
+        if self.end is not KEEP:
+            return  # _failed decided (the client is gone)
+        parser = self.parser
+        clean = (not req.keep_alive and parser.idle and not parser.ready
+                 and parser.error is None and req.body.complete)
+        self.end = END_CLEAN if clean else END_LINGER
+
     def _refuse(self, error: HTTPError) -> None:
         """The parser found the request malformed: its 4xx, then linger and close."""
         ctx = self.ctx
@@ -397,24 +341,64 @@ class Connection:
                                        [], [], ctx.worker_number))
 
     def settle(self) -> Next:
-        """All output is written: park for the next request, linger, or close."""
+        """All output is written: park for the next request, linger, or close. While the
+        worker drains, an idle connection is not parked: its last read found nothing more
+        (drained), so it lingers closed now (a request crossing our FIN on the wire is
+        dropped, and its client sees the FIN: RFC 9112 §9.3.1 lets it retry)."""
         end = self.end
+        if end is KEEP and self.ctx.stopping and self.parser.idle and self.drained:
+            self.end = end = END_LINGER
         if end is END_CLEAN:
             return CLOSE
         if end is END_LINGER:
-            try:
-                self.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                return CLOSE
-            self.state = LINGER
-            self.deadline = time.monotonic() + LINGER_S
-            return READ
+            return self.linger()
         now = time.monotonic()
         if self.parser.idle:
             self.deadline = now + self.ctx.keepalive_s
         elif self.deadline <= now:  # part of the next head is here already
             self.deadline = now + self.ctx.header_timeout_s
         self.state = PARKED
+        return READ
+
+    def quiet(self) -> bool:
+        """Lingering, and its client has taken every byte we sent and our FIN (none left
+        unacknowledged) and sent nothing we have not read: closing it now resets nothing
+        it has not read. (Read without the claim, by a draining worker's main thread.)"""
+        if self.state is not LINGER or self.claimed:
+            return False
+        buf = bytearray(4)
+        try:
+            for request in (termios.FIONREAD, termios.TIOCOUTQ):  # TIOCOUTQ is SIOCOUTQ
+                fcntl.ioctl(self.fd, request, buf)
+                if int.from_bytes(buf, sys.byteorder):
+                    return False
+        except OSError:
+            return False
+        return True
+
+    def stop_idle(self) -> Next:
+        """The worker drains and this connection is idle between requests (claimed, its
+        last look found no bytes): linger it closed now rather than at its deadline (our
+        FIN first: a request crossing it on the wire is dropped, not reset, and its
+        client, seeing the FIN, may retry it: RFC 9112 §9.3.1)."""
+        self.end = END_LINGER
+        return self.linger()
+
+    def linger(self) -> Next:
+        """Shut our sending side (the client reads every byte sent, then our FIN), then
+        drop what the client still sends until it closes (lingering_time, _timeout,
+        _bytes bound it); holds no thread: the epoll wakes it for what comes."""
+        ctx = self.ctx
+        if ctx.lingering_time_s <= 0:
+            return CLOSE
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return CLOSE
+        now = time.monotonic()
+        self.state = LINGER
+        self.linger_end = now + ctx.lingering_time_s
+        self.deadline = min(now + ctx.lingering_timeout_s, self.linger_end)
         return READ
 
     def serve_one(self, req: Request) -> bool:

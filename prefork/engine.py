@@ -24,7 +24,8 @@ from prefork.http.parser import FieldsFactory
 from prefork.wsgi import BuildEnviron, Exchange, build_environ
 
 if TYPE_CHECKING:
-    from prefork.connection import Connection, ServerContext
+    from prefork.connection import Connection
+    from prefork.connstate import ServerContext
 
 
 class SocketIO(Protocol):

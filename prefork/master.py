@@ -106,7 +106,8 @@ class Master:
     def run(self) -> int:
         set_title("prefork: master")
         self.target = self.config.workers
-        fds, self.upgrade_from = upgrade.take_inherited(os.environ)
+        inherited = upgrade.take_inherited(os.environ)
+        fds, self.upgrade_from = inherited.fds, inherited.old_pid
         self.pidfile = upgrade.Pidfile(self.config.pidfile)
         self.upgrading = upgrade.Upgrade(self.pidfile)
         activated = systemd.listen_fds(os.environ)
@@ -136,7 +137,7 @@ class Master:
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         if self.config.admin_bind:
             self.admin_listener = admin.AdminServer(self.config.admin_bind, self.sel,
-                                                    self.admin_state)
+                                                    self.admin_state, inherited.admin_fd)
         self.pidfile.write()
         log.info("prefork master started (pid %d): %d worker(s) x %d thread(s), app %s",
                  os.getpid(), self.target, self.config.threads,
@@ -505,7 +506,8 @@ class Master:
             log.warning("SIGUSR2: cannot upgrade now (stopping, an upgrade under way, or "
                         "no command line to start again)")
             return
-        self.upgrading.start(self.argv, self.listeners)
+        admin_fd = self.admin_listener.sock.fileno() if self.admin_listener else -1
+        self.upgrading.start(self.argv, self.listeners, admin_fd)
 
     def _retire_old_master(self) -> None:
         if self.upgrade_from:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httptools
 
-from prefork import _native, connection, engine, output, proxy, worker, wsgi
+from prefork import _native, connection, connstate, engine, output, proxy, worker, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
@@ -61,7 +61,7 @@ class NativeExchange(_native.Exchange):
 
 # Connection.serve_one's twin reads and writes these classes' fields by their offsets;
 # a request it does not serve itself (hooks, static files, timing) goes to the reference.
-_native.bind_connection(connection.Connection, connection.ServerContext, engine.Engine,
+_native.bind_connection(connection.Connection, connstate.ServerContext, engine.Engine,
                         request.Request, request.Body, connection.Connection.serve_one,
                         proxy.apply_forwarded, proxy.FORWARDED_KEYS)
 
@@ -69,25 +69,25 @@ _native.bind_connection(connection.Connection, connection.ServerContext, engine.
 # requests served (serve_one), the connection settled; any other state is the reference's.
 _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
                   parser.RequestParser, output.Output,
-                  (connection.PARKED, connection.ACTIVE, connection.WRITING, connection.KEEP,
-                   connection.END_CLEAN, connection.END_LINGER, connection.READ,
-                   connection.WRITE, connection.CLOSE, connection.PROXY_NONE),
+                  (connstate.PARKED, connstate.ACTIVE, connstate.WRITING, connstate.KEEP,
+                   connstate.END_CLEAN, connstate.END_LINGER, connstate.READ,
+                   connstate.WRITE, connstate.CLOSE, connstate.PROXY_NONE),
                   connection.RECV_BYTES, parser.FEED_ERRORS)
 
 # A new connection's objects, made in C (Connection.__init__'s twin, with the parser and
 # the output it makes), and its close (Connection.close's): these classes' fields.
 _native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callbacks,
-                   output.Output, connection.ServerContext, engine.Engine,
+                   output.Output, connstate.ServerContext, engine.Engine,
                    parser.ParserLimits, collections.deque, httptools.HttpRequestParser,
                    parser.LENIENCIES, connection.Connection.close,
-                   (connection.PARKED, connection.KEEP, connection.PROXY_NONE,
-                    connection.CLOSED, connection.Watch.NOTHING))
+                   (connstate.PARKED, connstate.KEEP, connstate.PROXY_NONE,
+                    connstate.CLOSED, connstate.Watch.NOTHING))
 
 # The worker's calls for each request (_native.WorkerCalls): serve parks these
-# connections (the epoll's masks: connection.Watch), follow claims them (unless closed).
-_native.bind_worker(connection.Connection, connection.CLOSE, connection.WRITE,
-                    connection.CLOSED, _native.accept, _native.new_connection,
-                    worker.Worker._accept, tuple(connection.Watch))
+# connections (the epoll's masks: connstate.Watch), follow claims them (unless closed).
+_native.bind_worker(connection.Connection, connstate.CLOSE, connstate.WRITE,
+                    connstate.CLOSED, _native.accept, _native.new_connection,
+                    worker.Worker._accept, tuple(connstate.Watch))
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

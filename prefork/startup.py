@@ -34,6 +34,12 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
               file=sys.stderr)
         return ExitStatus.USAGE
     process.prepare(config)  # chdir, env, umask: before anything is imported
+    try:
+        process.raise_open_files(config)
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open-files limit: %s", exc)
+    log.info("each worker holds up to %d connections",
+             process.connections_per_worker(config, say=True))
     hooks = hooks or Hooks()
     try:
         if config.hooks:

@@ -20,21 +20,34 @@ import signal
 import subprocess
 import sys
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 
 from prefork.sockets import Listener
 
 log = logging.getLogger(__name__)
 
 INHERIT_ENV = "PREFORK_INHERIT_FDS"
+ADMIN_ENV = "PREFORK_INHERIT_ADMIN_FD"
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
 
 
-def take_inherited(environ: MutableMapping[str, str]) -> tuple[list[int], int]:
+@dataclass(frozen=True)
+class Inherited:
+    """What an upgrading master passed us: the serving listeners' descriptors, the admin
+    listener's (-1: none), and the old master's pid (0: we are no upgrade)."""
+
+    fds: list[int]
+    admin_fd: int
+    old_pid: int
+
+
+def take_inherited(environ: MutableMapping[str, str]) -> Inherited:
     """What an upgrading master passed us (removed from the environment, so that our own
-    children do not see it): the listening descriptors, and the old master's pid (0)."""
+    children do not see it)."""
     fds = [int(fd) for fd in environ.pop(INHERIT_ENV, "").split(",") if fd]
+    admin_fd = int(environ.pop(ADMIN_ENV, "-1") or -1)
     old_pid = int(environ.pop(UPGRADE_ENV, "0") or 0)
-    return fds, old_pid
+    return Inherited(fds, admin_fd, old_pid)
 
 
 class Pidfile:
@@ -74,13 +87,17 @@ class Upgrade:
     def under_way(self) -> bool:
         return self.child is not None
 
-    def start(self, argv: list[str], listeners: list[Listener]) -> None:
+    def start(self, argv: list[str], listeners: list[Listener], admin_fd: int = -1) -> None:
+        """The new master, given our listeners (and the admin listener's socket, so that
+        /metrics answers throughout: both masters accept on it until we exit)."""
         fds = [listener.sock.fileno() for listener in listeners]
         env = {**os.environ, INHERIT_ENV: ",".join(map(str, fds)), UPGRADE_ENV: str(os.getpid())}
+        if admin_fd >= 0:
+            env[ADMIN_ENV] = str(admin_fd)
         log.info("SIGUSR2: starting a new master with the same listeners")
         self.pidfile.rename(to_old=True)
         self.child = subprocess.Popen([sys.executable, "-m", "prefork", *argv[1:]], env=env,
-                                      pass_fds=fds)
+                                      pass_fds=fds + ([admin_fd] if admin_fd >= 0 else []))
 
     def check(self) -> None:
         """The new master exited before taking over: we keep serving, with our pidfile."""

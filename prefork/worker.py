@@ -25,7 +25,7 @@ When the master's end closes (the master died, even by SIGKILL) the worker exits
 from __future__ import annotations
 
 import contextlib
-import errno
+import dataclasses
 import itertools
 import logging
 import os
@@ -39,11 +39,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from prefork import engine, messages, worker_signals
+from prefork import engine, messages, process, worker_signals
 from prefork import log as logsetup
+from prefork.accepting import Accepting
 from prefork.accesslog import AccessLog, is_off
 from prefork.config import Config
-from prefork.connection import CLOSE, CLOSED, HANGUP, WRITE, Connection, Next, ServerContext, Watch
+from prefork.connection import Connection
+from prefork.connstate import (
+    CLOSE,
+    CLOSED,
+    HANGUP,
+    PARKED,
+    WRITE,
+    Next,
+    ServerContext,
+    Watch,
+)
 from prefork.errors import AppLoadError
 from prefork.hooks import Hooks, ServerView, WorkerView
 from prefork.http.parser import ParserLimits
@@ -51,6 +62,7 @@ from prefork.http.request import Request
 from prefork.loader import WSGIApp, load_app
 from prefork.messages import ExitStatus, Heartbeat, Ready, Reload, Retire, Serving, Stop
 from prefork.metrics import WorkerMetrics
+from prefork.output import POLLIN, wait_for
 from prefork.proxy import Trust
 from prefork.reloader import FileWatch
 from prefork.sockets import Listener
@@ -62,6 +74,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 1.0
 SWEEP_S = 0.5  # how often deadlines are checked: their resolution
+DRAIN_SWEEP_S = 0.05  # ...while draining: idle connections closed, the exit noticed
 # How many pool threads wait on the epoll at once; the others rest on a condition and one
 # is called in only when no thread is left waiting (every other one is running a request).
 # Each thread woken costs GIL hand-offs: with all 8 threads of a worker waiting, a hello
@@ -92,7 +105,7 @@ def set_title(title: str) -> None:
     setproctitle.setproctitle(title)
 
 
-class Worker:
+class Worker(Accepting):
     def __init__(
         self,
         number: int,
@@ -105,7 +118,10 @@ class Worker:
         self.number = number
         self.hooks = hooks or Hooks()
         self.view = WorkerView(number, os.getpid())
-        self.config = config
+        # worker_connections resolved (0: from the open-files limit); the compiled
+        # accept reads it here too.
+        self.config = dataclasses.replace(
+            config, worker_connections=process.connections_per_worker(config))
         self.listeners = listeners
         self.channel = channel
         self.app = app
@@ -115,6 +131,8 @@ class Worker:
         self._served = itertools.count(1)
         self.lock = threading.Lock()
         self.accept_lock = threading.Lock()
+        self.listen_lock = threading.Lock()  # accepting, and the listeners in the epoll
+        self.failures = (0.0, 0)
         self.busy = 0
         # Pool threads waiting on the epoll, and those resting (free, but not waiting):
         self.watching = 0
@@ -203,6 +221,9 @@ class Worker:
             send_timeout_s=self.config.send_timeout,
             max_keepalive_requests=self.config.max_keepalive_requests,
             request_timeout_s=self.config.request_timeout,
+            lingering_time_s=self.config.lingering_time,
+            lingering_timeout_s=self.config.lingering_timeout,
+            lingering_bytes=self.config.lingering_bytes,
             engine=self.engine,
             parser_limits=ParserLimits(
                 limit_request_line=self.config.limit_request_line,
@@ -247,7 +268,7 @@ class Worker:
             self._on_flags()
             now = time.monotonic()
             if now >= next_sweep:
-                next_sweep = now + SWEEP_S
+                next_sweep = now + (DRAIN_SWEEP_S if self.stopping else SWEEP_S)
                 self._expire(now)
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
@@ -293,9 +314,14 @@ class Worker:
                 self._tell_master(Reload())
 
     def _drained(self) -> bool:
-        """Stopping: every connection is closed but those of requests given up."""
+        """Stopping: every connection is closed but those of requests given up, and those
+        lingering whose client has every byte we sent and our FIN (closing them now
+        cannot reset anything it has not read)."""
         stuck = self.requests.abandoned()
-        if len(self.conns) <= stuck and self.busy <= stuck:
+        if self.busy > stuck:
+            return False
+        left = sum(1 for conn in list(self.conns.values()) if not conn.quiet())
+        if left <= stuck:
             if stuck:
                 log.warning("exiting with %d stuck request(s) abandoned", stuck)
             return True
@@ -379,37 +405,6 @@ class Worker:
         while self._arm(conn, self.on_ready(conn)):
             pass
 
-    def _accept(self, listener: Listener) -> None:
-        # The bound check and the accept are one step: two threads woken for a listener
-        # must not both take the last free place. The drain closes listeners under the
-        # same lock: one found open here stays open until what it gave is adopted.
-        with self.accept_lock:
-            if self.stopping:
-                return  # the drain takes what is left in the backlog
-            if len(self.conns) >= self.config.worker_connections:
-                self._pause_accepting()
-                return
-            try:
-                accepted = self.engine.accept(listener.sock)
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept: %s; pausing for a moment", exc.strerror)
-                    self._pause_accepting()
-                return  # ECONNABORTED, or a listener closed by a stop: nothing to do
-            if accepted is None:
-                return  # another thread or worker took it
-            conn = self._adopt(*accepted, self.bases[id(listener)], time.monotonic())
-        # Its first request often arrives with the connection: serve it at once.
-        self.serve(conn)
-
-    def _adopt(self, sock: engine.ClientSocket, remote: tuple[str, str], base: dict[str, Any],
-               now: float) -> Connection:
-        """A new connection, claimed by the caller; in the epoll from its first parking."""
-        conn = (self.engine.new_connection or Connection)(sock, remote, base, self.ctx, now)
-        conn.claimed = True
-        self.conns[conn.fd] = conn
-        return conn
-
     def _expire(self, now: float) -> None:
         """Close connections parked past their deadline (idle keep-alive, slow head,
         lingering, a client not reading), and watch the running requests.
@@ -418,6 +413,25 @@ class Worker:
         self._watch_requests(now)
         for conn in list(self.conns.values()):
             if conn.due(now) and self._claim(conn, now) and self._arm(conn, conn.on_deadline(now)):
+                self._kick(conn)
+        if self.stopping:
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        """Draining: an idle connection is closed now, not at its keep-alive deadline,
+        after one last look: bytes that came are served by a pool thread (with
+        "Connection: close"); else it lingers closed (Connection.stop_idle)."""
+        for conn in list(self.conns.values()):
+            if (conn.claimed or conn.state is not PARKED or not conn.parser.idle
+                    or not conn.served):  # a new one's request may be on its way: it waits
+                continue
+            with self.lock:
+                if conn.claimed or conn.state is not PARKED:
+                    continue
+                conn.claimed = True
+            if wait_for(conn.fd, POLLIN, 0):
+                self._kick(conn)  # (a hang-up too: its reader finds the EOF and closes)
+            elif self._arm(conn, conn.stop_idle()):
                 self._kick(conn)
 
     def _watch_requests(self, now: float) -> None:
@@ -435,28 +449,9 @@ class Worker:
                 self._tell_master(Retire(verdict))
                 self._begin_stop()
 
-    def _pause_accepting(self) -> None:
-        with self.lock:
-            if not self.accepting:
-                return
-            self.accepting = False
-        for listener in self.listeners:
-            with contextlib.suppress(OSError):
-                self.ep.unregister(listener.sock.fileno())
-
-    def _resume_accepting(self) -> None:
-        with self.lock:
-            if self.accepting or self.stopping:
-                return
-            self.accepting = True
-        for listener in self.listeners:
-            # Not EPOLLEXCLUSIVE: every worker hears of a new connection and a free pool
-            # thread of one of them (one waiting on its epoll) takes it.
-            self.ep.register(listener.sock.fileno(), _IN)
-
     def _begin_stop(self) -> None:
-        """Graceful stop: take what is already in the backlog, stop listening, let every
-        accepted request finish; idle keep-alive connections are closed now."""
+        """Graceful stop: take what is already in the backlog (on a stop), stop listening,
+        let every accepted request finish; idle keep-alive connections are closed now."""
         # Under the accept lock: a pool thread is either done adopting what it accepted,
         # or will find `stopping` set and leave the backlog to us.
         with self.accept_lock:
@@ -465,27 +460,13 @@ class Worker:
             self.ctx.stopping = True
             why = "recycling" if self.recycle and not self.stop_signal else "stopping"
             log.info("%s: draining %d connection(s)", why, len(self.conns))
-            now = time.monotonic()
-            for listener in self.listeners:
-                base = self.bases[id(listener)]
-                for _ in range(10000):
-                    try:
-                        accepted = self.engine.accept(listener.sock)
-                    except OSError:
-                        break
-                    if accepted is None:
-                        break
-                    # A pool thread serves it when its bytes come.
-                    conn = self._adopt(*accepted, base, now)
-                    if self._arm(conn, Next.READ):
-                        self._kick(conn)
-                with contextlib.suppress(OSError):
-                    self.ep.unregister(listener.sock.fileno())
-                listener.sock.close()
-            self.accepting = False
-        # Idle keep-alive connections stay: closing one as its client sends the next
-        # request would lose that request. Their next request is answered with
-        # "Connection: close"; an idle one is closed at its keepalive deadline.
+            # On a stop, what waits in the backlog is ours to serve (the listeners close
+            # everywhere). A worker retiring alone (recycling, stuck) leaves it to the
+            # others: it would be served past max_requests.
+            self._stop_listening(take_backlog=self.stop_signal is not None)
+        # Idle keep-alive connections are closed now (lingering: see _close_idle); those
+        # serving a request are answered with "Connection: close", then closed.
+        self._close_idle()
 
     def _heartbeat(self) -> None:
         metrics = self.ctx.metrics
@@ -560,7 +541,11 @@ class Worker:
         if served == 1:
             self._tell_master(Serving())  # a crash from now on is no boot loop
         if self.max_requests and served >= self.max_requests and not self.recycle:
+            # Done by the counting thread, not the main one (which may wait long for the
+            # GIL): no response keeps its connection now and no connection is accepted.
             self.recycle = True
+            self.ctx.stopping = True
+            self._pause_accepting()
             log.info("served %d requests; recycling", served)
             self._wake()
 

@@ -4,9 +4,12 @@ scales, upgrades, kills and recycles it; every answer is checked against its req
     python tests/soak.py --minutes 10        # by hand; prints the report, exits 1 on a breach
     tests/faults/test_soak.py                 # the 60-second version, in CI
 
-Load: client threads, each making requests of four kinds at random (GET on a keep-alive
+Load: client threads, each making requests of six kinds at random (GET on a keep-alive
 connection, GET on a new connection, POST with a body of up to 64 KiB that is echoed,
-a chunked streamed response), each carrying an id that the answer must contain.
+a chunked streamed response, 8 GETs pipelined in one write on a new connection that
+max_keepalive_requests ends after 5 (5 whole answers, then a FIN, never a reset), a
+malformed request with a valid one behind it (its 400, then a FIN: the lingering close)),
+each carrying an id that the answer must contain.
 
 Chaos, at random intervals: HUP, TTIN/TTOU (between 1 and 4 workers), USR2 (a new master),
 SIGKILL to a random worker, a memory leak that max_worker_memory recycles, a hung request
@@ -41,7 +44,9 @@ if __package__ in (None, ""):
 
 from tests.server import Server, wait_for
 
-KINDS = ("keepalive", "new_connection", "post", "stream")
+KINDS = ("keepalive", "new_connection", "post", "stream", "pipelined", "refused")
+PIPELINED = 8  # requests in one write; max_keepalive_requests (5) ends the connection first
+MAX_KEEPALIVE = 5
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Report:
     unexplained: list[str] = field(default_factory=list)
     chaos: Counter[str] = field(default_factory=Counter)
     timeouts_answered: int = 0
+    retried: int = 0  # keep-alive requests that crossed a drain's FIN, retried
     kills: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, pid) SIGKILLed
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (+s, chaos event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,7 +67,8 @@ class Report:
                  f"  failed by cause: {dict(self.failed) or 'none'}",
                  f"  unexplained failures: {len(self.unexplained)}",
                  f"  chaos events: {dict(self.chaos)}",
-                 f"  hung requests answered 504 by request_timeout: {self.timeouts_answered}"]
+                 f"  hung requests answered 504 by request_timeout: {self.timeouts_answered}",
+                 f"  keep-alive requests retried after a drain's FIN: {self.retried}"]
         lines += [f"    {u}" for u in self.unexplained[:10]]
         if self.unexplained:  # what the chaos did, to set beside the failures' times
             lines.append("  chaos timeline: " + ", ".join(
@@ -114,10 +121,34 @@ class Soak:
             with self.report.lock:
                 self.report.sent += 1
             try:
+                if kind in RAW:
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    self.last_pid[n] = 0
+                    ok = RAW[kind](self, rid, n)
+                    self.account("" if ok else "wrong answer", started, f"{kind} {rid}",
+                                 self.last_pid.get(n, 0))
+                    continue
+                reused = conn is not None
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                     self.last_pid[n] = 0
-                ok = self.one(conn, kind, rid, rng, n)
+                try:
+                    ok = self.one(conn, kind, rid, rng, n)
+                except http.client.RemoteDisconnected:
+                    if not reused:
+                        raise
+                    # An idle keep-alive connection closed by a drain as this request
+                    # crossed its FIN: answered by nothing, so retried on a new
+                    # connection, as HTTP clients do (RFC 9112 §9.3.1). A reset would not
+                    # be retried: it raises ConnectionResetError, counted.
+                    with self.report.lock:
+                        self.report.retried += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                    self.last_pid[n] = 0
+                    ok = self.one(conn, kind, rid, rng, n)
                 if ok is None:  # the server said it closes: fine, reconnect next time
                     conn.close()
                     conn = None
@@ -159,6 +190,37 @@ class Soak:
         if good and resp.will_close:
             return None
         return good
+
+    def pipelined(self, rid: str, n: int) -> bool:
+        """PIPELINED GETs in one write: the first MAX_KEEPALIVE answered in order (fewer if
+        the worker drains meanwhile), the last with "Connection: close", then a FIN (a
+        reset raises: counted)."""
+        reqs = b"".join(b"GET /item?id=%s-%d HTTP/1.1\r\nHost: soak\r\n\r\n" % (rid.encode(), i)
+                        for i in range(PIPELINED))
+        data = self.raw(reqs, n)
+        answers = data.split(b"HTTP/1.1 ")[1:]
+        return (1 <= len(answers) <= MAX_KEEPALIVE  # fewer: a drain closed it early
+                and all(a.startswith(b"200 ") and b"\r\n\r\n%s-%d:" % (rid.encode(), i) in a
+                        for i, a in enumerate(answers))
+                and b"Connection: close" in answers[-1])
+
+    def refused(self, rid: str, n: int) -> bool:
+        """A malformed request with a good one behind it: 400, then a FIN."""
+        data = self.raw(b"GET /item?id=%s HTTP/1.1\r\nHost: soak\r\nBad Field: x\r\n\r\n"
+                        b"GET /item HTTP/1.1\r\nHost: soak\r\n\r\n" % rid.encode(), n)
+        return data.startswith(b"HTTP/1.1 400 ") and data.count(b"HTTP/1.1 ") == 1
+
+    def raw(self, request: bytes, n: int) -> bytes:
+        """Send `request` on a new connection; everything until the server's FIN."""
+        with socket.create_connection((self.host, self.port), timeout=30) as sock:
+            sock.sendall(request)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+                pid = data.find(b"X-Pid: ")
+                if pid >= 0 and not self.last_pid.get(n):
+                    self.last_pid[n] = int(data[pid + 7:data.find(b"\r", pid)] or 0)
+        return data
 
     def account(self, cause: str, started: float, what: str, on_pid: int = 0) -> None:
         """One outcome; `on_pid`: the worker that answered the connection's last request."""
@@ -249,7 +311,8 @@ class Soak:
         args = ("tests.apps.soak:app", "--pidfile", str(self.pidfile),
                 "--max-requests", "3000", "--max-requests-jitter", "1000",
                 "--max-worker-memory", "80", "--memory-samples", "1",
-                "--request-timeout", "2", "--graceful-timeout", "10", "--loglevel", "info")
+                "--request-timeout", "2", "--graceful-timeout", "10", "--loglevel", "info",
+                "--max-keepalive-requests", str(MAX_KEEPALIVE))
         with Server(*args, workers=self.target, threads=4) as srv:
             self.host, self.port = srv.host, srv.port
             self.srv = srv
@@ -265,6 +328,9 @@ class Soak:
                 t.join(60)
             self.log = srv.log()
         return self.report
+
+
+RAW = {"pipelined": Soak.pipelined, "refused": Soak.refused}
 
 
 def http_get(host: str, port: int, path: str) -> int:

@@ -118,6 +118,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
         count = sum(1 for o in gc.get_objects() if type(o) is Connection)
         return _text(start_response, str(count).encode())
+    if path == "/chunks":  # a streamed body (chunked on HTTP/1.1): n pieces of `size`
+        piece = b"c" * int(q.get("size", "65536"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (piece for _ in range(int(q.get("n", "16"))))
     if path == "/big":
         n = int(q.get("n", "65536"))
         return _text(start_response, b"x" * n, ctype="application/octet-stream")

@@ -9,11 +9,17 @@ for 4 clients to make their 4 x 20,000 requests before the test's last step)."""
 from __future__ import annotations
 
 import http.client
+import select
 import threading
 import time
 from dataclasses import dataclass, field
 
 from tests.server import Server, wait_for
+
+
+def dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection the server has closed (its FIN is readable)."""
+    return conn.sock is not None and bool(select.select([conn.sock], [], [], 0)[0])
 
 
 @dataclass
@@ -26,6 +32,7 @@ class Load:
     max_seconds: float = 30.0
     ok: int = 0
     failed: list[str] = field(default_factory=list)
+    retried: int = 0  # requests that crossed a drain's FIN on an idle connection
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -37,10 +44,27 @@ class Load:
             if self._stop.is_set() or time.monotonic() > deadline:
                 break
             try:
+                if conn is not None and dropped(conn):  # urllib3's check before reuse
+                    conn.close()
+                    conn = None
+                reused = conn is not None
                 if conn is None:
                     conn = self.srv.connection(timeout=15)
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
+                try:
+                    conn.request("GET", self.path)
+                    resp = conn.getresponse()
+                except http.client.RemoteDisconnected:
+                    if not reused:
+                        raise
+                    # The request crossed a drain's FIN on an idle keep-alive connection:
+                    # nothing answered it, so it is retried once on a new connection, as
+                    # HTTP clients retry an idempotent request (RFC 9112 §9.3.1).
+                    with self._lock:
+                        self.retried += 1
+                    conn.close()
+                    conn = self.srv.connection(timeout=15)
+                    conn.request("GET", self.path)
+                    resp = conn.getresponse()
                 body = resp.read()
                 good = resp.status == 200 and bool(body)
                 if resp.will_close or not self.keep_alive:

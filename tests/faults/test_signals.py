@@ -130,3 +130,59 @@ def test_max_requests_recycling_under_new_connections_loses_nothing() -> None:
         assert load.failed == [], (len(load.failed), load.failed[:5])
         assert "unexpected error" not in srv.log()
         print(f"\nFIGURE recycle: {load.total} requests, {recycled} recycles, 0 failed")
+
+
+def test_usr2_hands_the_admin_listener_over_and_metrics_answer_throughout(
+        tmp_path: Path) -> None:
+    """With the admin listener on, the new master inherits its socket (the port is the
+    old master's): the upgrade completes, and /metrics answers at every scrape."""
+    import http.client
+    import re
+    import threading
+
+    pidfile = tmp_path / "prefork.pid"
+    with Server(APP, "--pidfile", str(pidfile), "--admin-bind", "127.0.0.1:0",
+                workers=1) as srv:
+        old = srv.pid
+        port = int(wait_for(lambda: re.search(r"admin listener at http://[^:]+:(\d+)",
+                                              srv.log()), what="the admin port").group(1))
+        scrapes: list[object] = []
+        done = threading.Event()
+
+        def scrape() -> None:
+            while not done.is_set() and len(scrapes) < 5000:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", "/metrics")
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    conn.close()
+                    scrapes.append(resp.status if b"prefork_" in body else body[:80])
+                except OSError as exc:
+                    scrapes.append(repr(exc))
+                time.sleep(0.02)
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        try:
+            wait_for(lambda: len(scrapes) >= 5, what="scrapes before the upgrade")
+            srv.signal(signal.SIGUSR2)
+
+            def new_pid() -> int | None:
+                try:
+                    pid = int(pidfile.read_text())
+                except (FileNotFoundError, ValueError):
+                    return None
+                return pid if pid != old else None
+
+            new = wait_for(new_pid, timeout=20, what="the new master's pid")
+            assert srv.wait_exit(30) == 0, "the old master stops once the new one is ready"
+            count = len(scrapes)
+            wait_for(lambda: len(scrapes) >= count + 5, what="scrapes of the new master")
+        finally:
+            done.set()
+            scraper.join(10)
+        assert "Address already in use" not in srv.log()
+        assert set(scrapes) == {200}, [s for s in scrapes if s != 200][:5]
+        os.kill(new, signal.SIGTERM)
+        wait_for(lambda: not alive(new), timeout=20, what="the new master to stop")

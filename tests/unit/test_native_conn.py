@@ -428,8 +428,15 @@ def test_references_are_released(kind: str, timed: bool,
     ctx = ServerContext(make_app(kind), engine=choose("native"), keepalive_s=5.0,
                         trust=Trust(("127.0.0.1",), True))
     ctx.timed = timed  # accounted (with neither a log nor metrics, account() only times)
-    objects = [ctx, ctx.app, ctx.trust, ctx.engine, True, False, None]
+    objects = [ctx, ctx.app, ctx.trust, ctx.engine]
+    singletons = [True, False, None]
     serve_fresh(ctx, 50)
     before = [sys.getrefcount(o) for o in objects]
+    before_singletons = [sys.getrefcount(o) for o in singletons]
     serve_fresh(ctx, 300)
     assert [sys.getrefcount(o) for o in objects] == before
+    # The interpreter's own use of the singletons moves their counts by a few either way
+    # (caches, the collector): a leak or an over-release per request would move one by
+    # 300 or more.
+    moved = [sys.getrefcount(o) - b for o, b in zip(singletons, before_singletons, strict=True)]
+    assert all(abs(m) < 100 for m in moved), moved
