@@ -699,12 +699,13 @@ feed_piece(PyObject *parser, PyObject *data)
     PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED_DATA], args, 2, NULL);
     native_fields_hint(fields, NULL, 0);
     if (r == NULL) {
-        /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head) */
+        /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head, before) */
         if (PyErr_ExceptionMatches(bound.feed_errors)) {
             PyObject *exc = native_take_exception();
-            PyObject *refused[5] = {parser, exc, data, req, in_head ? Py_True : Py_False};
+            PyObject *refused[6] = {parser, exc, data, req, in_head ? Py_True : Py_False,
+                                    before};
             r = exc == NULL ? NULL :
-                PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 5, NULL);
+                PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 6, NULL);
             Py_XDECREF(exc);
         }
         rc = r == NULL ? -1 : 0;

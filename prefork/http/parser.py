@@ -41,6 +41,7 @@ Touched by one thread at a time: the pool thread that owns the connection.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Callable
@@ -94,6 +95,49 @@ def valid_host(value: bytes) -> bool:
     if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
         _GOOD_HOSTS.add(value)
     return True
+
+
+class _Completions:
+    """llhttp's callbacks for a look-ahead parse: only requests completed are counted."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_message_complete(self) -> None:
+        self.count += 1
+
+
+def _completed(data: bytes | memoryview) -> int:
+    """How many requests llhttp completes in `data`, read from a request's start (it stops
+    at the first bytes it refuses)."""
+    counter = _Completions()
+    fresh = httptools.HttpRequestParser(counter)
+    fresh.set_dangerous_leniencies(**LENIENCIES)
+    with contextlib.suppress(*FEED_ERRORS):
+        fresh.feed_data(data)
+    return counter.count
+
+
+def refused_request_start(data: bytes | memoryview, req: Request | None, in_head: bool,
+                          before: int) -> int | None:
+    """Where, in a piece llhttp refused for its method, the refused request begins: after
+    the last request completed in the piece (found by parsing the piece's prefixes again,
+    a binary search: the request's own bytes, however the stream was cut into pieces).
+    None where the piece began inside a head or a chunked body (no request starts at a
+    known offset in it)."""
+    if in_head or (req is not None and (req.chunked or req.content_length is None)):
+        return None
+    start = 0 if req is None else max(0, (req.content_length or 0) - before)
+    view = memoryview(data)[start:]
+    total = _completed(view)
+    low, high = 0, len(view)  # the shortest prefix that completes `total` requests
+    while low < high:
+        mid = (low + high) // 2
+        if _completed(view[:mid]) >= total:
+            high = mid
+        else:
+            low = mid + 1
+    return start + low
 
 
 def method_error(lead: bytes) -> HTTPError | None:
@@ -284,21 +328,27 @@ class RequestParser:
         try:
             self._parser.feed_data(data)
         except FEED_ERRORS as exc:
-            self._refused(exc, data, req, in_head)
+            self._refused(exc, data, req, in_head, before)
             return
         if self._fields.in_head or (req is not None and req.chunked and not in_head
                                     and req is self._req):
             self._fed(data, req, before)
 
     def _refused(self, exc: Exception, data: bytes | memoryview, req: Request | None,
-                 in_head: bool) -> None:
-        """llhttp refused a piece that began with `req` under way (or none), in a head
-        or not (the native engine's feed calls this too)."""
+                 in_head: bool, before: int = 0) -> None:
+        """llhttp refused a piece that began with `req` under way (or none; its body had
+        `before` bytes), in a head or not (the native engine's feed calls this too)."""
         if isinstance(exc, httptools.HttpParserUpgrade):
             # llhttp stops at the end of an Upgrade/CONNECT request; we never switch, so
             # what follows is not ours to parse. The request itself says keep_alive = False.
             self.stopped = True
         elif isinstance(exc, httptools.HttpParserInvalidMethodError):
+            start = refused_request_start(data, req, in_head, before)
+            if start is not None:  # judged on the refused request's own bytes
+                self._lead = b""
+                self._sniffing = True
+                self._sniff_method(bytes(data[start:]))
+                return
             self._refused_method(data, began_here=req is None and not in_head
                                  and (self._req is not None or self._fields.in_head))
         else:

@@ -122,3 +122,27 @@ def test_requests_pipelined_behind_connection_close_are_dropped_and_the_response
             data, reset = read_to_end(sock)
         assert not reset
         assert [b for _, b in split_responses(data)] == [b"x" * MIB]
+
+
+POST = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n"
+
+
+@pytest.mark.parametrize("cut", [0, len(POST), len(POST) + 5, len(POST) + 12])
+def test_bytes_after_a_body_are_judged_as_themselves(cut: int) -> None:
+    """A body of 11 bytes, "\\r\\nhello wor", then "ld / HTTP/1.1...": the echo, then 501
+    for the method "ld", whether the bytes come in one write or cut anywhere after the
+    head (finding 7: they were judged as the body's word "hello")."""
+    data = POST + b"\r\nhello world / HTTP/1.1\r\nHost: t\r\n\r\n"
+    with Server("tests.apps.basic:app", workers=1) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            for piece in (data[:cut], data[cut:]):
+                if piece:
+                    sock.sendall(piece)
+                    time.sleep(0.05)  # two reads on the server's side (not a condition)
+            got, reset = read_to_end(sock)
+    responses = split_responses(got)
+    assert not reset
+    assert [h.split(b"\r\n")[0] for h, _ in responses] == [
+        b"HTTP/1.1 200 OK", b"HTTP/1.1 501 Not Implemented"]
+    assert responses[0][1] == b"\r\nhello wor"
+    assert b"unknown method 'ld'" in responses[1][1]

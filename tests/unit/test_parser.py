@@ -200,3 +200,31 @@ def test_closed_parser_takes_no_more_bytes() -> None:
     parser.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert not parser.ready and parser.error is None
     parser.close()  # twice is fine
+
+
+LEFTOVER = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n\r\nhello world"
+HEAD_END = LEFTOVER.index(b"\r\n\r\n") + 4
+
+
+@pytest.mark.parametrize("rest,expected", [
+    (b"", None),  # "ld" is the start of a method still arriving: no judgement yet
+    (b" / HTTP/1.1\r\nHost: a\r\n\r\n", "unknown method 'ld'"),
+    (b"\x01 / HTTP/1.1\r\n\r\n", "the method is not a token (RFC 9110 §9.1)"),
+])
+def test_bytes_left_after_a_body_are_judged_as_themselves_however_they_are_cut(
+        rest: bytes, expected: str | None) -> None:
+    """A body of 11 bytes ("\\r\\nhello wor") is followed by "ld...": the judgement of the
+    method is made on "ld...", not on the body's words, at every cut from the end of the
+    head on (a head cut across reads is judged on the piece's tail: see
+    refused_request_start)."""
+    data = LEFTOVER + rest
+    seen = set()
+    for cut in range(HEAD_END, len(data) + 1):
+        parser = RequestParser(ParserLimits())
+        for piece in (data[:cut], data[cut:]):
+            if piece:
+                parser.feed(piece)
+        assert [r.method for r in parser.ready] == ["POST"]
+        assert parser.ready[0].body.read() == b"\r\nhello wor"
+        seen.add(parser.error.detail if parser.error is not None else None)
+    assert seen == {expected}
