@@ -27,6 +27,8 @@ request path pays one `is None` check.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
@@ -117,8 +119,22 @@ _GUNICORN: dict[str, Atom] = {
     "M": lambda e: str(int(e.duration_s * 1000)),
     "L": lambda e: f"{e.duration_s:.6f}",
     "p": lambda e: f"<{os.getpid()}>",
+    "b": lambda e: str(e.body_bytes),  # gunicorn's: "0" for an empty body, not "-"
+    "u": lambda e: basic_auth_user(e.request_header("Authorization")) or "-",
 }
 _GUNICORN_ATOM = re.compile(r"%\(([^)]*)\)s")
+
+
+def basic_auth_user(authorization: str) -> str:
+    """The user name of a Basic Authorization header (gunicorn's %(u)s); "" otherwise."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return ""
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8", "replace")
+    except (ValueError, binascii.Error):
+        return ""
+    return escape(decoded.partition(":")[0])
 
 
 def _gunicorn_parts(fmt: str) -> list[str | Atom]:

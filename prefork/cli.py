@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from prefork import __version__, config, gunicorn
+from prefork import __version__, config, config_text, gunicorn
 from prefork.errors import AppLoadError, ConfigError
 from prefork.hooks import Hooks
 from prefork.messages import ExitStatus
@@ -32,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         "server's worker table.",
     )
     parser.add_argument("-c", "--config", metavar="FILE",
-                        help="TOML config file, or a gunicorn-style Python config file "
-                        "(*.py); also PREFORK_CONFIG")
+                        help="TOML config file (*.toml), or a gunicorn-style Python config "
+                        "(any other file, or python:MODULE); also PREFORK_CONFIG; without "
+                        "either, ./gunicorn.conf.py if there is one")
     parser.add_argument("--check-config", action="store_true",
                         help="print the resolved settings, import the app, and exit (1 if "
                         "the app cannot be imported)")
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the resolved settings and exit")
     parser.add_argument("--print-example-config", action="store_true",
                         help="print a config file with every setting and its default")
-    parser.add_argument("--version", action="version", version=f"prefork {__version__}")
+    parser.add_argument("-v", "--version", action="version", version=f"prefork {__version__}")
     for field in config.iter_settings():
         meta = config.META[field.name]
         help_text = meta["doc"] + (f" [{meta['unit']}]" if meta["unit"] else "")
@@ -69,26 +72,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None,
           ) -> tuple[argparse.Namespace, config.Config, Hooks]:
-    """The command line and environment (and the config file they name) resolved."""
+    """The command line and environment (and the config file they name) resolved.
+
+    Precedence, lowest first: defaults (gunicorn's environment variables among them:
+    WEB_CONCURRENCY, FORWARDED_ALLOW_IPS, SCRIPT_NAME), the config file (-c FILE,
+    PREFORK_CONFIG, or ./gunicorn.conf.py as gunicorn reads it), GUNICORN_CMD_ARGS, the
+    PREFORK_* environment, the command line."""
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    gunicorn.check_flags(argv)  # gunicorn flags prefork does not have: refused, or noted
+    known = {flag: action.nargs != 0 for flag, action in parser._option_string_actions.items()}
+    argv = gunicorn.translate_flags(list(sys.argv[1:] if argv is None else argv), known)
     args = parser.parse_args(argv)
     env = dict(os.environ if environ is None else environ)
+    cmd_args: dict[str, Any] = {}
+    if env.get(gunicorn.CMD_ARGS_ENV):
+        extra = gunicorn.translate_flags(shlex.split(env[gunicorn.CMD_ARGS_ENV]), known,
+                                         gunicorn.CMD_ARGS_ENV)
+        env_args = parser.parse_args(extra)
+        cmd_args = _given(env_args)
+        if args.config is None:
+            args.config = env_args.config
+    defaults = gunicorn.environ_defaults(env)
+    path = args.config or env.get(config.ENV_PREFIX + "CONFIG")
+    if not path and os.path.isfile(gunicorn.DEFAULT_CONFIG):
+        path = gunicorn.DEFAULT_CONFIG  # gunicorn reads it when no -c is given
+        gunicorn.note(f"reading ./{path}, as gunicorn does (no -c given)")
+    file_values: dict[str, Any] | None = None
+    hooks = Hooks()
+    if path and is_python_config(path):
+        file_values, hook_fns, warnings = gunicorn.read_python_config(path, config.FIELDS)
+        for warning in warnings:
+            print(f"prefork-serve: warning: {warning}", file=sys.stderr)
+        hooks = Hooks(hook_fns)
+    cfg = config.resolve(_given(args), env, path, file_values, defaults=defaults,
+                         cmd_args=cmd_args)
+    return args, cfg, hooks
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on a command line (argparse's namespace; lists as tuples)."""
     values: dict[str, Any] = {}
     for field in config.iter_settings():
         if field.name in vars(args):
             raw = getattr(args, field.name)
-            if isinstance(raw, list):
-                raw = tuple(raw)
-            values[field.name] = raw
-    path = args.config or env.get(config.ENV_PREFIX + "CONFIG")
-    if path and path.endswith(".py"):
-        file_values, hook_fns, warnings = gunicorn.read_python_config(path, config.FIELDS)
-        for warning in warnings:
-            print(f"prefork-serve: warning: {warning}", file=sys.stderr)
-        return args, config.resolve(values, env, path, file_values), Hooks(hook_fns)
-    return args, config.resolve(values, env, path), Hooks()
+            values[field.name] = tuple(raw) if isinstance(raw, list) else raw
+    return values
+
+
+def is_python_config(path: str) -> bool:
+    """A gunicorn-style Python config: `python:MODULE`, a `.py` file, or any file that is
+    not `.toml` and does not read as TOML (gunicorn's -c takes any name)."""
+    if path.startswith("python:") or path.endswith(".py"):
+        return True
+    if path.endswith(".toml"):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return os.path.isfile(path)
+    return False
 
 
 def status(argv: Sequence[str]) -> int:
@@ -143,10 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prefork-serve: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     if args.print_example_config:
-        sys.stdout.write(config.example_toml())
+        sys.stdout.write(config_text.example_toml())
         return ExitStatus.OK
     if args.print_config or args.check_config:
-        print(config.describe(cfg))
+        print(config_text.describe(cfg))
         if args.check_config:
             return check_app(cfg)
         return ExitStatus.OK

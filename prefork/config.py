@@ -46,6 +46,23 @@ HttpEngine = Literal["auto", "native", "python"]
 _BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
 
 
+# Settings where 0 means "no limit" (gunicorn's meaning): prefork's largest value instead.
+ZERO_IS_UNLIMITED = {"limit_request_line": 1 << 20, "limit_request_fields": 10000,
+                     "limit_request_field_size": 1 << 20}
+# Lists whose command-line values may be comma-separated too, as gunicorn's are.
+COMMA_LISTS = frozenset({"forwarded_allow_ips", "proxy_allow_ips", "pythonpath"})
+
+
+def bind_address(value: str) -> str:
+    """gunicorn's short forms of an address: HOST alone is HOST:8000 (gunicorn's default
+    port), :PORT is every interface."""
+    if value.startswith(("unix:", "fd://")) or _BIND_RE.match(value):
+        return value
+    if (value.startswith("[") and value.endswith("]")) or re.match(r"^[\w.-]+$", value):
+        return value + ":8000"
+    return value
+
+
 def check_bind(values: tuple[str, ...]) -> str | None:
     if not values:
         return "at least one address is required"
@@ -233,8 +250,9 @@ class Config:
         30 * SECONDS,
         "A worker silent for this long (no heartbeat) is killed and replaced; one whose "
         "every thread has made no progress for this long is retired and replaced. One long "
-        "request among free threads is not cut short (see request_timeout).",
-        section="workers", unit="s", min=1, max=86400, aliases=("-t",),
+        "request among free threads is not cut short (see request_timeout). 0: never "
+        "(gunicorn's meaning).", section="workers", unit="s", min=0, max=86400,
+        aliases=("-t",),
     )
     request_timeout: float = setting(
         0, "A request running longer is given up (uWSGI's harakiri): its thread's stack is "
@@ -375,6 +393,11 @@ class Config:
         "-", "Where the error log goes: - for stderr, or a file path (reopened on SIGUSR1).",
         section="logging", aliases=("--error-logfile", "--log-file"),
     )
+    capture_output: bool = setting(
+        False, "Send the app's stdout and stderr (print, tracebacks of threads) to "
+        "errorlog's file too (gunicorn's capture_output; nothing changes when errorlog is "
+        "stderr).", section="logging",
+    )
 
     # [admin]
     admin_bind: str = setting(
@@ -453,6 +476,15 @@ def type_text(name: str) -> str:
 def coerce(name: str, raw: object, source: str) -> Any:
     """Turn a raw value (a TOML value, or a string from the CLI or environment) into the
     setting's type, and validate it. Raises ConfigError naming key, value and what is allowed."""
+    if name == "bind" and isinstance(raw, list | tuple):
+        raw = [bind_address(v) if isinstance(v, str) else v for v in raw]
+    elif name == "bind" and isinstance(raw, str):
+        raw = ",".join(bind_address(v.strip()) for v in raw.split(","))
+    elif name in ZERO_IS_UNLIMITED and raw in (0, "0"):
+        raw = ZERO_IS_UNLIMITED[name]
+    elif name in COMMA_LISTS and isinstance(raw, list | tuple):  # gunicorn's "a,b" flags
+        raw = [p.strip() for v in raw for p in (v.split(",") if isinstance(v, str) else [v])
+               if not isinstance(p, str) or p.strip()]
     try:
         return convert(KINDS[name], raw, META[name], CHOICES.get(name, ()))
     except Refused as refused:
@@ -518,79 +550,23 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     path: str | os.PathLike[str] | None = None,
     file_values: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    cmd_args: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the Config: defaults < file < environment < command line. `file_values`
-    stand for a file already read (a Python config file), `path` names it."""
+    """Build the Config: defaults (and gunicorn's environment variables, `defaults`) <
+    file < GUNICORN_CMD_ARGS (`cmd_args`) < PREFORK_* environment < command line.
+    `file_values` stand for a file already read (a Python config file), `path` names it."""
     values: dict[str, Any] = {}
+    for name, raw in (defaults or {}).items():
+        values[name] = coerce(name, raw, "environment (as gunicorn reads it)")
     if file_values is None and path is not None:
         file_values = read_file(path)
     for name, raw in (file_values or {}).items():
         values[name] = coerce(name, raw, str(path))
+    for name, raw in (cmd_args or {}).items():
+        values[name] = coerce(name, raw, "GUNICORN_CMD_ARGS " + flag_name(name))
     for name, raw in read_env(environ or {}).items():
         values[name] = coerce(name, raw, "environment " + env_name(name))
     for name, raw in (cli or {}).items():
         values[name] = coerce(name, raw, "command line " + flag_name(name))
     return Config(**values)
-
-
-def describe(config: Config) -> str:
-    """The resolved settings as TOML-like lines (for --check-config)."""
-    lines = []
-    for field in iter_settings():
-        lines.append(f"{field.name} = {format_value(field.name, getattr(config, field.name))}")
-    return "\n".join(lines)
-
-
-def format_value(name: str, value: Any) -> str:
-    if value is None:
-        return '""  # unset'
-    if value == "" and META[name]["false_is_empty"]:
-        return "false"
-    if META[name]["octal"]:
-        return f"0o{value:o}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, StaticMount):
-        types = ", ".join(f'"{k}" = "{v}"' for k, v in value.types)
-        return (f'{{prefix = "{value.prefix}", directory = "{value.directory}", '
-                f'cache_control = "{value.cache_control}", index = "{value.index}", '
-                f"follow_symlinks = {format_value('preload_app', value.follow_symlinks)}, "
-                f"types = {{{types}}}}}")
-    if isinstance(value, tuple):
-        return "[" + ", ".join(format_value("app", v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:g}" if value != int(value) else f"{int(value)}"
-    return str(value)
-
-
-def example_toml() -> str:
-    """The documented example config: every setting, grouped, with its default."""
-    out = [
-        "# prefork example configuration: every setting with its default and what it does.",
-        "# Tables only group settings; a name means the same in any table or at the top level.",
-        "# Each setting is also --flag-name on the command line and PREFORK_NAME in the",
-        "# environment. Precedence: command line > environment > this file > defaults.",
-    ]
-    section = None
-    for field in iter_settings():
-        meta = META[field.name]
-        if meta["section"] != section:
-            section = meta["section"]
-            out.append(f"\n[{section}]")
-        unit = f" [{meta['unit']}]" if meta["unit"] else ""
-        out.append(f"# {meta['doc']}{unit}")
-        if meta["default_doc"]:
-            out.append(f"# {field.name} = <{meta['default_doc']}>")
-        elif field.name == "app":
-            out.append('# app = "myproject.wsgi:application"')
-        elif field.name == "static":
-            out[-2:] = [out[-1]]  # [[static]] is an array of tables, not a [static] table
-            out += ["# [[static]]", '# prefix = "/static/"', '# directory = "public"',
-                    '# cache_control = "public, max-age=3600"',
-                    '# types = { ".wasm" = "application/wasm" }']
-        else:
-            default = field.default
-            out.append(f"{field.name} = {format_value(field.name, default)}")
-    return "\n".join(out) + "\n"

@@ -80,7 +80,7 @@ from prefork.errors import (
     InternalServerError,
     RequestTimeout,
 )
-from prefork.hooks import run_hook
+from prefork.hooks import RequestView, ResponseView, run_hook
 from prefork.http import proxyproto
 from prefork.http.parser import RequestParser
 from prefork.http.request import Request
@@ -411,7 +411,7 @@ class Connection:
         status = 0  # set when the server, not the app, chose the status
         try:
             if ctx.pre_request is not None:
-                run_hook(ctx.pre_request, "pre_request", ctx.hook_worker, req)
+                run_hook(ctx.pre_request, "pre_request", ctx.hook_worker, RequestView(req))
             mount = ctx.static.match(req.target) if ctx.static is not None else None
             if mount is not None:
                 self.serve_static(req, mount, exchange)
@@ -479,7 +479,8 @@ class Connection:
         if ctx.timed:
             self.account(req, exchange, status, started)
         if ctx.post_request is not None:
-            run_hook(ctx.post_request, "post_request", ctx.hook_worker, req, environ, exchange)
+            run_hook(ctx.post_request, "post_request", ctx.hook_worker, RequestView(req),
+                     environ, ResponseView(exchange))
 
     def _ready_for_next(self, req: Request) -> bool:
         """The response kept the connection: read past what the app left of the body

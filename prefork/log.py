@@ -9,10 +9,12 @@ after log rotation.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 _role = "master"
 _handler: logging.Handler | None = None
+_capture = False  # capture_output: fds 1 and 2 follow the error-log file
 FORMAT = "[%(asctime)s] [%(process)d] [%(role)s] [%(levelname)s] %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 
@@ -34,8 +36,11 @@ def _make_handler(target: str) -> logging.Handler:
     return handler
 
 
-def setup(level: str, target: str = "-") -> None:
-    global _handler
+def setup(level: str, target: str = "-", capture: bool = False) -> None:
+    """The error log to `target`; with `capture`, file descriptors 1 and 2 (the app's
+    stdout and stderr) point at the same file."""
+    global _handler, _capture
+    _capture = capture
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -44,6 +49,16 @@ def setup(level: str, target: str = "-") -> None:
     _handler.target = target  # type: ignore[attr-defined]
     root.addHandler(_handler)
     root.setLevel(level.upper())
+    _redirect_stdio()
+
+
+def _redirect_stdio() -> None:
+    handler = _handler
+    if _capture and isinstance(handler, logging.FileHandler) and handler.stream is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd in (1, 2):
+            os.dup2(handler.stream.fileno(), fd)
 
 
 def reopen() -> None:
@@ -56,6 +71,7 @@ def reopen() -> None:
             handler.stream = handler._open()
         finally:
             handler.release()
+        _redirect_stdio()
 
 
 def set_role(role: str) -> None:

@@ -89,6 +89,7 @@ class Master:
     next_memory_check: float = 0.0
     upgrading: upgrade.Upgrade = field(init=False)  # a new master started by USR2
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
+    spawned: int = 0  # workers spawned so far: a hook's worker.age, as gunicorn counts
     pidfile: upgrade.Pidfile = field(init=False)
     hooks: Hooks = field(default_factory=Hooks)
     notifier: systemd.Notifier = field(init=False)
@@ -139,6 +140,7 @@ class Master:
             self.admin_listener = admin.AdminServer(self.config.admin_bind, self.sel,
                                                     self.admin_state, inherited.admin_fd)
         self.pidfile.write()
+        self.hooks.call("when_ready", self.view())  # as gunicorn: listening, no worker yet
         log.info("prefork master started (pid %d): %d worker(s) x %d thread(s), app %s",
                  os.getpid(), self.target, self.config.threads,
                  self.config.app or "prefork.demo:app (built-in demo)")
@@ -152,7 +154,8 @@ class Master:
 
     def view(self) -> ServerView:
         """What a server hook is given as `server`."""
-        return ServerView(os.getpid(), self.config, self.target)
+        return ServerView(os.getpid(), self.config, self.target,
+                          [listener.sock for listener in self.listeners])
 
     def _enqueue(self, signum: int, frame: object) -> None:
         # Runs between bytecodes of the main thread: only append; the loop does the work.
@@ -261,7 +264,6 @@ class Master:
             if len(current) >= self.target and all(h.ready for h in current):
                 self.announced_ready = True
                 self.notifier.ready(f"{len(current)} workers ready")
-                self.hooks.call("when_ready", self.view())
                 self._retire_old_master()
 
     # -- workers ---------------------------------------------------------------------------
@@ -284,11 +286,12 @@ class Master:
             close_fds.append(self.sel.fileno())
         if self.admin_listener is not None:
             close_fds += self.admin_listener.fds()
-        self.hooks.call("pre_fork", self.view(), WorkerView(number, 0))
+        self.spawned += 1
+        self.hooks.call("pre_fork", self.view(), WorkerView(number, 0, self.spawned, self.config))
         process = self.ctx.Process(
             target=worker_main,
             args=(number, self.config, self.listeners, child_end, close_fds, self.app,
-                  self.hooks),
+                  self.hooks, self.spawned),
             name=f"prefork-worker-{number}",
         )
         # Signals are blocked across the fork: until the child has set its own handlers,
@@ -328,7 +331,8 @@ class Master:
                 self.gone_metrics = [metrics.merge_snapshots([*self.gone_metrics,
                                                               handle.beat.metrics])]
             self._after_exit(handle, code)
-            self.hooks.call("child_exit", self.view(), WorkerView(handle.number, handle.pid))
+            self.hooks.call("child_exit", self.view(),
+                            WorkerView(handle.number, handle.pid, cfg=self.config, alive=False))
 
     def _after_exit(self, handle: WorkerHandle, code: int | None) -> None:
         age = time.monotonic() - handle.started
@@ -401,7 +405,7 @@ class Master:
                 continue
             limit = self.config.timeout if handle.ready else max(self.config.timeout,
                                                                  BOOT_TIMEOUT_S)
-            if now - handle.last_seen > limit:
+            if limit and now - handle.last_seen > limit:
                 log.error("worker %d (pid %d) sent no heartbeat for %.0f s; killing it",
                           handle.number, handle.pid, now - handle.last_seen)
                 handle.retiring_since = now
@@ -483,7 +487,7 @@ class Master:
         self.reload_from = self.config
         self.config = new
         self.target = new.workers
-        logsetup.setup(new.loglevel, new.errorlog)
+        logsetup.setup(new.loglevel, new.errorlog, new.capture_output)
         self.generation += 1
         self.next_spawn = 0.0
 
@@ -506,6 +510,7 @@ class Master:
             log.warning("SIGUSR2: cannot upgrade now (stopping, an upgrade under way, or "
                         "no command line to start again)")
             return
+        self.hooks.call("pre_exec", self.view())
         admin_fd = self.admin_listener.sock.fileno() if self.admin_listener else -1
         self.upgrading.start(self.argv, self.listeners, admin_fd)
 

@@ -1,6 +1,8 @@
-"""The master process's own settings: working directory, environment, umask, and the
-user and group it drops to once the sockets are bound. Called in the master (workers
-inherit all of it on fork), and by --check-config before it imports the app.
+"""The master process's own settings: working directory, environment, umask, the
+open-files limit (and so how many connections a worker may hold), and the user and
+group it drops to once the sockets are bound. Called in the master (workers inherit all
+of it on fork; each reads its connection bound here), and by --check-config before it
+imports the app.
 """
 
 from __future__ import annotations

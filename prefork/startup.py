@@ -28,7 +28,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
           argv: list[str] | None = None, hooks: Hooks | None = None) -> int:
     """Run a master until it stops; returns the process exit status."""
     try:
-        logsetup.setup(config.loglevel, config.errorlog)
+        logsetup.setup(config.loglevel, config.errorlog, config.capture_output)
     except OSError as exc:
         print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
               file=sys.stderr)

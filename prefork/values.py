@@ -73,10 +73,15 @@ def describe_type(kind: Kind, meta: SettingMeta, choices: tuple[str, ...] = ()) 
 def _range_text(meta: SettingMeta) -> str:
     lo, hi = meta["min"], meta["max"]
     if lo is not None and hi is not None:
-        return f" from {lo:g} to {hi:g}"
+        return f" from {_number(lo)} to {_number(hi)}"
     if lo is not None:
-        return f" of at least {lo:g}"
+        return f" of at least {_number(lo)}"
     return ""
+
+
+def _number(value: float) -> str:
+    """As a person writes it: 1048576, not 1.04858e+06; 0.1 stays 0.1."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 class Refused(Exception):

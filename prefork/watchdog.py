@@ -70,7 +70,7 @@ class RequestWatch:
             if self.request_timeout_s and ident not in self.stuck and age > self.request_timeout_s:
                 self._give_up(ident, run, age)
                 verdict = "request_timeout"
-            if now - active > self.timeout_s:
+            if self.timeout_s and now - active > self.timeout_s:
                 stalled.append(ident)
         if len(stalled) >= self.threads and not self.all_stuck:
             self.all_stuck = True

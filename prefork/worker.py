@@ -114,10 +114,11 @@ class Worker(Accepting):
         channel: socket.socket,
         app: WSGIApp | None = None,
         hooks: Hooks | None = None,
+        age: int = 0,
     ) -> None:
         self.number = number
         self.hooks = hooks or Hooks()
-        self.view = WorkerView(number, os.getpid())
+        self.view = WorkerView(number, os.getpid(), age, config)
         # worker_connections resolved (0: from the open-files limit); the compiled
         # accept reads it here too.
         self.config = dataclasses.replace(
@@ -562,8 +563,10 @@ def worker_main(
     close_fds: list[int],
     app: WSGIApp | None,
     hooks: Hooks | None = None,
+    age: int = 0,
 ) -> None:
-    """Entry point in the forked child (multiprocessing target)."""
+    """Entry point in the forked child (multiprocessing target); `age`: the master's
+    count of workers spawned (gunicorn's worker.age)."""
     worker_signals.booting()  # Worker.run() installs the handlers
     for fd in close_fds:
         with contextlib.suppress(OSError):
@@ -571,7 +574,7 @@ def worker_main(
     code = 1
     worker = None
     try:
-        worker = Worker(number, config, listeners, channel, app, hooks)
+        worker = Worker(number, config, listeners, channel, app, hooks, age)
         code = worker.run()
     except Exception:
         log.exception("worker crashed")

@@ -17,6 +17,15 @@ pytestmark = pytest.mark.timeout(90)
 APP = "tests.apps.faults:app"
 
 
+def new_pid(pidfile: Path, old: int) -> int | None:
+    """The pid in `pidfile` once it is no longer `old` (a new master's)."""
+    try:  # the old master renames the file away while the new one writes it
+        pid = int(pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid != old else None
+
+
 def test_stopped_worker_is_killed_and_replaced_within_timeout() -> None:
     with Server(APP, "--timeout", "2", workers=2) as srv:
         victim = min(srv.worker_pids())
@@ -65,14 +74,7 @@ def test_usr2_upgrade_hands_over_without_losing_requests(tmp_path: Path) -> None
         load = Load(srv, "/", clients=3, keep_alive=True).start()
         load.more(100, timeout=10, what="load")
         srv.signal(signal.SIGUSR2)
-        def new_pid() -> int | None:
-            try:  # the old master renames the file away while the new one writes it
-                pid = int(pidfile.read_text())
-            except (FileNotFoundError, ValueError):
-                return None
-            return pid if pid != old else None
-
-        new = wait_for(new_pid, timeout=20, what="the new master's pid")
+        new = wait_for(lambda: new_pid(pidfile, old), timeout=20, what="the new master's pid")
         assert srv.wait_exit(30) == 0, "the old master stops once the new one is ready"
         load.more(100, timeout=10, what="service by the new master")
         load.stop()
@@ -168,14 +170,8 @@ def test_usr2_hands_the_admin_listener_over_and_metrics_answer_throughout(
             wait_for(lambda: len(scrapes) >= 5, what="scrapes before the upgrade")
             srv.signal(signal.SIGUSR2)
 
-            def new_pid() -> int | None:
-                try:
-                    pid = int(pidfile.read_text())
-                except (FileNotFoundError, ValueError):
-                    return None
-                return pid if pid != old else None
-
-            new = wait_for(new_pid, timeout=20, what="the new master's pid")
+            new = wait_for(lambda: new_pid(pidfile, old), timeout=20,
+                           what="the new master's pid")
             assert srv.wait_exit(30) == 0, "the old master stops once the new one is ready"
             count = len(scrapes)
             wait_for(lambda: len(scrapes) >= count + 5, what="scrapes of the new master")

@@ -88,22 +88,28 @@ def on_starting(server):
     mark("on_starting %d" % server.pid)
 
 def when_ready(server):
-    mark("when_ready")
+    import socket
+    sock = server.LISTENERS[0]
+    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # what health probes read
+    mark("when_ready %s %s %s" % (server.cfg.workers, server.cfg.threads,
+                                  server.address[0][0]))
 
 def pre_fork(server, worker):
     mark("pre_fork %d" % worker.number)
 
 def post_fork(server, worker):
-    mark("post_fork %d" % worker.pid)
+    mark("post_fork %d age %d alive %s conns %d" % (worker.pid, worker.age, worker.alive,
+                                                     worker.cfg.worker_connections))
 
 def post_worker_init(worker):
     mark("post_worker_init %d" % worker.pid)
 
 def pre_request(worker, req):
-    mark("pre_request %s %s" % (req.method, req.path))
+    mark("pre_request %s %s %r %s" % (req.method, req.path, req.version,
+                                      dict(req.headers).get("X-TEST")))
 
 def post_request(worker, req, environ, resp):
-    mark("post_request %s %s" % (req.path, resp.status))
+    mark("post_request %s %s %d" % (req.path, resp.status, resp.status_code))
 
 def nworkers_changed(server, new_value, old_value):
     mark("nworkers_changed %d %d" % (old_value, new_value))
@@ -126,11 +132,17 @@ def on_exit(server):
         return [line for line in lines if line.startswith(prefix)]
 
     with Server("-c", str(conf), bind="127.0.0.1:0", workers=2, threads=2) as srv:
-        assert srv.get("/hello?x=1")[0] == 200
-        wait_for(lambda: marked("post_request /hello 200 OK"), timeout=5, what="post_request")
-        assert marked("pre_request GET /hello")
-        assert marked("on_starting") and marked("when_ready")
+        assert srv.get("/hello?x=1", headers={"X-Test": "yes"})[0] == 200
+        wait_for(lambda: marked("post_request /hello 200 OK 200"), timeout=5,
+                 what="post_request")
+        assert marked("pre_request GET /hello (1, 1) yes")
+        assert marked("on_starting") and marked("when_ready 2 2 127.0.0.1")
+        # when_ready as gunicorn calls it: listening, before the first worker is forked
+        assert marks.read_text().index("when_ready") < marks.read_text().index("pre_fork")
         assert len(marked("pre_fork")) == 2 and len(marked("post_fork")) == 2
+        assert sorted(line.split(" age ")[1].split()[0] for line in marked("post_fork")) == [
+            "1", "2"]
+        assert all(" alive True conns " in line for line in marked("post_fork"))
         assert len(marked("post_worker_init")) == 2
         srv.signal(signal.SIGTTIN)
         wait_for(lambda: marked("nworkers_changed 2 3"), timeout=5, what="nworkers_changed")
@@ -285,3 +297,35 @@ def test_a_worker_killed_after_graceful_timeout_is_reported_once(tmp_path: Path)
         srv.wait_exit(15)
         sock.close()
         assert srv.log().count("did not finish in time; killing it") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workerz", "2"], "did you mean --workers?"),
+    (["--keep-alve", "2"], "did you mean --keep-alive?"),
+    (["--dogstatsd-tags", "env:prod"], "is not supported"),
+    (["--log-config-json", "l.json"], "is not supported"),
+    (["--paste", "x.ini"], "MODULE:NAME"),
+    (["--reuse-port"], "is not supported"),
+])
+def test_every_gunicorn_flag_and_typo_gets_one_line(args: list[str], message: str) -> None:
+    result = run_cli(*args, "tests.apps.basic:app", "--check-config")
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["-R"], ["--enable-stdio-inheritance"], ["-n", "myapp"], ["--worker-tmp-dir", "/dev/shm"],
+    ["--no-sendfile"], ["--initgroups"], ["--reload-engine", "poll"],
+    ["--log-syslog-facility", "user"], ["--ssl-version", "TLS"], ["-k", "sync"],
+    ["--dirty-threads", "1"],
+])
+def test_gunicorn_flags_without_effect_or_at_default_are_accepted(args: list[str]) -> None:
+    result = run_cli(*args, "tests.apps.basic:app", "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" not in result.stderr
+
+
+def test_v_prints_the_version() -> None:
+    result = run_cli("-v")
+    assert result.returncode == 0 and result.stdout.startswith("prefork ")

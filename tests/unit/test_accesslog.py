@@ -65,3 +65,27 @@ def test_access_log_off_spellings(tmp_path: object) -> None:
     with open(path, "w") as fh:
         fh.write("[logging]\naccess_log = false\n")
     assert config.resolve(path=path).access_log == ""
+
+
+@pytest.mark.parametrize(("sent", "authorization"), [
+    (0, b"Basic " + __import__("base64").b64encode(b"alice:secret")),
+    (13, b"Bearer abc"),
+    (5, b"Basic !!notbase64"),
+    (0, b""),
+])
+def test_gunicorn_atoms_b_and_u_are_gunicorn_s(sent: int, authorization: bytes) -> None:
+    """%(b)s and %(u)s as gunicorn 27's own logger computes them (its atoms())."""
+    glogging = pytest.importorskip("gunicorn.glogging")
+    import datetime
+    import types
+
+    from gunicorn.config import Config
+
+    headers = [(b"Host", b"a")] + ([(b"Authorization", authorization)] if authorization else [])
+    ours = compile_format("%(b)s %(u)s")(entry(body_bytes=sent, request_headers=headers))
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1",
+               **({"HTTP_AUTHORIZATION": authorization.decode()} if authorization else {})}
+    resp = types.SimpleNamespace(status="200 OK", sent=sent, headers=[])
+    req = types.SimpleNamespace(headers=[])
+    atoms = glogging.Logger(Config()).atoms(resp, req, environ, datetime.timedelta(0))
+    assert ours == f"{atoms['b']} {atoms['u']}"
