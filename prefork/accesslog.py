@@ -31,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -213,29 +214,38 @@ def _json_line(e: Entry) -> str:
 
 
 class AccessLog:
-    def __init__(self, target: str, fmt: str) -> None:
+    """The access log: one line per request to `target` (a file, "-" for stdout, or off),
+    and to `logger` (gunicorn.access, when a logging configuration gave it handlers)."""
+
+    def __init__(self, target: str, fmt: str, logger: logging.Logger | None = None) -> None:
         self.target = target
         self.render = compile_format(fmt)
+        self.logger = logger
         self.fd = -1
         self.open()
 
     def open(self) -> None:
-        if self.target == "-":
+        if is_off(self.target):
+            self.fd = -1
+        elif self.target == "-":
             self.fd = 1
         else:
             self.fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def reopen(self) -> None:
         """After log rotation (SIGUSR1): point at a fresh file of the same name."""
-        if self.target != "-":
+        if self.target != "-" and not is_off(self.target):
             old = self.fd
             self.open()
             os.close(old)
 
     def write(self, entry: Entry) -> None:
-        line = (self.render(entry) + "\n").encode("utf-8", "backslashreplace")
-        with contextlib.suppress(OSError):  # a full disk must not fail the request
-            os.write(self.fd, line)
+        text = self.render(entry)
+        if self.logger is not None:
+            self.logger.info(text)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):  # a full disk must not fail the request
+                os.write(self.fd, (text + "\n").encode("utf-8", "backslashreplace"))
 
 
 def is_off(target: str) -> bool:

@@ -82,6 +82,18 @@ def check_app(value: str | None) -> str | None:
     return None
 
 
+def check_json_object(value: str) -> str | None:
+    """Empty, or JSON text of an object (a dictConfig dict)."""
+    if not value:
+        return None
+    import json
+
+    try:
+        return None if isinstance(json.loads(value), dict) else "a JSON object is expected"
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+
+
 def check_log_format(value: str) -> str | None:
     from prefork.accesslog import compile_format
 
@@ -392,6 +404,21 @@ class Config:
     errorlog: str = setting(
         "-", "Where the error log goes: - for stderr, or a file path (reopened on SIGUSR1).",
         section="logging", aliases=("--error-logfile", "--log-file"),
+    )
+    logconfig_dict: str = setting(
+        "", "A logging configuration for logging.config.dictConfig, as JSON text (in a "
+        "gunicorn Python config, the dict itself). Its loggers 'gunicorn.error' and "
+        "'gunicorn.access' receive prefork's error and access lines.", section="logging",
+        check=check_json_object,
+    )
+    logconfig: str = setting(
+        "", "An ini file for logging.config.fileConfig (gunicorn's --log-config); as "
+        "logconfig_dict, its 'gunicorn.error' and 'gunicorn.access' get prefork's lines.",
+        section="logging", aliases=("--log-config",),
+    )
+    logconfig_json: str = setting(
+        "", "A JSON file for logging.config.dictConfig (gunicorn's --log-config-json).",
+        section="logging", aliases=("--log-config-json",),
     )
     capture_output: bool = setting(
         False, "Send the app's stdout and stderr (print, tracebacks of threads) to "

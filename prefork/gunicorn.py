@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import runpy
 import sys
 import types
@@ -241,6 +242,8 @@ def _from_python(name: str, value: Any) -> Any:
     if name in ("bind", "env", "forwarded_allow_ips", "proxy_allow_ips", "pythonpath",
                 "reload_extra_files") and isinstance(value, str):
         return split_list(value)
+    if name == "logconfig_dict" and isinstance(value, dict):
+        return json.dumps(value, default=str) if value else None
     if name == "proxy_protocol" and isinstance(value, bool):  # gunicorn before 23
         return "auto" if value else "off"
     if name == "umask" and isinstance(value, int):

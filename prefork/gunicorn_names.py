@@ -36,8 +36,6 @@ _SYSLOG = "log to stderr and let systemd-journald or your collector take it"
 _DIRTY = ("dirty workers (a separate pool for long tasks) are not supported: run the "
           "long tasks in a task queue")
 _ASGI = "prefork serves WSGI apps; ASGI is not supported"
-_LOGGING = ("not applied by prefork yet: configure the 'prefork' logger's handlers in an "
-            "on_starting hook (logging.config.dictConfig there works)")
 _H2 = "HTTP/2 is for the reverse proxy in front of prefork (deploy/nginx)"
 
 # gunicorn settings that ask for nothing prefork's design does not already give:
@@ -108,10 +106,8 @@ AT_DEFAULT: dict[str, AtDefault] = {
     "paste": AtDefault(_OFF, "point app at the WSGI callable (MODULE:NAME)"),
     "raw_paste_global_conf": AtDefault(_OFF, "point app at the WSGI callable (MODULE:NAME)"),
     "logger_class": AtDefault((*_OFF, "gunicorn.glogging.Logger", "simple"),
-                              "configure logging with logconfig_dict or the logging module"),
-    "logconfig_json": AtDefault(_OFF, _LOGGING),
-    "logconfig": AtDefault(_OFF, _LOGGING),
-    "logconfig_dict": AtDefault(_OFF, _LOGGING),
+                              "configure logging with logconfig_dict (its 'gunicorn.error' "
+                              "and 'gunicorn.access' loggers get prefork's lines)"),
     "secure_scheme_headers": AtDefault((*_OFF, _SECURE_SCHEME_HEADERS),
                                        "X-Forwarded-Proto and Forwarded are read from the "
                                        "proxies in forwarded_allow_ips"),

@@ -11,6 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefork.config import Config
 
 _role = "master"
 _handler: logging.Handler | None = None
@@ -77,3 +81,69 @@ def reopen() -> None:
 def set_role(role: str) -> None:
     global _role
     _role = role
+
+
+# gunicorn's logger names: a logging configuration written for gunicorn addresses these.
+GUNICORN_ERROR = "gunicorn.error"
+GUNICORN_ACCESS = "gunicorn.access"
+
+
+class _Forward(logging.Handler):
+    """Hands prefork's error-log records to the 'gunicorn.error' logger a user's logging
+    configuration set up (its handlers, its level, its propagation)."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= self.target.getEffectiveLevel():
+            self.target.handle(record)
+
+
+def from_config(cfg: Config) -> None:
+    """The error log as the settings say: its target, capture_output, and a user's logging
+    configuration over it."""
+    setup(cfg.loglevel, cfg.errorlog, cfg.capture_output)
+    apply_config(cfg.logconfig_dict, cfg.logconfig, cfg.logconfig_json)
+
+
+def apply_config(dict_text: str = "", ini: str = "", json_path: str = "") -> None:
+    """A user's logging configuration (logconfig_dict, logconfig, logconfig_json), over
+    the set-up above; loggers that exist stay enabled (prefork's among them). When it
+    gives 'gunicorn.error' handlers, prefork's error lines go through that logger instead
+    of the root's; access lines go to 'gunicorn.access' (see AccessLog)."""
+    import json
+    import logging.config
+
+    for text in (dict_text, _read(json_path)):
+        if text:
+            config = json.loads(text)
+            config.setdefault("version", 1)
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+    if ini:
+        logging.config.fileConfig(ini, disable_existing_loggers=False)
+    if dict_text or ini or json_path:
+        ours = logging.getLogger("prefork")
+        for handler in [h for h in ours.handlers if isinstance(h, _Forward)]:
+            ours.removeHandler(handler)
+        target = logging.getLogger(GUNICORN_ERROR)
+        if target.handlers:
+            ours.addHandler(_Forward(target))
+            ours.propagate = False
+        else:
+            ours.propagate = True
+
+
+def _read(path: str) -> str:
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def access_logger() -> logging.Logger | None:
+    """The 'gunicorn.access' logger, when a logging configuration gave it handlers."""
+    logger = logging.getLogger(GUNICORN_ACCESS)
+    return logger if logger.handlers else None

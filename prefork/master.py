@@ -487,7 +487,7 @@ class Master:
         self.reload_from = self.config
         self.config = new
         self.target = new.workers
-        logsetup.setup(new.loglevel, new.errorlog, new.capture_output)
+        logsetup.from_config(new)
         self.generation += 1
         self.next_spawn = 0.0
 

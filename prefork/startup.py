@@ -28,10 +28,14 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
           argv: list[str] | None = None, hooks: Hooks | None = None) -> int:
     """Run a master until it stops; returns the process exit status."""
     try:
-        logsetup.setup(config.loglevel, config.errorlog, config.capture_output)
+        logsetup.from_config(config)
     except OSError as exc:
         print(f"prefork-serve: error: cannot open errorlog {config.errorlog!r}: {exc}",
               file=sys.stderr)
+        return ExitStatus.USAGE
+    except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
+        print(f"prefork-serve: error: the logging configuration (logconfig_dict, logconfig, "
+              f"logconfig_json) cannot be applied: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     process.prepare(config)  # chdir, env, umask: before anything is imported
     try:

@@ -237,8 +237,7 @@ class Worker(Accepting):
             begin_request=self.begin_request,
             end_request=self.end_request,
             progress=self.progress,
-            access_log=None if is_off(self.config.access_log) else
-            AccessLog(self.config.access_log, self.config.access_log_format),
+            access_log=access_log(self.config),
             worker_number=self.number,
             metrics=WorkerMetrics() if self.config.admin_bind else None,
             static=StaticFiles(self.config.static) if self.config.static else None,
@@ -553,6 +552,15 @@ class Worker(Accepting):
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"!")
+
+
+def access_log(config: Config) -> AccessLog | None:
+    """The access log: to access_log's target, and to 'gunicorn.access' if a logging
+    configuration gave that logger handlers; None when neither (nothing timed for it)."""
+    logger = logsetup.access_logger()
+    if is_off(config.access_log) and logger is None:
+        return None
+    return AccessLog(config.access_log, config.access_log_format, logger)
 
 
 def worker_main(

@@ -303,7 +303,7 @@ def test_a_worker_killed_after_graceful_timeout_is_reported_once(tmp_path: Path)
     (["--workerz", "2"], "did you mean --workers?"),
     (["--keep-alve", "2"], "did you mean --keep-alive?"),
     (["--dogstatsd-tags", "env:prod"], "is not supported"),
-    (["--log-config-json", "l.json"], "is not supported"),
+    (["--log-syslog"], "is not supported"),
     (["--paste", "x.ini"], "MODULE:NAME"),
     (["--reuse-port"], "is not supported"),
 ])
@@ -329,3 +329,53 @@ def test_gunicorn_flags_without_effect_or_at_default_are_accepted(args: list[str
 def test_v_prints_the_version() -> None:
     result = run_cli("-v")
     assert result.returncode == 0 and result.stdout.startswith("prefork ")
+
+
+def test_logconfig_dict_written_for_gunicorn_shapes_prefork_s_lines(tmp_path: Path) -> None:
+    """A gunicorn config's logconfig_dict (the shape of gunicorn's documented example:
+    handlers on 'gunicorn.error' and 'gunicorn.access'): prefork's error lines and access
+    lines go through those loggers, formatted by the dict's formatters."""
+    errors, access = tmp_path / "error.log", tmp_path / "access.log"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"""
+logconfig_dict = {{
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {{
+        "plain": {{"format": "ERR|%(levelname)s|%(message)s"}},
+        "access": {{"format": "ACC|%(message)s"}},
+    }},
+    "handlers": {{
+        "error_file": {{"class": "logging.FileHandler", "formatter": "plain",
+                       "filename": {str(errors)!r}}},
+        "access_file": {{"class": "logging.FileHandler", "formatter": "access",
+                        "filename": {str(access)!r}}},
+    }},
+    "loggers": {{
+        "gunicorn.error": {{"level": "INFO", "handlers": ["error_file"], "propagate": False}},
+        "gunicorn.access": {{"level": "INFO", "handlers": ["access_file"],
+                            "propagate": False}},
+    }},
+}}
+""")
+    argv = [sys.executable, "-m", "prefork", "-c", str(conf), "tests.apps.basic:app",
+            "--bind", "127.0.0.1:0", "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        port = int(wait_for(lambda: errors.exists() and re.search(
+            r"ERR\|INFO\|listening at http://127\.0\.0\.1:(\d+)", errors.read_text()),
+            timeout=20, what="the listening line in the dict's error file").group(1))
+        wait_for(lambda: "is ready" in errors.read_text(), timeout=20, what="a ready worker")
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/hello?via=dict")
+        assert conn.getresponse().read() == b"Hello, world!"
+        conn.close()
+        wait_for(lambda: access.exists() and "ACC|" in access.read_text(), timeout=10,
+                 what="the access line in the dict's access file")
+        assert '"GET /hello?via=dict HTTP/1.1" 200' in access.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
