@@ -27,6 +27,7 @@ from prefork.messages import ExitStatus
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prefork-serve",
+        usage="%(prog)s [OPTIONS] [APP]    or    %(prog)s status [-c FILE]",
         description="Serve a WSGI app with a prefork master, worker processes and thread pools.",
         epilog="Every setting can also be given in the config file and as PREFORK_<NAME> in "
         "the environment. Precedence: command line > environment > file > defaults. "
@@ -45,29 +46,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--print-example-config", action="store_true",
                         help="print a config file with every setting and its default")
     parser.add_argument("-v", "--version", action="version", version=f"prefork {__version__}")
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for field in config.iter_settings():
         meta = config.META[field.name]
-        help_text = meta["doc"] + (f" [{meta['unit']}]" if meta["unit"] else "")
+        section = meta["section"]
+        if section not in groups:
+            groups[section] = parser.add_argument_group(SECTIONS.get(section, section))
+        group = groups[section]
+        help_text = first_sentence(meta["doc"]) + (f" [{meta['unit']}]" if meta["unit"] else "")
+        if field.default not in (None, "", (), False) and not meta["default_doc"]:
+            help_text += f" (default: {config_text.format_value(field.name, field.default)})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
                                   "help": help_text}
         if meta["positional"]:
-            parser.add_argument(field.name, nargs="?", metavar="APP", **{
+            group.add_argument(field.name, nargs="?", metavar="APP", **{
                 k: v for k, v in kwargs.items() if k != "dest"})
-            parser.add_argument(*meta["aliases"], metavar="APP", **kwargs)
+            group.add_argument(*meta["aliases"], metavar="APP", **kwargs)
             continue
         flags = [*meta["aliases"], config.flag_name(field.name)]
         kind = config.flag_kind(field.name)  # from the declared type, not the help text
         if kind == "switch":
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         elif kind == "repeated":
-            parser.add_argument(*flags, action="append", metavar="VALUE", **kwargs)
+            group.add_argument(*flags, action="append", metavar="VALUE", **kwargs)
         elif meta["const"] is not None:
-            parser.add_argument(*flags, nargs="?", const=meta["const"],
-                                metavar=field.name.upper(), **kwargs)
+            group.add_argument(*flags, nargs="?", const=meta["const"],
+                               metavar=field.name.upper(), **kwargs)
         else:
-            parser.add_argument(*flags, metavar=field.name.upper(), **kwargs)
+            group.add_argument(*flags, metavar=field.name.upper(), **kwargs)
     return parser
+
+
+# --help's groups, in the order settings are declared (as gunicorn's sections).
+SECTIONS = {"app": "the app", "listen": "listening", "workers": "workers and supervision",
+            "http": "HTTP: timeouts and limits", "process": "the process",
+            "logging": "logging", "admin": "the admin listener", "static": "static files"}
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a setting's documentation: --help stays short (the whole
+    text is in config.toml and --print-example-config)."""
+    end = doc.find(". ")
+    return doc if end < 0 else doc[:end + 1]
 
 
 def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None,
@@ -103,6 +124,7 @@ def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = No
         for warning in warnings:
             print(f"prefork-serve: warning: {warning}", file=sys.stderr)
         hooks = Hooks(hook_fns)
+        defaults.setdefault("error_log_format", "gunicorn")  # what its log parsers expect
     cfg = config.resolve(_given(args), env, path, file_values, defaults=defaults,
                          cmd_args=cmd_args)
     return args, cfg, hooks

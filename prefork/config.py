@@ -26,6 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from prefork.config_checks import (
+    check_app,
+    check_bind,
+    check_json_object,
+    check_log_format,
+    normalise,
+)
 from prefork.cpus import available_cpus
 from prefork.errors import ConfigError
 from prefork.proxy import check_allow_ips
@@ -41,67 +48,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 ProxyProtocol = Literal["off", "v1", "v2", "auto"]
 MemoryMetric = Literal["rss", "uss"]
 HttpEngine = Literal["auto", "native", "python"]
-
-
-_BIND_RE = re.compile(r"^(unix:.+|\[[0-9a-fA-F:.%\w]+\]:\d{1,5}|[^:\[\]\s]*:\d{1,5}|fd://\d+)$")
-
-
-# Settings where 0 means "no limit" (gunicorn's meaning): prefork's largest value instead.
-ZERO_IS_UNLIMITED = {"limit_request_line": 1 << 20, "limit_request_fields": 10000,
-                     "limit_request_field_size": 1 << 20}
-# Lists whose command-line values may be comma-separated too, as gunicorn's are.
-COMMA_LISTS = frozenset({"forwarded_allow_ips", "proxy_allow_ips", "pythonpath"})
-
-
-def bind_address(value: str) -> str:
-    """gunicorn's short forms of an address: HOST alone is HOST:8000 (gunicorn's default
-    port), :PORT is every interface."""
-    if value.startswith(("unix:", "fd://")) or _BIND_RE.match(value):
-        return value
-    if (value.startswith("[") and value.endswith("]")) or re.match(r"^[\w.-]+$", value):
-        return value + ":8000"
-    return value
-
-
-def check_bind(values: tuple[str, ...]) -> str | None:
-    if not values:
-        return "at least one address is required"
-    for v in values:
-        if not _BIND_RE.match(v):
-            return "each address is HOST:PORT, [IPV6]:PORT, unix:/PATH or fd://N"
-        if not v.startswith(("unix:", "fd://")) and int(v.rsplit(":", 1)[1]) > 65535:
-            return "a port is at most 65535"
-    return None
-
-
-def check_app(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not re.match(r"^[\w.]+(:[\w.]+(\(\))?)?$", value):
-        return "an app is MODULE:NAME or MODULE:FACTORY() (for example myproject.wsgi:application)"
-    return None
-
-
-def check_json_object(value: str) -> str | None:
-    """Empty, or JSON text of an object (a dictConfig dict)."""
-    if not value:
-        return None
-    import json
-
-    try:
-        return None if isinstance(json.loads(value), dict) else "a JSON object is expected"
-    except ValueError as exc:
-        return f"not valid JSON: {exc}"
-
-
-def check_log_format(value: str) -> str | None:
-    from prefork.accesslog import compile_format
-
-    try:
-        compile_format(value)
-    except ConfigError as exc:
-        return exc.allowed
-    return None
+ErrorLogFormat = Literal["prefork", "gunicorn"]
 
 
 def setting(
@@ -420,6 +367,11 @@ class Config:
         "", "A JSON file for logging.config.dictConfig (gunicorn's --log-config-json).",
         section="logging", aliases=("--log-config-json",),
     )
+    error_log_format: ErrorLogFormat = setting(
+        "prefork", "The error log's line: prefork's ([time] [pid] [master|worker N] [LEVEL] "
+        "message) or gunicorn's (time [pid] [LEVEL] message, what gunicorn's log parsers "
+        "expect; the default with a gunicorn Python config).", section="logging",
+    )
     capture_output: bool = setting(
         False, "Send the app's stdout and stderr (print, tracebacks of threads) to "
         "errorlog's file too (gunicorn's capture_output; nothing changes when errorlog is "
@@ -503,15 +455,7 @@ def type_text(name: str) -> str:
 def coerce(name: str, raw: object, source: str) -> Any:
     """Turn a raw value (a TOML value, or a string from the CLI or environment) into the
     setting's type, and validate it. Raises ConfigError naming key, value and what is allowed."""
-    if name == "bind" and isinstance(raw, list | tuple):
-        raw = [bind_address(v) if isinstance(v, str) else v for v in raw]
-    elif name == "bind" and isinstance(raw, str):
-        raw = ",".join(bind_address(v.strip()) for v in raw.split(","))
-    elif name in ZERO_IS_UNLIMITED and raw in (0, "0"):
-        raw = ZERO_IS_UNLIMITED[name]
-    elif name in COMMA_LISTS and isinstance(raw, list | tuple):  # gunicorn's "a,b" flags
-        raw = [p.strip() for v in raw for p in (v.split(",") if isinstance(v, str) else [v])
-               if not isinstance(p, str) or p.strip()]
+    raw = normalise(name, raw)
     try:
         return convert(KINDS[name], raw, META[name], CHOICES.get(name, ()))
     except Refused as refused:

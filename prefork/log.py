@@ -21,6 +21,10 @@ _handler: logging.Handler | None = None
 _capture = False  # capture_output: fds 1 and 2 follow the error-log file
 FORMAT = "[%(asctime)s] [%(process)d] [%(role)s] [%(levelname)s] %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+# gunicorn's error-log line (its glogging's), for the log parsers written for it.
+GUNICORN_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+GUNICORN_DATEFMT = "[%Y-%m-%d %H:%M:%S %z]"
+_formatter = logging.Formatter(FORMAT, datefmt=DATEFMT)
 
 
 class _RoleFilter(logging.Filter):
@@ -35,16 +39,20 @@ def _make_handler(target: str) -> logging.Handler:
         handler = logging.StreamHandler(sys.stderr)
     else:
         handler = logging.FileHandler(target, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATEFMT))
+    handler.setFormatter(_formatter)
     handler.addFilter(_RoleFilter())
     return handler
 
 
-def setup(level: str, target: str = "-", capture: bool = False) -> None:
-    """The error log to `target`; with `capture`, file descriptors 1 and 2 (the app's
-    stdout and stderr) point at the same file."""
-    global _handler, _capture
+def setup(level: str, target: str = "-", capture: bool = False, style: str = "prefork"
+          ) -> None:
+    """The error log to `target`, its lines in prefork's or gunicorn's `style`; with
+    `capture`, file descriptors 1 and 2 (the app's stdout and stderr) point at the same
+    file."""
+    global _handler, _capture, _formatter
     _capture = capture
+    _formatter = (logging.Formatter(GUNICORN_FORMAT, datefmt=GUNICORN_DATEFMT)
+                  if style == "gunicorn" else logging.Formatter(FORMAT, datefmt=DATEFMT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -104,7 +112,7 @@ class _Forward(logging.Handler):
 def from_config(cfg: Config) -> None:
     """The error log as the settings say: its target, capture_output, and a user's logging
     configuration over it."""
-    setup(cfg.loglevel, cfg.errorlog, cfg.capture_output)
+    setup(cfg.loglevel, cfg.errorlog, cfg.capture_output, cfg.error_log_format)
     apply_config(cfg.logconfig_dict, cfg.logconfig, cfg.logconfig_json)
 
 

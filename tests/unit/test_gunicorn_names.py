@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from prefork import config, gunicorn_names
-from prefork.config import ZERO_IS_UNLIMITED
+from prefork.config_checks import ZERO_IS_UNLIMITED
 from tests.server import ROOT
 
 gconfig = pytest.importorskip("gunicorn.config")
@@ -180,3 +180,20 @@ def test_an_example_config_of_gunicorn_s_own_starts_its_settings_resolved(
     assert ours["threads"] == 1  # worker_class = 'sync': one request at a time per worker
     assert ours["env"] == ["DJANGO_SECRET_KEY=something", "SPAM=eggs"]
     assert ours["pidfile"] == "" and ours["user"] == "" and ours["umask"] == ""
+
+
+def test_the_gunicorn_error_log_line_is_gunicorn_s_own() -> None:
+    from gunicorn import glogging
+
+    from prefork import log
+
+    generic = glogging.CONFIG_DEFAULTS["formatters"]["generic"]
+    assert (generic["format"],
+                                                           generic["datefmt"]) == (log.GUNICORN_FORMAT, log.GUNICORN_DATEFMT)
+
+
+def test_a_gunicorn_python_config_writes_gunicorn_s_error_line(tmp_path: Path) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 1\n")
+    assert prefork_resolved([APP], {}, tmp_path)["error_log_format"] == "gunicorn"
+    (tmp_path / "gunicorn.conf.py").unlink()
+    assert prefork_resolved([APP], {}, tmp_path)["error_log_format"] == "prefork"
