@@ -85,6 +85,25 @@ def test_hup_retires_old_workers_with_idle_clients_at_once() -> None:
     assert took < 5
 
 
+def test_a_worker_recycled_by_max_requests_with_idle_clients_exits_at_once() -> None:
+    """max_requests reached while idle keep-alive clients hold connections to the worker
+    (keepalive 75 s): it is replaced, and gone well before its clients' keep-alive."""
+    with Server("tests.apps.basic:app", "--keepalive", "75", "--max-requests", "20",
+                "--max-requests-jitter", "0", workers=1) as srv:
+        old = srv.worker_pids()
+        socks = idle_clients(srv, 20)  # the 20th request recycles the worker
+        started = time.monotonic()
+        wait_for(lambda: not any(alive(p) for p in old), timeout=20, what="the old worker gone")
+        took = time.monotonic() - started
+        endings = Counter(ends(s) for s in socks)
+        assert srv.get("/hello")[0] == 200
+        log = srv.log()
+    print(f"recycled worker with 20 idle keep-alive clients gone in {took:.2f} s")
+    assert endings == {"fin": 20}
+    assert "killing it" not in log
+    assert took < 5
+
+
 def test_a_request_sent_as_the_drain_begins_is_answered_or_ended_by_a_fin() -> None:
     """Idle clients send their next request just as SIGTERM arrives: each gets its
     response (with Connection: close) or a FIN before any response, never a reset."""

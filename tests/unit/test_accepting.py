@@ -4,6 +4,7 @@ made to happen every time."""
 
 from __future__ import annotations
 
+import importlib.util
 import select
 import socket
 import threading
@@ -49,12 +50,17 @@ def registered(ep: select.epoll, fd: int) -> bool:
     return True
 
 
-def test_resume_during_a_pause_waits_for_it_and_leaves_flag_and_epoll_agreeing() -> None:
+ENGINES = ["python", *(["native"] if importlib.util.find_spec("prefork._native") else [])]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_resume_during_a_pause_waits_for_it_and_leaves_flag_and_epoll_agreeing(
+        engine: str) -> None:
     """A pool thread pauses (the table is full) while the main thread resumes (there is
     room again), the resume arriving between the pause's flag and its unregister."""
     listen = socket.create_server(("127.0.0.1", 0))
     master, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    worker = Worker(1, Config(http_engine="python"), [Listener(listen, "127.0.0.1:0")], child,
+    worker = Worker(1, Config(http_engine=engine), [Listener(listen, "127.0.0.1:0")], child,
                     app)
     real_ep = worker.ep
     try:
@@ -90,12 +96,13 @@ def test_resume_during_a_pause_waits_for_it_and_leaves_flag_and_epoll_agreeing()
         child.close()
 
 
-def test_recycling_pauses_accepting_from_the_pool_thread_that_counted() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recycling_pauses_accepting_from_the_pool_thread_that_counted(engine: str) -> None:
     """max_requests reached: the counting thread itself stops the listeners and tells
     every later response to close, without waiting for the main thread."""
     listen = socket.create_server(("127.0.0.1", 0))
     master, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    worker = Worker(1, Config(http_engine="python", max_requests=3, max_requests_jitter=0),
+    worker = Worker(1, Config(http_engine=engine, max_requests=3, max_requests_jitter=0),
                     [Listener(listen, "127.0.0.1:0")], child, app)
     try:
         worker.ctx = worker.context()
