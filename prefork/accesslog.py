@@ -145,8 +145,10 @@ def _gunicorn_parts(fmt: str) -> list[str | Atom]:
         if m.start() > pos:
             parts.append(fmt[pos:m.start()])
         key = m.group(1)
-        header = re.fullmatch(r"\{([^}]+)\}([io])", key)
-        if header:
+        header = re.fullmatch(r"\{([^}]+)\}([ioe])", key)
+        if header and header.group(2) == "e":
+            parts.append(_environ_atom(header.group(1)))
+        elif header:
             parts.append(_header_atom(header.group(1), request=header.group(2) == "i"))
         elif key in _GUNICORN and key not in ("%", "P", "w"):
             parts.append(_GUNICORN[key])
@@ -155,11 +157,29 @@ def _gunicorn_parts(fmt: str) -> list[str | Atom]:
                               f"unknown gunicorn atom {m.group()!r}; known: %(h)s %(l)s "
                               "%(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(b)s %(B)s "
                               "%(f)s %(a)s %(T)s %(M)s %(D)s %(L)s %(p)s %({header}i)s "
-                              "%({header}o)s")
+                              "%({header}o)s %({KEY}e)s")
         pos = m.end()
     if pos < len(fmt):
         parts.append(fmt[pos:])
     return parts
+
+
+def _environ_atom(key: str) -> Atom:
+    """gunicorn's %({KEY}e)s: a key of the request's WSGI environ, for the keys the server
+    makes from the request (HTTP_* headers, REMOTE_ADDR, REQUEST_METHOD, PATH_INFO,
+    QUERY_STRING, RAW_URI, SERVER_PROTOCOL); a key the app or a middleware adds is "-"."""
+    key = key.upper()
+    if key.startswith("HTTP_"):
+        return _header_atom(key[5:].replace("_", "-"), request=True)
+    fixed: dict[str, Atom] = {
+        "REMOTE_ADDR": lambda e: e.remote,
+        "REQUEST_METHOD": lambda e: escape(e.method),
+        "PATH_INFO": lambda e: escape(e.target.split("?", 1)[0]),
+        "QUERY_STRING": lambda e: escape(e.target.partition("?")[2]),
+        "RAW_URI": lambda e: escape(e.target),
+        "SERVER_PROTOCOL": lambda e: e.protocol,
+    }
+    return fixed.get(key, lambda e: "-")
 
 
 def _header_atom(name: str, request: bool) -> Atom:

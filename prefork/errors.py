@@ -8,12 +8,24 @@ names the setting, the value given and what is allowed. Used by every process.
 from __future__ import annotations
 
 
+def as_typed(value: object) -> str:
+    """A value as the user wrote it: text quoted, lists comma-separated (no Python
+    brackets), whole floats without a decimal point, long values cut."""
+    if isinstance(value, list | tuple):
+        text = repr(",".join(str(v) for v in value))
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    else:
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 class ConfigError(Exception):
     """A setting's value is unusable; the message names key, value and what is allowed."""
 
     def __init__(self, key: str, value: object, allowed: str, source: str = "") -> None:
         where = f" (from {source})" if source else ""
-        super().__init__(f"setting {key!r}{where}: got {value!r}; {allowed}")
+        super().__init__(f"setting {key!r}{where}: got {as_typed(value)}; {allowed}")
         self.key = key
         self.value = value
         self.allowed = allowed

@@ -89,7 +89,7 @@ class Master:
     next_memory_check: float = 0.0
     upgrading: upgrade.Upgrade = field(init=False)  # a new master started by USR2
     upgrade_from: int = 0  # the old master's pid, when this master replaces one
-    spawned: int = 0  # workers spawned so far: a hook's worker.age, as gunicorn counts
+    spawned: int = 0  # workers spawned so far
     pidfile: upgrade.Pidfile = field(init=False)
     hooks: Hooks = field(default_factory=Hooks)
     notifier: systemd.Notifier = field(init=False)
@@ -154,8 +154,7 @@ class Master:
 
     def view(self) -> ServerView:
         """What a server hook is given as `server`."""
-        return ServerView(os.getpid(), self.config, self.target,
-                          [listener.sock for listener in self.listeners])
+        return ServerView(os.getpid(), self.config, self.target, [x.sock for x in self.listeners])
 
     def _enqueue(self, signum: int, frame: object) -> None:
         # Runs between bytecodes of the main thread: only append; the loop does the work.
@@ -286,7 +285,7 @@ class Master:
             close_fds.append(self.sel.fileno())
         if self.admin_listener is not None:
             close_fds += self.admin_listener.fds()
-        self.spawned += 1
+        self.spawned += 1  # a hook's worker.age
         self.hooks.call("pre_fork", self.view(), WorkerView(number, 0, self.spawned, self.config))
         process = self.ctx.Process(
             target=worker_main,
@@ -398,8 +397,9 @@ class Master:
                 overdue = (now >= self.stop_deadline if self.stopping else
                            now - handle.retiring_since > self.config.graceful_timeout)
                 if overdue and not handle.killed and handle.process.is_alive():
-                    log.warning("worker %d (pid %d) did not finish in time; killing it",
-                                handle.number, handle.pid)
+                    log.warning("worker %d (pid %d) did not finish in time; killing it (%d "
+                                "request(s) in progress cut)", handle.number, handle.pid,
+                                handle.beat.inflight)
                     handle.killed = True
                     self._kill(handle, signal.SIGKILL)
                 continue

@@ -297,6 +297,7 @@ def test_a_worker_killed_after_graceful_timeout_is_reported_once(tmp_path: Path)
         srv.wait_exit(15)
         sock.close()
         assert srv.log().count("did not finish in time; killing it") == 1
+        assert "killing it (1 request(s) in progress cut)" in srv.log()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -379,3 +380,15 @@ logconfig_dict = {{
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_script_name_in_the_environment_mounts_the_app_as_gunicorn_does() -> None:
+    """gunicorn takes SCRIPT_NAME from its environment: the app is mounted under it
+    (SCRIPT_NAME set, PATH_INFO the rest), as its wsgi.py does."""
+    import json
+
+    with Server("tests.apps.basic:app", env={"SCRIPT_NAME": "/app"}) as srv:
+        status, _, body = srv.get("/app/environ")
+        seen = json.loads(body)
+    assert status == 200
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/app", "/environ")

@@ -89,3 +89,27 @@ def test_gunicorn_atoms_b_and_u_are_gunicorn_s(sent: int, authorization: bytes) 
     req = types.SimpleNamespace(headers=[])
     atoms = glogging.Logger(Config()).atoms(resp, req, environ, datetime.timedelta(0))
     assert ours == f"{atoms['b']} {atoms['u']}"
+
+
+def test_gunicorn_environ_atoms_of_the_request_are_gunicorn_s() -> None:
+    """%({KEY}e)s for the keys the server makes from the request, as gunicorn 27's logger
+    gives them from the environ (an app's own keys are "-" in prefork)."""
+    glogging = pytest.importorskip("gunicorn.glogging")
+    import datetime
+    import types
+
+    from gunicorn.config import Config
+
+    keys = ["http_x_real_ip", "remote_addr", "request_method", "path_info", "query_string",
+            "raw_uri", "server_protocol"]
+    fmt = " ".join(f"%({{{k}}}e)s" for k in keys)
+    ours = compile_format(fmt)(entry(remote="10.0.0.9", method="POST", target="/a/b?x=1&y=2",
+                                     protocol="HTTP/1.1",
+                                     request_headers=[(b"X-Real-IP", b"192.0.2.7")]))
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/a/b?x=1&y=2", "PATH_INFO": "/a/b",
+               "QUERY_STRING": "x=1&y=2", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "10.0.0.9", "HTTP_X_REAL_IP": "192.0.2.7"}
+    resp = types.SimpleNamespace(status="200 OK", sent=0, headers=[])
+    atoms = glogging.Logger(Config()).atoms(resp, types.SimpleNamespace(headers=[]), environ,
+                                            datetime.timedelta(0))
+    assert ours == " ".join(atoms[f"{{{k}}}e"] for k in keys)
