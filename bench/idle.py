@@ -8,8 +8,10 @@ Holder processes open the idle connections (each served one GET, then left open:
 state of connections from a proxy's upstream keep-alive pool); a thread keeps the
 slow-loris clients sending a request head one byte a second; then new clients connect
 one at a time, each sending a GET with "Connection: close", and the time from the
-connect to the response's first byte is taken. Every loop is bounded in count and time,
-and only 127.0.0.1 is used.
+connect to the response's first byte is taken (within a minute: a probe not answered in
+10 s, or not tried by then, is a failure). "idle still open" is counted once the probes
+are done: a server that took longer than its keep-alive (75 s) has let them go. Every
+loop is bounded in count and time, and only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ ROOT = HERE.parent
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 PROBE = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 HOLDERS = 4
+PROBE_BUDGET_S = 60.0  # the probes' time; past it the rest count as failed
+OPEN_BUDGET_S = 120.0  # each holder's time to open its connections; past it, failed
 KEEPALIVE = "75"
 GRANIAN = str(Path(sys.executable).with_name("granian"))
 SERVERS = {
@@ -71,9 +75,13 @@ def holder(port: int, n: int, report: multiprocessing.Queue, release: multiproce
     """Open n connections, one GET each, then hold them until released (10 min at most)."""
     raise_nofile()
     socks, failed = [], 0
+    deadline = time.monotonic() + OPEN_BUDGET_S
     for _ in range(n):
+        if time.monotonic() > deadline:  # a server that stopped answering: the rest fail
+            failed += 1
+            continue
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(GET)
             if answered(sock):
                 socks.append(sock)
@@ -169,6 +177,8 @@ def run_one(name: str, idle: int, loris_n: int, probes: int) -> dict[str, object
         for h in holders:
             h.start()
         opened = [report.get(timeout=300) for _ in holders]
+        print(f"{name}: {sum(o[0] for o in opened)} idle connections open", file=sys.stderr,
+              flush=True)
         open_s = time.monotonic() - started
         held_ok = sum(o[0] for o in opened)
         rss_idle = tree_rss(server.pid)
@@ -177,7 +187,11 @@ def run_one(name: str, idle: int, loris_n: int, probes: int) -> dict[str, object
         slow.start()
         time.sleep(2.0)  # the slow clients have begun their heads
         times, failed = [], 0
+        budget = time.monotonic() + PROBE_BUDGET_S  # a server that times out every probe
         for _ in range(probes):
+            if time.monotonic() > budget:
+                failed += 1  # not tried: counted as failed
+                continue
             t = probe(port)
             if t is None:
                 failed += 1
@@ -220,13 +234,12 @@ def main() -> int:
     ap.add_argument("--servers", default="prefork,gunicorn,granian")
     args = ap.parse_args()
     raise_nofile()
-    rows = [run_one(name, args.idle, args.loris, args.probes)
-            for name in args.servers.split(",")]
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    for i, name in enumerate(args.servers.split(",")):
+        row = run_one(name, args.idle, args.loris, args.probes)
+        if i == 0:
+            print("| " + " | ".join(row) + " |")
+            print("|" + "---|" * len(row))
+        print("| " + " | ".join(str(v) for v in row.values()) + " |", flush=True)
     return 0
 
 
