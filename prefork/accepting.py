@@ -59,7 +59,6 @@ class Accepting:
     _kick: Callable[[Connection], None]
     failures: tuple[float, int]  # accept failures: when the last was logged, how many since
 
-
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for a listener
         # must not both take the last free place. The drain closes listeners under the

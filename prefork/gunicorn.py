@@ -55,8 +55,19 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else ""
 
 
+def worker_class_name(value: object) -> str:
+    """'gthread' of 'gthread', 'gunicorn.workers.gthread.ThreadWorker'... in lower case."""
+    return str(value).split(".")[-1].lower().removesuffix("worker")
+
+
 def sync_class(value: object) -> bool:
-    return str(value).split(".")[-1].lower().removesuffix("worker") in SYNC_CLASSES
+    """A worker class that means what prefork's workers do (sync, gthread)."""
+    return worker_class_name(value) in SYNC_CLASSES
+
+
+def one_at_a_time(value: object) -> bool:
+    """gunicorn's sync worker: one request at a time per worker."""
+    return worker_class_name(value).startswith("sync")
 
 
 def gunicorn_value(name: str, value: object, source: str) -> bool:
@@ -138,7 +149,7 @@ def gunicorn_flag(argv: list[str], i: int, known_flags: Mapping[str, bool], sour
                               f"{AT_DEFAULT[name].instead}", source)
         note(f"{flag} {value}: prefork's workers are processes with thread pools "
              "(gthread); the flag is not needed")
-        return used, value.split(".")[-1].lower().startswith("sync")
+        return used, one_at_a_time(value)
     gunicorn_value(name, value if takes_value else True, f"{source} {flag}")
     return used, False
 
@@ -208,8 +219,9 @@ def from_namespace(namespace: Mapping[str, Any], known: set[str], path: str) -> 
                 note(f"{path}: hook {name} is never called: {IDLE_HOOKS[name]}")
             continue
         if name == "worker_class":
-            gunicorn_value(name, value, path) if not sync_class(value) else None
-            if str(value).split(".")[-1].lower().startswith("sync") and "threads" not in namespace:
+            if not sync_class(value):
+                gunicorn_value(name, value, path)  # refused, saying why
+            if one_at_a_time(value) and "threads" not in namespace:
                 values["threads"] = 1  # gunicorn's sync worker: one request at a time
             continue
         target = RENAMED.get(name, name)
