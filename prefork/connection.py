@@ -94,6 +94,14 @@ log = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1 << 20  # unread body we discard to keep a connection; more: close
+# A draining worker closes an idle keep-alive connection once it has been quiet this long.
+# One that was busy a moment ago is likely to carry another request at once (a proxy's
+# upstream pool reuses its hot connections within milliseconds): closing it would cross
+# that request on the wire, and nginx retries such a request only once (on the next
+# cached connection, which the drain closes too: a 502). Given the grace, the request
+# comes and is answered with "Connection: close"; connections quiet longer are cold and
+# close at once.
+DRAIN_GRACE_S = 1.0
 
 
 class Connection:
@@ -341,13 +349,9 @@ class Connection:
                                        [], [], ctx.worker_number))
 
     def settle(self) -> Next:
-        """All output is written: park for the next request, linger, or close. While the
-        worker drains, an idle connection is not parked: its last read found nothing more
-        (drained), so it lingers closed now (a request crossing our FIN on the wire is
-        dropped, and its client sees the FIN: RFC 9112 §9.3.1 lets it retry)."""
+        """All output is written: park for the next request, linger, or close. (While the
+        worker drains, an idle one parks too: the drain closes it after DRAIN_GRACE_S.)"""
         end = self.end
-        if end is KEEP and self.ctx.stopping and self.parser.idle and self.drained:
-            self.end = end = END_LINGER
         if end is END_CLEAN:
             return CLOSE
         if end is END_LINGER:
@@ -375,6 +379,12 @@ class Connection:
         except OSError:
             return False
         return True
+
+    def cold(self, now: float) -> bool:
+        """Draining: parked between requests, having served one, and quiet for DRAIN_GRACE_S
+        (a new connection's first request may be on its way: it keeps header_timeout)."""
+        return (self.state is PARKED and self.served > 0 and self.parser.idle
+                and now - (self.deadline - self.ctx.keepalive_s) >= DRAIN_GRACE_S)
 
     def stop_idle(self) -> Next:
         """The worker drains and this connection is idle between requests (claimed, its

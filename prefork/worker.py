@@ -415,15 +415,14 @@ class Worker(Accepting):
             if conn.due(now) and self._claim(conn, now) and self._arm(conn, conn.on_deadline(now)):
                 self._kick(conn)
         if self.stopping:
-            self._close_idle()
+            self._close_idle(now)
 
-    def _close_idle(self) -> None:
-        """Draining: an idle connection is closed now, not at its keep-alive deadline,
-        after one last look: bytes that came are served by a pool thread (with
-        "Connection: close"); else it lingers closed (Connection.stop_idle)."""
+    def _close_idle(self, now: float) -> None:
+        """Draining: an idle connection is closed once cold (Connection.cold), not at its
+        keep-alive deadline, after one last look: bytes that came are served by a pool
+        thread (with "Connection: close"); else it lingers closed (Connection.stop_idle)."""
         for conn in list(self.conns.values()):
-            if (conn.claimed or conn.state is not PARKED or not conn.parser.idle
-                    or not conn.served):  # a new one's request may be on its way: it waits
+            if conn.claimed or not conn.cold(now):
                 continue
             with self.lock:
                 if conn.claimed or conn.state is not PARKED:
@@ -451,7 +450,7 @@ class Worker(Accepting):
 
     def _begin_stop(self) -> None:
         """Graceful stop: take what is already in the backlog (on a stop), stop listening,
-        let every accepted request finish; idle keep-alive connections are closed now."""
+        let every accepted request finish; cold idle keep-alive connections are closed now."""
         # Under the accept lock: a pool thread is either done adopting what it accepted,
         # or will find `stopping` set and leave the backlog to us.
         with self.accept_lock:
@@ -464,9 +463,9 @@ class Worker(Accepting):
             # everywhere). A worker retiring alone (recycling, stuck) leaves it to the
             # others: it would be served past max_requests.
             self._stop_listening(take_backlog=self.stop_signal is not None)
-        # Idle keep-alive connections are closed now (lingering: see _close_idle); those
-        # serving a request are answered with "Connection: close", then closed.
-        self._close_idle()
+        # Cold idle keep-alive connections are closed now (lingering: see _close_idle);
+        # those serving a request are answered with "Connection: close", then closed.
+        self._close_idle(time.monotonic())
 
     def _heartbeat(self) -> None:
         metrics = self.ctx.metrics

@@ -1,5 +1,5 @@
-"""A drain (stop, reload, recycling) closes idle keep-alive connections at once and
-loses nothing; recycling stops within max_requests plus the requests in flight. Through
+"""A drain (stop, reload, recycling) closes idle keep-alive connections at once (those
+busy a moment ago after a short grace) and loses nothing; recycling stops within max_requests plus the requests in flight. Through
 a real server (CI runs this on both engines)."""
 
 from __future__ import annotations
@@ -127,6 +127,61 @@ def test_a_request_sent_as_the_drain_begins_is_answered_or_ended_by_a_fin() -> N
             sock.close()
         assert srv.wait_exit(timeout=20) == 0
     assert set(outcomes) <= {"answered", "fin"}, outcomes
+
+
+def busy_client(srv: Server, stop: threading.Event, lost: list[str], done: Counter[str]) -> None:
+    """Requests back to back on one keep-alive connection, as a proxy's upstream pool
+    reuses a hot connection, with no retry: a request whose connection ended before its
+    response is recorded as lost. A new connection only after "Connection: close"."""
+    conn = srv.connection(timeout=10)
+    for _ in range(50_000):  # a bound; the test stops it long before
+        if stop.is_set():
+            break
+        try:
+            conn.request("GET", "/hello")
+            resp = conn.getresponse()
+            resp.read()
+        except (http.client.HTTPException, OSError) as exc:
+            lost.append(repr(exc))
+            conn.close()
+            conn = srv.connection(timeout=10)
+            continue
+        done["ok" if resp.status == 200 else str(resp.status)] += 1
+        if resp.will_close:
+            done["closed"] += 1
+            conn.close()
+            conn = srv.connection(timeout=10)
+    conn.close()
+
+
+def test_busy_keepalive_clients_lose_no_request_across_reloads() -> None:
+    """Clients reusing their connections back to back (nginx's upstream keep-alive pool
+    under load) while the workers are replaced: the drain closes an idle connection only
+    once it has been quiet a moment, so a request never crosses the drain's FIN; each
+    client's connection ends after a response with "Connection: close"."""
+    stop, lost, done = threading.Event(), [], Counter[str]()
+    with Server("tests.apps.basic:app", "--keepalive", "75", workers=2, threads=4) as srv:
+        threads = [threading.Thread(target=busy_client, args=(srv, stop, lost, done))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(3):
+                wait_for(lambda m=done["ok"]: done["ok"] > m + 200, timeout=20,
+                         what="requests served")
+                old = srv.worker_pids()
+                srv.signal(signal.SIGHUP)
+                wait_for(lambda old=old: not any(alive(p) for p in old), timeout=20,
+                         what="the old workers gone")
+            wait_for(lambda m=done["ok"]: done["ok"] > m + 200, timeout=20,
+                     what="requests served after the reloads")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(20)
+    assert lost == [], f"{len(lost)} request(s) lost of {done['ok']}: {lost[:3]}"
+    assert set(done) <= {"ok", "closed"}, done
+    assert done["closed"] >= 8, "each client's connection to an old worker was closed"
 
 
 def test_recycling_stops_a_worker_within_max_requests_and_those_in_flight() -> None:
