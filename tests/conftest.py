@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.load import Load
 from tests.server import Server
 
 
@@ -21,3 +22,10 @@ def server() -> Iterator[Server]:
     """One shared server running the fixture app (2 workers x 4 threads)."""
     with Server("tests.apps.basic:app") as srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def _no_load_left_running() -> Iterator[None]:
+    """A test that failed half way stops its load's client threads here."""
+    yield
+    Load.stop_all()

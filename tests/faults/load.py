@@ -13,6 +13,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from tests.server import Server, wait_for
 
@@ -22,7 +23,7 @@ def dropped(conn: http.client.HTTPConnection) -> bool:
     return conn.sock is not None and bool(select.select([conn.sock], [], [], 0)[0])
 
 
-@dataclass
+@dataclass(eq=False)  # a load is itself (identity), not its figures
 class Load:
     srv: Server
     path: str = "/"
@@ -36,6 +37,10 @@ class Load:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Loads started and not stopped: the test teardown stops them (tests/conftest.py), so a
+    # test failing half way leaves no client threads running into the next tests (they
+    # would hammer a stopped server, and the leak tests count their memory and sockets).
+    running_loads: ClassVar[list[Load]] = []
 
     def _client(self) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -89,13 +94,21 @@ class Load:
             t = threading.Thread(target=self._client, daemon=True)
             t.start()
             self._threads.append(t)
+        Load.running_loads.append(self)
         return self
 
     def stop(self) -> Load:
         self._stop.set()
         for t in self._threads:
             t.join(30)
+        if self in Load.running_loads:
+            Load.running_loads.remove(self)
         return self
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for load in list(cls.running_loads):
+            load.stop()
 
     @property
     def running(self) -> bool:

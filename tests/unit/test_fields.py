@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from prefork.http.fields import HeadFields
 from prefork.http.parser import FieldsFactory, ParserLimits, RequestParser
 from prefork.http.request import Body, Request
+from tests.quiet import alone
 from tests.unit.test_parser_properties import mutations, requests
 
 native = pytest.importorskip("prefork.native")
@@ -252,6 +253,7 @@ def test_a_parser_closed_frees_its_requests() -> None:
             target_probe.append(req.target)
             del target_probe[-1]
             parser.close()
+    alone()
     run()
     gc.collect()
     singletons = [True, False, None, b"", "GET", "1.1", 0]

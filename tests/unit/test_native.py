@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.quiet import alone
+
 native = pytest.importorskip("prefork._native")
 
 pytestmark = pytest.mark.timeout(60)
@@ -223,6 +225,7 @@ def memory_grown(rounds: Callable[[int], None], warm: int, n: int) -> int:
     import gc
     import tracemalloc
 
+    alone()
     rounds(warm)
     gc.collect()
     tracemalloc.start()

@@ -33,6 +33,7 @@ from prefork.http.parser import ParserLimits, RequestParser, _Callbacks
 from prefork.output import FileTail, Output
 from prefork.proxy import Trust
 from prefork.wsgi import base_environ
+from tests.quiet import alone
 
 native = pytest.importorskip("prefork.native")
 _native = native._native
@@ -280,6 +281,7 @@ def test_errors_while_making_one_are_raised_and_leave_nothing(listener: socket.s
 
 def grown(rounds: Callable[[int], None]) -> tuple[int, int]:
     """Descriptors and bytes still held after 1,000 rounds (the cyclic collector off)."""
+    alone()
     rounds(50)
     gc.collect()  # earlier tests' garbage closes its descriptors now, not during the count
     fds = len(os.listdir("/proc/self/fd"))
