@@ -129,6 +129,8 @@ class Engine:
     new_connection: Callable[[ClientSocket, tuple[str, str], dict[str, Any], ServerContext,
                               float], Connection] | None = None
     close_connection: Callable[[Connection], None] | None = None
+    # auto found no compiled core: the Python path, not what was hoped for (a warning).
+    fallback: bool = False
 
     def socket_io(self, sock: ClientSocket) -> SocketIO:
         """What a connection reads and writes through: its socket, or the native engine's
@@ -157,7 +159,11 @@ def choose(setting: HttpEngine) -> Engine:
                               f"cannot be imported ({exc}); reinstall prefork where a C "
                               "compiler and the Python headers are present, or use auto "
                               "or python") from None
-        return Engine("python", f"http_engine = auto: the compiled core is not built ({exc})")
+        return Engine("python", "http_engine = auto: the compiled core (prefork._native) "
+                      f"cannot be imported ({exc}), so requests take the Python path, at "
+                      "about half the speed; install a prefork wheel for this platform and "
+                      "Python, or reinstall where a C compiler and the Python headers are "
+                      "present, to get the native engine", fallback=True)
     from prefork import native
     # NativeExchange has Exchange's attributes and methods (tests/unit/
     # test_native_exchange.py), not its class: its state lives in a C type.

@@ -62,7 +62,9 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
     except ConfigError as exc:
         log.error("%s", exc)
         return ExitStatus.USAGE
-    log.info("request path: %s (%s)", chosen.name, chosen.why)
+    # Falling back from auto to the Python path costs half the speed: a warning, once.
+    log.log(logging.WARNING if chosen.fallback else logging.INFO, "request path: %s (%s)",
+            chosen.name, chosen.why)
     if config.reload:
         log.warning("reload is on: workers restart when the app's files change. This is a "
                     "development feature; do not use it in production")

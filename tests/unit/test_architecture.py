@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[2] / "prefork"
+import prefork
+
+# The package under test: the checkout's, or the installed wheel's (.ci/run tests both).
+PKG = Path(prefork.__file__).resolve().parent
 
 
 def imports_of(path: Path) -> set[str]:
