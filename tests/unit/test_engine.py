@@ -42,7 +42,8 @@ def test_without_the_compiled_core_auto_falls_back_and_native_is_an_error(
     monkeypatch.setitem(sys.modules, "prefork._native", None)  # import fails
     monkeypatch.delattr(prefork, "_native", raising=False)  # and no attribute is left
     engine = choose("auto")
-    assert engine.name == "python" and "not built" in engine.why
+    assert engine.name == "python" and engine.fallback
+    assert "cannot be imported" in engine.why and "wheel" in engine.why
     with pytest.raises(ConfigError) as err:
         choose("native")
     text = str(err.value)
