@@ -279,6 +279,7 @@ class Worker(Accepting):
                 self._look_for_changes()
             if self.stopping:
                 if self._drained():
+                    self._heartbeat()  # its last counts: the master keeps them for /metrics
                     return ExitStatus.OK
             elif not self.accepting and len(self.conns) < self.config.worker_connections:
                 self._resume_accepting()
