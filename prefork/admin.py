@@ -9,7 +9,8 @@ plus what the master sees itself (worker processes through psutil, restarts by c
 listen backlog through TCP_INFO).
 
 `AdminServer` owns the listener, its connections and the once-a-second samples of the
-status page's chart; the master registers it in its selector and hands it its events.
+status page's charts (status_history.History); the master registers it in its selector
+and hands it its events. The page itself is status_page.py's.
 Touched only by the master's main thread.
 """
 
@@ -24,85 +25,20 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import NotRequired, TypedDict
 
 from prefork import __version__, procstats
 from prefork.handle import WorkerHandle
 from prefork.http.response import server_head
 from prefork.metrics import BUCKETS, Totals
 from prefork.sockets import bind_tcp
+from prefork.status_history import Event, History, Row, WorkerStateName, class_counts
+from prefork.status_page import PAGE
 
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 8192
 DEADLINE_S = 5.0
-HISTORY_S = 600  # the status page charts the last ten minutes, one point a second
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>prefork status</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; }
-h1 { font-size: 1.3rem; margin: 0 0 .5rem; } .muted { color: #777; }
-table { border-collapse: collapse; margin-top: 1rem; }
-th, td { padding: .25rem .7rem; text-align: right; border-bottom: 1px solid #eee; }
-th:first-child, td:first-child { text-align: left; }
-.chart { display: flex; gap: 1.5rem; flex-wrap: wrap; }
-figure { margin: 0; } figcaption { font-weight: 600; }
-svg { background: #fafafa; border: 1px solid #ddd; }
-.draining { color: #b00; font-weight: 600; }
-</style></head><body>
-<h1>prefork <span id="version"></span> <span class="muted" id="summary"></span></h1>
-<div class="chart">
- <figure><figcaption>requests/s <span id="rps-now"></span></figcaption>
-  <svg id="rps" width="420" height="120" data-max="0"></svg></figure>
- <figure><figcaption>mean latency ms <span id="lat-now"></span></figcaption>
-  <svg id="lat" width="420" height="120" data-max="0"></svg></figure>
-</div>
-<table><thead><tr><th>worker</th><th>pid</th><th>state</th><th>age s</th><th>requests</th>
-<th>busy</th><th>conns</th><th>RSS MiB</th><th>CPU s</th><th>last restart</th></tr></thead>
-<tbody id="workers"></tbody></table>
-<p class="muted">Refreshed every second from <a href="/status">/status</a>
-(JSON with Accept: application/json); metrics at <a href="/metrics">/metrics</a>.</p>
-<script>
-function draw(id, values) {
-  const svg = document.getElementById(id), w = +svg.getAttribute("width"),
-        h = +svg.getAttribute("height"), max = Math.max(1e-9, ...values);
-  svg.dataset.max = Math.max(0, ...values).toFixed(3);
-  const pts = values.map((v, i) =>
-    (i * w / Math.max(1, values.length - 1)).toFixed(1) + "," +
-    (h - 4 - v / max * (h - 12)).toFixed(1)).join(" ");
-  svg.innerHTML = '<polyline fill="none" stroke="#0a6" stroke-width="1.5" points="' + pts +
-    '"/><text x="4" y="12" font-size="10" fill="#777">max ' + max.toFixed(1) + '</text>';
-}
-function cell(v) { const td = document.createElement("td"); td.textContent = v; return td; }
-async function refresh() {
-  try {
-    const s = await (await fetch("/status", {headers: {Accept: "application/json"}})).json();
-    document.getElementById("version").textContent = s.version;
-    document.getElementById("summary").textContent = "master " + s.pid + ", " + s.target +
-      " workers x " + s.threads + " threads, " + s.requests_total + " requests, " +
-      s.in_flight + " in flight" + (s.draining ? ", DRAINING" : "");
-    const rows = document.getElementById("workers");
-    rows.replaceChildren(...s.workers.map(w => {
-      const tr = document.createElement("tr");
-      [w.number, w.pid, w.state, w.age_s.toFixed(0), w.requests, w.busy_threads,
-       w.connections, (w.rss / 1048576).toFixed(1), w.cpu.toFixed(1),
-       w.last_restart_cause || "-"].forEach(v => tr.appendChild(cell(v)));
-      return tr; }));
-    const rps = s.history.map(p => p[1]), lat = s.history.map(p => p[2]);
-    draw("rps", rps); draw("lat", lat);
-    const last = a => a.length ? a[a.length - 1] : 0;
-    document.getElementById("rps-now").textContent = "now " + last(rps).toFixed(0);
-    document.getElementById("lat-now").textContent = "now " + last(lat).toFixed(2);
-  } catch (e) { document.getElementById("summary").textContent = "unreachable: " + e; }
-}
-refresh(); setInterval(refresh, 1000);
-</script></body></html>
-"""
-
-
-WorkerStateName = Literal["booting", "ready", "retiring"]
-
 
 class WorkerState(TypedDict):
     """One worker as the status page and /metrics show it."""
@@ -136,8 +72,9 @@ class ServerState(TypedDict):
     in_flight: int
     connections: int
     restarts: dict[str, int]
-    history: list[tuple[float, float, float]]
+    history: list[Row]
     backlog: list[tuple[str, int]]
+    events: NotRequired[list[Event]]  # the admin listener's timeline (status_history)
 
 
 def worker_state(h: WorkerHandle, now: float, last_cause: str) -> WorkerState:
@@ -170,15 +107,18 @@ class AdminServer:
                      bind_tcp(address, 64))
         self.sock.setblocking(False)
         self.sel = sel
-        self.state = state
+        self.master_state = state
         self.conns: dict[int, AdminConn] = {}
-        # One sample a second for the status page: (time, requests total, duration sum).
-        self.samples: list[tuple[float, int, float]] = []
+        self.timeline = History()  # one sample a second, for the status page
         self.next_sample = 0.0
         sel.register(self.sock, selectors.EVENT_READ, self)
         host, port = self.sock.getsockname()[:2]
         log.info("admin listener at http://%s:%d (/metrics /healthz /readyz /status)",
                  f"[{host}]" if ":" in host else host, port)
+
+    def state(self) -> ServerState:
+        """The master's view, with the timeline this listener keeps."""
+        return {**self.master_state(), "events": list(self.timeline.events)}
 
     def fds(self) -> list[int]:
         """What a forked worker must close."""
@@ -235,25 +175,19 @@ class AdminServer:
             self.sel.unregister(conn.sock)
         conn.sock.close()
 
-    def tick(self, now: float, totals: Callable[[], Totals]) -> None:
+    def tick(self, now: float) -> None:
         """Once per master loop: close connections past their deadline; once a second,
-        record the request count and time for the status page's chart."""
+        sample the counters and the worker table for the status page."""
         for conn in [c for c in self.conns.values() if c.deadline < now]:
             self._close(conn)
         if now >= self.next_sample:
             self.next_sample = now + 1.0
-            total = totals()
-            self.samples.append((time.time(), total["count"], total["sum"]))
-            del self.samples[: -HISTORY_S - 1]
+            s = self.master_state()
+            self.timeline.sample(time.time(), s["totals"], s["workers"], s["restarts"])
 
-    def history(self) -> list[tuple[float, float, float]]:
-        """(time, requests/s, mean latency ms) per second, from consecutive samples."""
-        out = []
-        for (t0, n0, s0), (t1, n1, s1) in zip(self.samples, self.samples[1:], strict=False):
-            n = max(0, n1 - n0)
-            out.append((round(t1, 1), n / max(t1 - t0, 1e-6),
-                        (s1 - s0) / n * 1000 if n else 0.0))
-        return out
+    def history(self) -> list[Row]:
+        """Per second: (time, requests/s, mean, p50, p95, p99 ms, 4xx/s, 5xx/s)."""
+        return list(self.timeline.rows)
 
     def close(self, finish_s: float = 1.0) -> None:
         """Stop taking connections, answer those already taken (for at most `finish_s`:
@@ -386,7 +320,10 @@ def handle(method: str, path: str, headers: dict[str, str],
         body: dict[str, object] = {k: s[k] for k in (
             "pid", "version", "target", "threads", "draining", "workers", "restarts",
             "in_flight", "connections", "history")}
+        body["events"] = s.get("events", [])
         body["requests_total"] = s["totals"]["count"]
+        body["errors_total"] = dict(zip(("4xx", "5xx"), class_counts(s["totals"]),
+                                        strict=True))
         body["time"] = time.time()
         return response(200, json.dumps(body, indent=1).encode(), "application/json")
     return response(404, b"try /metrics, /healthz, /readyz or /status\n",

@@ -175,7 +175,7 @@ class Master:
                 elif self.admin_listener is not None:
                     self.admin_listener.on_event(data, mask)
             if self.admin_listener is not None:
-                self.admin_listener.tick(time.monotonic(), self.totals)
+                self.admin_listener.tick(time.monotonic())
             self.notifier.tick(time.monotonic())
             while self.signals:
                 signum = self.signals.pop(0)

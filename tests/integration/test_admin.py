@@ -93,6 +93,24 @@ def test_counts_survive_a_worker_restart() -> None:
         assert m[key] >= 20, "counters never go backwards across restarts"
 
 
+def test_requests_a_worker_served_after_its_last_heartbeat_are_counted() -> None:
+    """Requests served, then at once a reload (before the next once-a-second heartbeat):
+    the old worker's last counts go to the master as it exits; none is lost."""
+    with Server("tests.apps.basic:app", "--admin-bind", "127.0.0.1:0", workers=1) as srv:
+        port = admin_port(srv)
+        for _ in range(40):
+            srv.get("/hello")
+        srv.signal(signal.SIGHUP)
+        key = ("prefork_requests_total", (("method", "GET"), ("status", "2xx")))
+        restarted = ("prefork_worker_restarts_total", (("cause", "retired"),))
+
+        def reaped() -> dict | None:  # the master has judged the old worker's exit
+            m = samples(admin_get(port, "/metrics")[1].decode())
+            return m if m.get(restarted, 0) >= 1 else None
+        m = wait_for(reaped, timeout=20, what="the old worker's exit counted")
+        assert m.get(key, 0) == 40
+
+
 def test_health_readiness_and_status(tmp_path: Path) -> None:
     with Server("tests.apps.basic:app", "--admin-bind", "127.0.0.1:0",
                 "--shutdown-delay", "2", workers=2) as srv:
@@ -154,29 +172,101 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.timeout(90)
-def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
+def browse(browser: str, profile: Path, url: str, *extra: str) -> str:
+    """Headless Chromium on `url` for 4 s of virtual time (the page refreshes every
+    second); its stdout (the DOM with --dump-dom)."""
     import subprocess
 
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=4000",
+         *extra, url], capture_output=True, text=True, timeout=60).stdout
+
+
+def metric_totals(port: int) -> dict[str, float]:
+    """What /metrics says of the figures the status page shows in its totals line."""
+    m = samples(admin_get(port, "/metrics")[1].decode())
+    by_class: dict[str, float] = {}
+    for (name, labels), value in m.items():
+        if name == "prefork_requests_total":
+            cls = dict(labels)["status"]
+            by_class[cls] = by_class.get(cls, 0) + value
+    return {"requests-total": m[("prefork_request_duration_seconds_count", ())],
+            "errors-4xx-total": by_class.get("4xx", 0), "errors-5xx-total":
+            by_class.get("5xx", 0), "restarts-total": sum(
+                v for (n, _), v in m.items() if n == "prefork_worker_restarts_total")}
+
+
+@pytest.mark.timeout(120)
+def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
+    """Traffic with 404s and 500s, then a reload: the page draws requests/s, p50/p95/p99,
+    4xx and 5xx per second with labelled axes, marks and lists the reload and its worker
+    starts and ends, and its totals are /metrics' figures (the old workers' last
+    requests among them: a worker's last counts go with it to the master). Checked in the
+    DOM Chromium built and in a screenshot (the charts' colours are drawn)."""
+    pil = pytest.importorskip("PIL.Image")
     browser = chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     with Server("tests.apps.basic:app", "--admin-bind", "127.0.0.1:0", workers=2) as srv:
         port = admin_port(srv)
-        for _ in range(300):  # a burst the chart must show
-            srv.get("/hello")
-        wait_for(lambda: any(p[1] > 0 for p in
-                             json.loads(admin_get(port, "/status")[1])["history"]),
-                 timeout=10, what="the burst to reach the history")
-        dom = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=4000", "--dump-dom", f"http://127.0.0.1:{port}/status"],
-            capture_output=True, text=True, timeout=60).stdout
-        assert "<title>prefork status</title>" in dom
-        rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>ready</td>", dom)
-        assert {int(pid) for _, pid in rows} == srv.worker_pids(), dom[-2000:]
-        rps_max = float(re.search(r'<svg id="rps"[^>]*data-max="([\d.]+)"', dom).group(1))
-        assert rps_max > 0, "the chart shows the burst"
-        assert "<polyline" in dom
+        for i in range(300):  # a burst the charts must show, with errors of each class
+            srv.get("/hello" if i % 10 else "/nothing-here")
+        for _ in range(5):
+            srv.get("/raise")
+        old = srv.worker_pids()
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: not srv.worker_pids() & old and len(srv.worker_pids()) == 2,
+                 timeout=20, what="the reload done")
+
+        def status() -> dict:
+            return json.loads(admin_get(port, "/status")[1])
+
+        def settled() -> bool:  # the timeline has the reload, the totals stopped moving
+            s = status()
+            kinds = {e["kind"] for e in s["events"]}
+            return {"reload", "start", "exit"} <= kinds and \
+                s["requests_total"] == metric_totals(port)["requests-total"] >= 305
+        wait_for(settled, timeout=20, what="the reload in the timeline, totals settled")
+        url = f"http://127.0.0.1:{port}/status"
+        dom = browse(browser, tmp_path / "profile", url, "--dump-dom")
+        shot = tmp_path / "status.png"
+        browse(browser, tmp_path / "profile2", url, f"--screenshot={shot}",
+               "--window-size=1500,1300", "--hide-scrollbars")
+        expected = metric_totals(port)
+    assert "<title>prefork status</title>" in dom
+    rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>ready</td>", dom)
+    assert len(rows) == 2, dom[-2000:]
+
+    def svg(name: str) -> str:
+        return re.search(rf'<svg id="{name}"[^>]*>.*?</svg>', dom, re.S).group(0)
+
+    def data_max(name: str) -> float:
+        return float(re.search(r'data-max="([\d.]+)"', svg(name)).group(1))
+
+    assert data_max("rps") > 0, "requests/s drawn"
+    assert data_max("lat") > 0, "latency drawn"
+    assert data_max("err") > 0, "4xx and 5xx drawn"
+    for series in ("p50", "p95", "p99", "mean", "4xx/s", "5xx/s", "requests/s"):
+        assert f'data-series="{series}"' in dom, series
+    for label in ("requests/s", "latency, ms", "responses/s", "time", "now"):
+        assert f">{label}</text>" in dom, f"axis label {label!r}"
+    assert 'class="event"' in svg("rps"), "the reload's events are marked on the charts"
+    events = re.search(r'<tbody id="events">(.*?)</tbody>', dom, re.S).group(1)
+    for kind in ("reload", "start", "exit"):  # (a retirement shorter than the sampling
+        assert f'class="kind-{kind}">{kind}<' in events, kind  # second shows as its end)
+    assert "ended: retired" in events
+    for name, value in expected.items():
+        shown = re.search(rf'id="{name}">(\d+)<', dom).group(1)
+        assert int(shown) == value, (name, shown, value)
+    assert expected["errors-4xx-total"] >= 30 and expected["errors-5xx-total"] >= 5
+    # The screenshot: each chart's line colours are drawn (not only the keys' swatches,
+    # 36 pixels each): requests/s green, p50 blue, the 5xx/p99 red.
+    image = pil.open(shot).convert("RGB")
+    counts = {colour: n for n, colour in image.getcolors(maxcolors=1 << 24)}
+    near = {name: sum(n for c, n in counts.items()
+                      if sum(abs(a - b) for a, b in zip(c, rgb, strict=True)) < 40)
+            for name, rgb in {"green": (0, 170, 102), "blue": (51, 102, 204),
+                              "red": (187, 0, 0)}.items()}
+    assert all(n > 150 for n in near.values()), near
