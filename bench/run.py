@@ -23,7 +23,8 @@ every server alike, and the median round is reported. wrk drives the load (2 thr
   errors                                 socket errors and non-2xx responses
 
 Results are printed as Markdown tables with each figure's ratio to gunicorn's threaded
-worker, and appended as JSON lines to bench/results/results.jsonl.
+worker, appended as JSON lines to bench/results/results.jsonl, and drawn as an SVG chart
+(bench/charts.py; --chart bench/latest.svg writes the one the README shows).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ IO_SLEEP_S = 0.002
 
 # The venv's own granian when the venv is not activated.
 GRANIAN = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
+UWSGI = shutil.which("uwsgi") or str(Path(sys.executable).with_name("uwsgi"))
 SERVERS: dict[str, list[str]] = {
     "prefork": [sys.executable, "-m", "prefork", "apps:app", "--bind", "127.0.0.1:{port}",
                 "--workers", str(WORKERS), "--threads", str(THREADS), "--loglevel", "warning"],
@@ -80,6 +82,18 @@ SERVERS: dict[str, list[str]] = {
     "granian": [GRANIAN, "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
                 "--workers", str(WORKERS), "--blocking-threads", str(THREADS),
                 "--no-access-log", "apps:app"],
+    # Optional peers (bench/peers_serve.py says how each is run, and why so).
+    "fastpysgi": [sys.executable, "peers_serve.py", "fastpysgi", "{port}", str(WORKERS)],
+    "pyruvate": [sys.executable, "peers_serve.py", "pyruvate", "{port}", str(WORKERS),
+                 str(THREADS)],
+    # uWSGI from the pyuwsgi wheel: --http11-socket speaks HTTP/1.1 keep-alive itself (no
+    # router process in between), the closest to the others' shape. Each thread serves
+    # one connection until it closes, so 16 of wrk's 64 are served and 48 wait in the
+    # accept queue (its p50 is 16 connections' p50), and it ignores "Connection: close"
+    # (bench/RESULTS.md).
+    "uwsgi": [UWSGI, "--http11-socket", "127.0.0.1:{port}", "--processes", str(WORKERS),
+              "--threads", str(THREADS), "--wsgi-file", "apps.py", "--callable", "app",
+              "--master", "--disable-logging", "--die-on-term", "--lazy-apps"],
 }
 WORKLOADS = {  # name -> (path, wrk lua script or None)
     "hello": ("/", None),
@@ -156,10 +170,12 @@ def installed(name: str) -> bool:
     """Whether an optional server can run here (granian's command, bjoern's module)."""
     if name == "granian":
         return os.access(GRANIAN, os.X_OK)
-    if name == "bjoern":
+    if name == "uwsgi":
+        return os.access(UWSGI, os.X_OK)
+    if name in ("bjoern", "fastpysgi", "pyruvate"):
         import importlib.util
 
-        return importlib.util.find_spec("bjoern") is not None
+        return importlib.util.find_spec(name) is not None
     return True
 
 
@@ -301,6 +317,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="wrk's open connections (the issue's low-concurrency figure: 4)")
+    parser.add_argument("--chart", type=Path, default=HERE / "results" / "latest.svg",
+                        help="where to draw the run's chart (SVG; needs matplotlib)")
     parser.add_argument("--baseline", type=Path, metavar="TREE",
                         help="another checkout of prefork (the code before a change): run "
                              "as prefork-baseline beside the others")
@@ -359,6 +377,15 @@ def main() -> None:
               f"{WORKERS * THREADS / sleep_s:.0f} req/s measured")
     print()
     print(table(results, servers, sleep_s))
+    from charts import write
+
+    title = (f"{meta['date'][:10]}, commit {meta['commit']}: {meta['machine']}; {WORKERS} "
+             f"workers x {THREADS} threads, wrk -t2 -c{args.connections}, medians of "
+             f"{args.rounds} rounds")
+    try:
+        print("chart:", write([{**meta, **asdict(r)} for r in results], args.chart, title))
+    except ModuleNotFoundError as exc:
+        print(f"no chart ({exc}): pip install -e '.[bench]'")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ For each connection count, two wrk runs of the same length:
      (2026-12-01: prefork 4.63 per hello request under strace, 4.01 under perf; granian
      8.05 and 2.68).
 
-Prints a Markdown table; bench/RESULTS.md keeps the figures of record. Linux only.
+Prints a Markdown table; bench/NOTES.md keeps the figures of record. Linux only.
 """
 
 from __future__ import annotations
