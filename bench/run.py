@@ -312,7 +312,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    parser.add_argument("--servers", default="prefork,gunicorn,waitress,granian")
+    parser.add_argument("--servers", default="prefork,granian,bjoern,fastpysgi,uwsgi,"
+                        "pyruvate,gunicorn", help="those not installed are skipped")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--connections", type=int, default=CONNECTIONS,

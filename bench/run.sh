@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the benchmark: installs what it needs (wrk from the distribution's
-# packages; gunicorn, waitress and granian as prefork's optional "bench" dependencies),
+# packages; gunicorn, waitress, granian, fastpysgi, pyruvate, uWSGI and matplotlib as
+# prefork's optional "bench" dependencies),
 # then runs bench/run.py with the arguments given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
