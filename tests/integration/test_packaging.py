@@ -1,6 +1,6 @@
-"""What a user installs: one version everywhere, the typed-package marker, and an install
-from source where no C compiler works (a slim Docker image) that still serves, on the
-Python engine, and says once why and how to get the native one.
+"""What a user installs: one version everywhere, the typed-package marker, and the sdist
+installed where no C compiler works (a slim Docker image) still serving, on the Python
+engine, and saying once why and how to get the native one.
 
 (.ci/run also builds the manylinux wheel, installs it into a clean venv and runs the unit
 and integration tests against it; these tests look at the package they are run with.)
@@ -55,14 +55,22 @@ def setuptools_version() -> tuple[int, ...]:
 @pytest.mark.skipif(setuptools_version() < (77,),
                     reason="building prefork needs setuptools >= 77 (the test extra has it)")
 def test_installed_without_a_compiler_it_serves_on_the_python_engine(tmp_path: Path) -> None:
-    """pip install from source with CC=false: the compiled core is skipped, the install
+    """The sdist, installed by pip with CC=false: the compiled core is skipped, the install
     succeeds, and the server serves, logging one warning naming the way to the native
-    engine. (No build isolation: this venv's setuptools, offline.)"""
+    engine. (Built by setuptools' own PEP 517 hook, installed without build isolation:
+    this venv's setuptools, offline.)"""
+    dist = tmp_path / "dist"
+    sdist = subprocess.run(
+        [sys.executable, "-c", "import sys; from setuptools import build_meta; "
+         "print(build_meta.build_sdist(sys.argv[1]))", str(dist)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert sdist.returncode == 0, sdist.stderr[-2000:]
+    archive = dist / sdist.stdout.strip().splitlines()[-1]
     target = tmp_path / "site"
     env = {**os.environ, "CC": "false", "LDSHARED": "false", "PIP_NO_INDEX": "1"}
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-         "--no-cache-dir", "--target", str(target), str(ROOT)],
+         "--no-cache-dir", "--target", str(target), str(archive)],
         capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     installed = target / "prefork"
