@@ -6,7 +6,9 @@ WSGI adapter (the native engine's is in C: prefork.native). The Python engine us
 socket and epoll objects (each call releases the GIL); the native engine uses
 prefork._native (_native.c), whose non-blocking recv, send, epoll_ctl, accept and close
 keep it, so that pool threads hand the GIL to each other only where one waits
-(epoll_wait). `choose` decides once, in the master; workers inherit the decision.
+(epoll_wait). engine_choice.choose picks one (the master, to log it; each worker, for
+itself); this module imports nothing of the connection code, so every module may import
+it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from prefork.config import HttpEngine
-from prefork.errors import ConfigError
 from prefork.http.fields import HeadFields
 from prefork.http.parser import FieldsFactory
 from prefork.wsgi import BuildEnviron, Exchange, build_environ
@@ -96,6 +96,10 @@ class WorkerCalls(Protocol):
     def progress(self) -> None: ...  # RequestWatch.progress
 
 
+def _nothing_to_bind(accept: Callable[..., Any]) -> None:
+    """The Python engine's bind_worker: its worker makes its own calls."""
+
+
 @dataclass(frozen=True, slots=True)
 class Engine:
     name: Literal["native", "python"]
@@ -131,6 +135,10 @@ class Engine:
     close_connection: Callable[[Connection], None] | None = None
     # auto found no compiled core: the Python path, not what was hoped for (a warning).
     fallback: bool = False
+    # Given Worker._accept by each worker as it starts (the native engine's C twin of it
+    # stands in only while the worker's _accept is that function): so that the engine's
+    # module need not import the worker's, which imports it.
+    bind_worker: Callable[[Callable[..., Any]], None] = _nothing_to_bind
 
     def socket_io(self, sock: ClientSocket) -> SocketIO:
         """What a connection reads and writes through: its socket, or the native engine's
@@ -144,32 +152,3 @@ class Engine:
 
 
 PYTHON = Engine("python", "http_engine = python")
-
-
-def choose(setting: HttpEngine) -> Engine:
-    """The engine for a setting. `native` without the compiled core is a ConfigError:
-    asked for explicitly, it must not quietly become the other one."""
-    if setting == "python":
-        return PYTHON
-    try:
-        from prefork import _native
-    except ImportError as exc:
-        if setting == "native":
-            raise ConfigError("http_engine", setting, "the compiled core (prefork._native) "
-                              f"cannot be imported ({exc}); reinstall prefork where a C "
-                              "compiler and the Python headers are present, or use auto "
-                              "or python") from None
-        return Engine("python", "http_engine = auto: the compiled core (prefork._native) "
-                      f"cannot be imported ({exc}), so requests take the Python path, at "
-                      "about half the speed; install a prefork wheel for this platform and "
-                      "Python, or reinstall where a C compiler and the Python headers are "
-                      "present, to get the native engine", fallback=True)
-    from prefork import native
-    # NativeExchange has Exchange's attributes and methods (tests/unit/
-    # test_native_exchange.py), not its class: its state lives in a C type.
-    exchange = cast("type[Exchange]", native.NativeExchange)
-    return Engine("native", f"http_engine = {setting}: the compiled core is loaded",
-                  _native.Sock, _native.EpollCtl, exchange, native.build_environ,
-                  native.head_fields, _native.serve_one, _native.on_ready,
-                  _native.WorkerCalls, _native.accept, _native.close_socket,
-                  native.environ_base, _native.new_connection, _native.close_connection)

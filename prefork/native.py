@@ -8,7 +8,7 @@ of wsgi.Exchange's (_native_exchange.c). They take the references' caches, error
 and fallbacks as their first arguments (or from bind_exchange, once); this module binds
 them, so that both engines share one header-name cache and one set of rules, and any
 case the C code does not decide itself is decided by the Python reference. Imported
-only when the compiled core is (engine.choose); the objects here are immutable and
+only when the compiled core is (engine_choice.choose); the objects here are immutable and
 shared by all pool threads.
 """
 
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import httptools
 
-from prefork import _native, connection, connstate, engine, output, proxy, worker, wsgi
+from prefork import _native, connection, connstate, engine, output, proxy, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
@@ -83,11 +84,19 @@ _native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callback
                    (connstate.PARKED, connstate.KEEP, connstate.PROXY_NONE,
                     connstate.CLOSED, connstate.Watch.NOTHING))
 
-# The worker's calls for each request (_native.WorkerCalls): serve parks these
-# connections (the epoll's masks: connstate.Watch), follow claims them (unless closed).
-_native.bind_worker(connection.Connection, connstate.CLOSE, connstate.WRITE,
-                    connstate.CLOSED, _native.accept, _native.new_connection,
-                    worker.Worker._accept, tuple(connstate.Watch))
+
+
+def bind_worker(accept: Callable[..., Any]) -> None:
+    """The worker's calls for each request (_native.WorkerCalls): serve parks these
+    connections (the epoll's masks: connstate.Watch), follow claims them (unless
+    closed), and accept stands in for `accept` (Worker._accept), which each worker
+    hands over as it starts (engine.Engine.bind_worker): this module does not import
+    the worker's, which imports the engine's."""
+    _native.bind_worker(connection.Connection, connstate.CLOSE, connstate.WRITE,
+                        connstate.CLOSED, _native.accept, _native.new_connection,
+                        accept, tuple(connstate.Watch))
+
+
 
 # A request's environ: made in C for an origin-form target, else by the reference.
 build_environ: wsgi.BuildEnviron = partial(

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from prefork import engine, process
+from prefork import engine_choice, process
 from prefork import log as logsetup
 from prefork.config import Config
 from prefork.errors import AppLoadError, ConfigError
@@ -58,7 +58,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None,
         log.exception("server hook on_starting raised; not starting")
         return ExitStatus.USAGE
     try:
-        chosen = engine.choose(config.http_engine)
+        chosen = engine_choice.choose(config.http_engine)
     except ConfigError as exc:
         log.error("%s", exc)
         return ExitStatus.USAGE

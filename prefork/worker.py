@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from prefork import engine, messages, process, worker_signals
+from prefork import engine_choice, messages, process, worker_signals
 from prefork import log as logsetup
 from prefork.accepting import Accepting
 from prefork.accesslog import AccessLog, is_off
@@ -155,7 +155,8 @@ class Worker(Accepting):
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.ep = select.epoll()  # connections and listeners: the pool threads wait here
-        self.engine = engine.choose(config.http_engine)
+        self.engine = engine_choice.choose(config.http_engine)
+        self.engine.bind_worker(Worker._accept)
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         # What a connection does when woken: its own on_ready, or the engine's C twin.
         self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready

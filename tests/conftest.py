@@ -10,7 +10,7 @@ from tests.server import Server
 
 
 def pytest_report_header() -> str:
-    from prefork.engine import choose
+    from prefork.engine_choice import choose
 
     wanted = os.environ.get("TEST_HTTP_ENGINE") or "auto"
     engine = choose(wanted)  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ prefork._native = asan_native  # type: ignore[attr-defined]
 with atheris.instrument_imports():
     from prefork import native, wsgi
     from prefork.connection import Connection, ServerContext
-    from prefork.engine import choose
+    from prefork.engine_choice import choose
     from prefork.http import response
     from prefork.http.fields import HeadFields
     from prefork.http.parser import ParserLimits, RequestParser

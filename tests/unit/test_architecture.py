@@ -132,3 +132,56 @@ def test_no_function_is_a_maze(path: Path) -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             assert complexity(node) <= MAX_COMPLEXITY, \
                 f"{path.name}:{node.lineno} {node.name} has complexity {complexity(node)}"
+
+
+def runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules `path` imports when it runs: at module level or inside a
+    function (run later, an import is still an arrow), not under `if TYPE_CHECKING`."""
+    own = "prefork." + ".".join(path.relative_to(PKG).with_suffix("").parts)
+    own = own.removesuffix(".__init__")
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for orelse in child.orelse:
+                    visit(orelse)
+                continue
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                names = [child.module, *(f"{child.module}.{a.name}" for a in child.names)]
+            found.update(n for n in names if n in modules and n != own)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    """No module imports, at run time, one that imports it back (the engine seam had
+    engine -> native -> worker -> engine): each module can be read, tested and replaced
+    from the bottom up. The cycles found are named."""
+    paths = {("prefork." + ".".join(p.relative_to(PKG).with_suffix("").parts))
+             .removesuffix(".__init__"): p for p in PKG.rglob("*.py")}
+    graph = {name: runtime_imports(path, set(paths)) for name, path in paths.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                walk(nxt)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name)
+    assert cycles == [], cycles

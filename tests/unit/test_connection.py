@@ -23,7 +23,7 @@ from prefork.connection import (
     Connection,
     ServerContext,
 )
-from prefork.engine import choose
+from prefork.engine_choice import choose
 from prefork.wsgi import base_environ
 
 pytestmark = pytest.mark.timeout(20)

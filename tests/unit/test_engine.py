@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from prefork.engine import PYTHON, choose
+from prefork.engine import PYTHON
+from prefork.engine_choice import choose
 from prefork.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(10)

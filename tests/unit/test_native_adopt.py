@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from prefork.connection import CLOSED, PROXY_EXPECTED, Connection, ServerContext
-from prefork.engine import choose
+from prefork.engine_choice import choose
 from prefork.http.parser import ParserLimits, RequestParser, _Callbacks
 from prefork.output import FileTail, Output
 from prefork.proxy import Trust

@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 
 from prefork.accesslog import AccessLog, Entry
 from prefork.connection import Connection, ServerContext
-from prefork.engine import Engine, choose
+from prefork.engine import Engine
+from prefork.engine_choice import choose
 from prefork.http.parser import ParserLimits
 from prefork.http.request import Body, Request
 from prefork.proxy import FORWARDED_KEYS, Trust, apply_forwarded

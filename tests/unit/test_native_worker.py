@@ -557,3 +557,52 @@ def test_a_listener_woken_is_handled_in_c_as_the_reference_handles_it() -> None:
     assert story[4] == story[5] == (None, [(False, Watch.READ, "PARKED", 1)])
     assert story[6] == (None, [(False, Watch.READ, "PARKED", 1)], False)
     assert story[7] == (None, True, [(False, Watch.READ, "PARKED", 1)])
+
+
+def test_the_twin_of_accept_stands_in_for_the_method_in_a_native_worker() -> None:
+    """Each worker hands Worker._accept to the native engine as it starts (the engine's
+    module does not import the worker's): a listener woken in a native worker is then
+    handled by the C twin, and no Python frame of Worker._accept runs; replaced on the
+    instance, the replacement is called."""
+    from functools import partial
+
+    from prefork.sockets import Listener
+
+    world = World("native")
+    w = world.worker
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    listener = Listener(listen, "127.0.0.1:0")
+    w.listeners = [listener]
+    w.bases = {id(listener): w.ctx.engine.environ_base(
+        base_environ("127.0.0.1", "80", "", False))}
+    w.bases[id(listener)]["test.worker"] = w  # (the world's app reads it)
+    accept = partial(w.serve.__self__.accept, w)  # type: ignore[attr-defined]
+    frames: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is Worker._accept.__code__:
+            frames.append(event)
+
+    client = socket.create_connection(listen.getsockname(), timeout=5)
+    try:
+        client.sendall(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        select.select([listen], [], [], 5)
+        sys.setprofile(profile)
+        try:
+            accept(listener)
+        finally:
+            sys.setprofile(None)
+        assert frames == [], "the C twin took the listener's wake-up"
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        taken: list[Any] = []
+        w._accept = taken.append  # type: ignore[method-assign,assignment]
+        accept(listener)
+        assert taken == [listener]
+    finally:
+        client.close()
+        for conn in list(w.conns.values()):
+            if conn is not world.conn:
+                w._close(conn)
+        listen.close()
+        world.close()
