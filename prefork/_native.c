@@ -39,7 +39,8 @@
  * environ, response head), _native_exchange.c (an exchange's state as a C type, its
  * start_response and run), _native_conn.c (a connection's request loop),
  * _native_adopt.c (a connection's objects made, and closed) and _native_worker.c (a
- * worker's calls around each request); _native.h declares what they share.
+ * worker's calls around each request), and _native_module.c (the module, made of them
+ * all); _native.h declares what they share.
  *
  * Called by pool threads (and by the worker's main thread on a drain), GIL held.
  */
@@ -691,42 +692,17 @@ static PyMethodDef native_socket_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* ---- module --------------------------------------------------------------------------- */
+/* ---- what this file adds to the module (_native_module.c makes it) ------------------- */
 
-static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "prefork._native",
-    .m_doc = "The compiled core of prefork's native request path (see _native.c).",
-    .m_size = -1,
-};
-
-PyMODINIT_FUNC
-PyInit__native(void)
+int
+native_socket_add(PyObject *module)
 {
     if (PyType_Ready(&SockType) < 0 || PyType_Ready(&EpollCtlType) < 0 ||
-        PyType_Ready(&HeadFieldsType) < 0 || PyType_Ready(&ExchangeType) < 0 ||
-        PyType_Ready(&WorkerCallsType) < 0) {
-        return NULL;
-    }
-    PyObject *module = PyModule_Create(&native_module);
-    if (module == NULL) {
-        return NULL;
-    }
-    if (PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
+        PyModule_AddObjectRef(module, "Sock", (PyObject *)&SockType) < 0 ||
         PyModule_AddObjectRef(module, "EpollCtl", (PyObject *)&EpollCtlType) < 0 ||
-        PyModule_AddObjectRef(module, "HeadFields", (PyObject *)&HeadFieldsType) < 0 ||
-        PyModule_AddObjectRef(module, "Exchange", (PyObject *)&ExchangeType) < 0 ||
-        PyModule_AddObjectRef(module, "WorkerCalls", (PyObject *)&WorkerCallsType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RECV", (long)MAX_RECV) < 0 ||
-        PyModule_AddFunctions(module, native_socket_methods) < 0 ||
-        PyModule_AddFunctions(module, native_wsgi_methods) < 0 ||
-        PyModule_AddFunctions(module, native_http_methods) < 0 ||
-        PyModule_AddFunctions(module, native_conn_methods) < 0 ||
-        PyModule_AddFunctions(module, native_exchange_methods) < 0 ||
-        PyModule_AddFunctions(module, native_worker_methods) < 0 ||
-        PyModule_AddFunctions(module, native_adopt_methods) < 0) {
-        Py_DECREF(module);
-        return NULL;
+        PyModule_AddFunctions(module, native_socket_methods) < 0) {
+        return -1;
     }
-    return module;
+    return 0;
 }

@@ -1,9 +1,13 @@
 /* What the C files of prefork._native share: each file's functions, added to the module
-   by PyInit__native in _native.c. */
+   by PyInit__native in _native_module.c. */
 #ifndef PREFORK_NATIVE_H
 #define PREFORK_NATIVE_H
 
 #include <Python.h>
+
+/* _native.c: Sock, EpollCtl, MAX_RECV, accept and close_socket added to `module`.
+   0, or -1 with an exception set. */
+int native_socket_add(PyObject *module);
 
 /* _native.c: each of `count` strs interned into objs[i] (once: a filled table is left as
    it is; the objects live as long as the process). 0, or -1 with an exception set. */
@@ -133,8 +137,13 @@ PyObject *native_exchange_new(PyObject *cls, PyObject *out, PyObject *req, int k
 PyObject *native_exchange_run(PyObject *self, PyObject *app, PyObject *environ);
 int native_exchange_keep_alive(PyObject *self);
 
-/* _native_conn.c: out.send(data) for an Output (0, or -1 with an exception set). */
-int native_output_send(PyObject *out, PyObject *data);
+/* _native_exchange.c: how its run sends a response (out.send(data): 0, or -1 with an
+   exception set). _native_conn.c gives its twin of Output.send when it is bound
+   (bind_loop), so that the exchange's file calls no function of the connection's, which
+   calls it (no cycle between the C files); until then run leaves a response to the
+   reference. */
+typedef int (*native_send_fn)(PyObject *out, PyObject *data);
+void native_exchange_use_send(native_send_fn send);
 
 /* _native_conn.c: serve_one (Connection.serve_one's twin) and bind_connection. */
 extern PyMethodDef native_conn_methods[];

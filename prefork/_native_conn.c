@@ -426,6 +426,8 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
 
 /* ---- the connection's loop: on_ready (PARKED), serve, settle -------------------------- */
 
+static int native_output_send(PyObject *out, PyObject *data);
+
 static PyObject *
 bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -454,6 +456,7 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(bound.parser_cls, Py_NewRef(args[2]));
     Py_XSETREF(bound.output_cls, Py_NewRef(args[3]));
     Py_XSETREF(bound.feed_errors, Py_NewRef(args[6]));
+    native_exchange_use_send(native_output_send);  /* the exchange's run sends with it */
     for (int i = 0; i < K_COUNT; i++) {
         Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[4], i)));
     }
@@ -746,7 +749,7 @@ feed_piece(PyObject *parser, PyObject *data)
    Anything else (a queue, a short send, EAGAIN, an error) goes to Output.send with the
    bytes not sent: it sends again, queues what the socket does not take, or raises
    ClientGone, as it would have. */
-int
+static int
 native_output_send(PyObject *out, PyObject *data)
 {
     PyObject *rest = Py_NewRef(data);

@@ -17,8 +17,10 @@
  *       app(environ, self.start_response); for a list of one bytes object, the head
  *       (status line, the app's fields, Server, Date, Content-Length when the app gave
  *       none, Connection) and the body in one bytes object, sent by out.send() (in C
- *       when it can: native_output_send), the state set as Exchange.finish() sets it. Any other result, or an exchange in another
- *       state (head already sent, request_timeout's guard), goes to self.respond(result).
+ *       when it can: the connection's send, given by native_exchange_use_send), the
+ *       state set as Exchange.finish() sets it. Any other result, or an exchange in
+ *       another state (head already sent, request_timeout's guard), goes to
+ *       self.respond(result).
  *
  *   bind_exchange(...)   the references, once, at import (prefork/native.py)
  *   http_date(seconds)   the Date line of a second, as response.date_header formats it;
@@ -303,13 +305,23 @@ exchange_start_response(Exchange *self, PyObject *const *args, size_t nargsf,
     return PyObject_GetAttr((PyObject *)self, attr[A_WRITE]);
 }
 
+/* out.send(data): _native_conn.c's twin of Output.send, given when it is bound. */
+static native_send_fn output_send = NULL;
+
+void
+native_exchange_use_send(native_send_fn send)
+{
+    output_send = send;
+}
+
 /* The head and the whole body of a single-item response, sent; as Exchange.finish(body)
    with no head sent yet. 1 done, 0 not of the plain shape (nothing was changed), -1 error
    (raised, as the reference would have raised it). */
 static int
 finish_single(Exchange *self, PyObject *body)
 {
-    if (self->head_sent || (self->guard != NULL && self->guard != Py_None) ||
+    if (output_send == NULL || self->head_sent ||
+        (self->guard != NULL && self->guard != Py_None) ||
         self->status == NULL || !PyUnicode_Check(self->status) || self->headers == NULL ||
         !PyList_Check(self->headers) || self->out == NULL || server_fields == NULL) {
         return 0;
@@ -378,7 +390,7 @@ finish_single(Exchange *self, PyObject *body)
         self->keep_alive = 0;
     }
     PyObject *out = Py_NewRef(self->out);
-    int failed = native_output_send(out, data);
+    int failed = output_send(out, data);
     Py_DECREF(out);
     Py_DECREF(data);
     if (failed) {

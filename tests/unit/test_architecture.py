@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,43 @@ def test_no_import_cycle_in_the_package() -> None:
         if name not in state:
             walk(name)
     assert cycles == [], cycles
+
+
+def c_source(path: Path) -> str:
+    """A C file without its comments and string literals (names there are not uses)."""
+    text = re.sub(r"/\*.*?\*/", " ", path.read_text(), flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    return re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+
+
+def test_the_c_files_call_each_other_in_one_direction() -> None:
+    """Each name _native.h declares belongs to the C file that defines it; a file that
+    uses another's name depends on it; no two files depend on each other, directly or
+    round a longer cycle (_native_module.c is the top, _native.c the bottom)."""
+    header = c_source(PKG / "_native.h")
+    names = set(re.findall(r"\b([A-Za-z_]\w*)\s*\(", header))
+    names |= set(re.findall(r"\bextern\s+\w+\s+(\w+)", header))
+    sources = {p.name: c_source(p) for p in sorted(PKG.glob("_native*.c"))}
+    assert "_native_module.c" in sources
+    owner = {}
+    for name in names:
+        for file, text in sources.items():
+            if re.search(rf"^{name}\s*\([^;]*?\)\s*\{{|^\w+\s+{name}(\[\])?\s*=", text, re.M):
+                owner[name] = file
+    assert {"native_intern_all", "native_exchange_use_send", "ExchangeType",
+            "native_worker_methods"} <= set(owner), "the test finds the definitions"
+    graph = {file: {owner[n] for n in owner if owner[n] != file
+                    and re.search(rf"\b{n}\b", text)} for file, text in sources.items()}
+    assert "_native_conn.c" in graph["_native_module.c"], "the test finds the uses"
+    cycles = []
+
+    def walk(file: str, path: list[str]) -> None:
+        for nxt in sorted(graph[file]):
+            if nxt in path:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            else:
+                walk(nxt, [*path, nxt])
+
+    for file in sorted(graph):
+        walk(file, [file])
+    assert not cycles, sorted(set(cycles))
