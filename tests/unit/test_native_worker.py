@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -481,11 +482,12 @@ def test_follow_refuses_a_worker_whose_class_defines_a_counter() -> None:
         world.close()
 
 
-def accept_story(engine: str) -> list[Any]:
-    """A listener woken, as a pool thread's loop handles it (the native engine: its C
-    twin of Worker._accept; the Python engine: the method): a connection served and
-    closed, one kept alive (armed), nothing waiting, a stop (nothing taken), a full
-    table (accepting paused), and an _accept replaced on the instance (it is called)."""
+@contextlib.contextmanager
+def listening_world(engine: str) -> Iterator[tuple[World, Any, Callable[[Any], Any]]]:
+    """A world whose worker has one loopback listener, as run() sets it up, and the call a
+    pool thread's loop makes when that listener wakes (the native engine: its C twin of
+    Worker._accept; the Python engine: the method, looked up each time as _follow does);
+    every connection the worker took is closed after."""
     from functools import partial
 
     from prefork.sockets import Listener
@@ -496,56 +498,68 @@ def accept_story(engine: str) -> list[Any]:
     listen.setblocking(False)
     listener = Listener(listen, "127.0.0.1:0")
     w.listeners = [listener]
-    w.bases = {}  # as run() makes it
-    w.bases[id(listener)] = w.ctx.engine.environ_base(base_environ("127.0.0.1", "80", "",
-                                                                    False))
-    w.bases[id(listener)]["test.worker"] = w
+    w.bases = {id(listener): w.ctx.engine.environ_base(
+        base_environ("127.0.0.1", "80", "", False))}
+    w.bases[id(listener)]["test.worker"] = w  # (the world's app reads it)
     accept = (partial(w.serve.__self__.accept, w)  # type: ignore[attr-defined]
               if w.engine.worker_calls is not None
-              else lambda listener: w._accept(listener))  # looked up each time, as _follow
-    seen: list[Any] = []
-    clients: list[socket.socket] = []
-
-    def connect(request: bytes) -> socket.socket:
-        client = socket.create_connection(listen.getsockname(), timeout=5)
-        client.sendall(request)
-        clients.append(client)
-        select.select([listen], [], [], 5)
-        return client
-
-    def table() -> list[Any]:
-        return sorted((c.claimed, c.watch, c.state.name, c.served)
-                      for c in w.conns.values() if c is not world.conn)
-
+              else lambda listener: w._accept(listener))
     try:
-        client = connect(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        seen.append((accept(listener), table(), w.info.served))
-        seen.append(re.sub(rb"Date: [^\r]*\r\n", b"", client.recv(4096))[:40])
-        client = connect(GET)
-        seen.append((accept(listener), table(), w.info.served))
-        seen.append(client.recv(4096)[:15])
-        seen.append((accept(listener), table()))  # nothing waiting
-        w.stopping = True
-        connect(GET)
-        seen.append((accept(listener), table()))  # a stop: left in the backlog
-        w.stopping = False
-        w.accepting = True
-        w.ep.register(listen.fileno(), select.EPOLLIN)
-        w.config = Config(http_engine=engine, worker_connections=len(w.conns))
-        seen.append((accept(listener), table(), w.accepting))  # full: paused
-        w.config = Config(http_engine=engine)
-        taken: list[Any] = []
-        w._accept = taken.append  # type: ignore[method-assign,assignment]
-        seen.append((accept(listener), taken == [listener], table()))
+        yield world, listener, accept
     finally:
-        for c in clients:
-            c.close()
         for conn in list(w.conns.values()):
             if conn is not world.conn:
                 w._close(conn)
         listen.close()
         world.close()
-    return seen
+
+
+def accept_story(engine: str) -> list[Any]:
+    """A listener woken, as a pool thread's loop handles it (the native engine: its C
+    twin of Worker._accept; the Python engine: the method): a connection served and
+    closed, one kept alive (armed), nothing waiting, a stop (nothing taken), a full
+    table (accepting paused), and an _accept replaced on the instance (it is called)."""
+    with listening_world(engine) as (world, listener, accept):
+        w = world.worker
+        listen = listener.sock
+        seen: list[Any] = []
+        clients: list[socket.socket] = []
+
+        def connect(request: bytes) -> socket.socket:
+            client = socket.create_connection(listen.getsockname(), timeout=5)
+            client.sendall(request)
+            clients.append(client)
+            select.select([listen], [], [], 5)
+            return client
+
+        def table() -> list[Any]:
+            return sorted((c.claimed, c.watch, c.state.name, c.served)
+                          for c in w.conns.values() if c is not world.conn)
+
+        try:
+            client = connect(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            seen.append((accept(listener), table(), w.info.served))
+            seen.append(re.sub(rb"Date: [^\r]*\r\n", b"", client.recv(4096))[:40])
+            client = connect(GET)
+            seen.append((accept(listener), table(), w.info.served))
+            seen.append(client.recv(4096)[:15])
+            seen.append((accept(listener), table()))  # nothing waiting
+            w.stopping = True
+            connect(GET)
+            seen.append((accept(listener), table()))  # a stop: left in the backlog
+            w.stopping = False
+            w.accepting = True
+            w.ep.register(listen.fileno(), select.EPOLLIN)
+            w.config = Config(http_engine=engine, worker_connections=len(w.conns))
+            seen.append((accept(listener), table(), w.accepting))  # full: paused
+            w.config = Config(http_engine=engine)
+            taken: list[Any] = []
+            w._accept = taken.append  # type: ignore[method-assign,assignment]
+            seen.append((accept(listener), taken == [listener], table()))
+        finally:
+            for c in clients:
+                c.close()
+        return seen
 
 
 def test_a_listener_woken_is_handled_in_c_as_the_reference_handles_it() -> None:
@@ -564,30 +578,16 @@ def test_the_twin_of_accept_stands_in_for_the_method_in_a_native_worker() -> Non
     module does not import the worker's): a listener woken in a native worker is then
     handled by the C twin, and no Python frame of Worker._accept runs; replaced on the
     instance, the replacement is called."""
-    from functools import partial
-
-    from prefork.sockets import Listener
-
-    world = World("native")
-    w = world.worker
-    listen = socket.create_server(("127.0.0.1", 0))
-    listen.setblocking(False)
-    listener = Listener(listen, "127.0.0.1:0")
-    w.listeners = [listener]
-    w.bases = {id(listener): w.ctx.engine.environ_base(
-        base_environ("127.0.0.1", "80", "", False))}
-    w.bases[id(listener)]["test.worker"] = w  # (the world's app reads it)
-    accept = partial(w.serve.__self__.accept, w)  # type: ignore[attr-defined]
     frames: list[str] = []
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code is Worker._accept.__code__:
             frames.append(event)
 
-    client = socket.create_connection(listen.getsockname(), timeout=5)
-    try:
+    with listening_world("native") as (world, listener, accept), \
+            socket.create_connection(listener.sock.getsockname(), timeout=5) as client:
         client.sendall(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        select.select([listen], [], [], 5)
+        select.select([listener.sock], [], [], 5)
         sys.setprofile(profile)
         try:
             accept(listener)
@@ -596,13 +596,6 @@ def test_the_twin_of_accept_stands_in_for_the_method_in_a_native_worker() -> Non
         assert frames == [], "the C twin took the listener's wake-up"
         assert client.recv(4096).startswith(b"HTTP/1.1 200")
         taken: list[Any] = []
-        w._accept = taken.append  # type: ignore[method-assign,assignment]
+        world.worker._accept = taken.append  # type: ignore[method-assign,assignment]
         accept(listener)
         assert taken == [listener]
-    finally:
-        client.close()
-        for conn in list(w.conns.values()):
-            if conn is not world.conn:
-                w._close(conn)
-        listen.close()
-        world.close()
