@@ -246,6 +246,27 @@ new_callbacks(PyObject *parser, PyObject *fields)
     return callbacks;
 }
 
+/* A new parser's limits (given: the ParserLimits' fields, by L_*) and its state between
+   requests, as RequestParser.__init__ sets them: 0, or -1 with an exception set. */
+static int
+put_parser_state(PyObject *parser, PyObject *const *given)
+{
+    const Py_ssize_t *p = bound.parser;
+    if (put(parser, p[P_HEAD_LIMIT], Py_NewRef(given[L_HEAD_LIMIT])) < 0 ||
+        put(parser, p[P_MAX_BODY], Py_NewRef(given[L_MAX_BODY])) < 0 ||
+        put(parser, p[P_FRAMING_LIMIT], Py_NewRef(given[L_FRAMING_LIMIT])) < 0 ||
+        put(parser, p[P_READY], PyObject_CallNoArgs(bound.deque)) < 0) {
+        return -1;
+    }
+    native_slot_set(parser, p[P_ERROR], Py_NewRef(Py_None));
+    native_slot_set(parser, p[P_STOPPED], Py_NewRef(Py_False));
+    native_slot_set(parser, p[P_REQ], Py_NewRef(Py_None));
+    native_slot_set(parser, p[P_HEAD_BYTES], PyLong_FromLong(0));  /* small ints: no fail */
+    native_slot_set(parser, p[P_CHUNKS], PyLong_FromLong(0));
+    native_slot_set(parser, p[P_SNIFFING], Py_NewRef(Py_False));
+    return put(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0));
+}
+
 /* RequestParser(limits, head_fields) with compiled HeadFields, or NULL with an exception
    set; *other set (and NULL returned, no exception) when head_fields made something else
    or a limit is unset: the reference then makes the whole connection. */
@@ -282,17 +303,7 @@ new_parser(PyObject *limits, PyObject *head_fields, int *other)
     PyObject *callbacks = NULL, *llhttp = NULL, *lenient = NULL;
     if (put(parser, p[P_ORIGIN_HEAD], PyObject_GetAttr(fields, name_objs[N_ORIGIN_HEAD])) < 0 ||
         PyObject_SetAttr(fields, name_objs[N_PARSER], parser) < 0 ||
-        put(parser, p[P_HEAD_LIMIT], Py_NewRef(given[L_HEAD_LIMIT])) < 0 ||
-        put(parser, p[P_MAX_BODY], Py_NewRef(given[L_MAX_BODY])) < 0 ||
-        put(parser, p[P_FRAMING_LIMIT], Py_NewRef(given[L_FRAMING_LIMIT])) < 0 ||
-        put(parser, p[P_READY], PyObject_CallNoArgs(bound.deque)) < 0 ||
-        put(parser, p[P_ERROR], Py_NewRef(Py_None)) < 0 ||
-        put(parser, p[P_STOPPED], Py_NewRef(Py_False)) < 0 ||
-        put(parser, p[P_REQ], Py_NewRef(Py_None)) < 0 ||
-        put(parser, p[P_HEAD_BYTES], PyLong_FromLong(0)) < 0 ||
-        put(parser, p[P_CHUNKS], PyLong_FromLong(0)) < 0 ||
-        put(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
-        put(parser, p[P_SNIFFING], Py_NewRef(Py_False)) < 0 ||
+        put_parser_state(parser, given) < 0 ||
         (callbacks = new_callbacks(parser, fields)) == NULL ||
         (llhttp = PyObject_CallOneArg(bound.llhttp, callbacks)) == NULL) {
         goto error;
@@ -410,6 +421,32 @@ deadline(PyObject *now, PyObject *header_timeout_s)
     return due;
 }
 
+/* A new connection's state, as Connection.__init__ sets it: PARKED, nothing served,
+   its head due within header_timeout of `now` (None: the clock's now), unclaimed,
+   unwatched: 0, or -1 with an exception set. */
+static int
+put_connection_state(PyObject *conn, PyObject *now, PyObject *header_timeout_s)
+{
+    const Py_ssize_t *c = bound.conn;
+    if (put(conn, c[C_PRE], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
+        put(conn, c[C_DEADLINE], deadline(now, header_timeout_s)) < 0 ||
+        put(conn, c[C_LINGER_END], PyFloat_FromDouble(0.0)) < 0) {
+        return -1;
+    }
+    native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_PARKED]));
+    native_slot_set(conn, c[C_SERVED], PyLong_FromLong(0));  /* small ints: no fail */
+    native_slot_set(conn, c[C_REQUEST], Py_NewRef(Py_None));
+    native_slot_set(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False));
+    native_slot_set(conn, c[C_END], Py_NewRef(bound.k[K_KEEP]));
+    native_slot_set(conn, c[C_CLAIMED], Py_NewRef(Py_False));
+    native_slot_set(conn, c[C_WOKEN], Py_NewRef(Py_False));
+    native_slot_set(conn, c[C_WATCH], Py_NewRef(bound.k[K_NOTHING]));
+    native_slot_set(conn, c[C_DRAINED], Py_NewRef(Py_True));
+    native_slot_set(conn, c[C_HANGUP], Py_NewRef(Py_False));
+    native_slot_set(conn, c[C_DROPPED], PyLong_FromLong(0));
+    return 0;
+}
+
 static PyObject *
 new_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -456,20 +493,7 @@ native_new_connection(PyObject *const *args)
         put(conn, c[C_PARSER], Py_NewRef(parser)) < 0 ||
         put(conn, c[C_TRUSTED], trusted(got[G_TRUST], sock, remote_addr)) < 0 ||
         put(conn, c[C_PROXY_STATE], Py_NewRef(bound.k[K_PROXY_NONE])) < 0 ||
-        put(conn, c[C_PRE], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
-        put(conn, c[C_STATE], Py_NewRef(bound.k[K_PARKED])) < 0 ||
-        put(conn, c[C_DEADLINE], deadline(args[4], got[G_HEADER_TIMEOUT_S])) < 0 ||
-        put(conn, c[C_SERVED], PyLong_FromLong(0)) < 0 ||
-        put(conn, c[C_REQUEST], Py_NewRef(Py_None)) < 0 ||
-        put(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False)) < 0 ||
-        put(conn, c[C_END], Py_NewRef(bound.k[K_KEEP])) < 0 ||
-        put(conn, c[C_CLAIMED], Py_NewRef(Py_False)) < 0 ||
-        put(conn, c[C_WOKEN], Py_NewRef(Py_False)) < 0 ||
-        put(conn, c[C_WATCH], Py_NewRef(bound.k[K_NOTHING])) < 0 ||
-        put(conn, c[C_DRAINED], Py_NewRef(Py_True)) < 0 ||
-        put(conn, c[C_HANGUP], Py_NewRef(Py_False)) < 0 ||
-        put(conn, c[C_LINGER_END], PyFloat_FromDouble(0.0)) < 0 ||
-        put(conn, c[C_DROPPED], PyLong_FromLong(0)) < 0 ||
+        put_connection_state(conn, args[4], got[G_HEADER_TIMEOUT_S]) < 0 ||
         put(conn, c[C_OUT], new_output(sock, fd_obj, got[G_SEND_TIMEOUT_S],
                                        got[G_PROGRESS])) < 0) {
         Py_CLEAR(conn);

@@ -264,11 +264,12 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
     return 1;
 }
 
+/* What serve_one holds for a request, checked and referenced, by index. */
+enum { H_CTX, H_ENGINE, H_BODY, H_SERVED, H_KEEPALIVE_S, H_STOPPING, H_MOST, H_TIMEOUT_S,
+       H_WANTS, H_OUT, H_BEGIN, H_COMPLETE, H_COUNT };
+
 static PyObject *serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed,
-                            PyObject *ctx, PyObject *engine, PyObject *body,
-                            PyObject *served, PyObject *keepalive_s, PyObject *stopping,
-                            PyObject *most, PyObject *timeout_s, PyObject *wants,
-                            PyObject *out, PyObject *begin, PyObject *complete);
+                            PyObject *const *held);
 
 static PyObject *
 serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -307,8 +308,6 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return PyObject_Vectorcall(bound.reference, args, 2, NULL);
     }
     /* _begin: count it; may the connection carry another after it? */
-    enum { H_CTX, H_ENGINE, H_BODY, H_SERVED, H_KEEPALIVE_S, H_STOPPING, H_MOST, H_TIMEOUT_S,
-           H_WANTS, H_OUT, H_BEGIN, H_COMPLETE, H_COUNT };
     PyObject *held[H_COUNT] = {
         ctx, engine, body, field(conn, c[C_SERVED], "served"),
         field(ctx, x[X_KEEPALIVE_S], "keepalive_s"), field(ctx, x[X_STOPPING], "stopping"),
@@ -328,48 +327,56 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     for (int i = 0; i < H_COUNT; i++) {
         Py_INCREF(held[i]);
     }
-    PyObject *result = serve_held(conn, req, cls, timed == Py_True, held[H_CTX],
-                                  held[H_ENGINE], held[H_BODY], held[H_SERVED],
-                                  held[H_KEEPALIVE_S], held[H_STOPPING], held[H_MOST],
-                                  held[H_TIMEOUT_S], held[H_WANTS], held[H_OUT],
-                                  held[H_BEGIN], held[H_COMPLETE]);
+    PyObject *result = serve_held(conn, req, cls, timed == Py_True, held);
     for (int i = 0; i < H_COUNT; i++) {
         Py_DECREF(held[i]);
     }
     return result;
 }
 
-/* serve_one once its objects are checked and held (by the caller). */
+/* Connection._begin's verdict on keep-alive after the request numbered `count`:
+   req.keep_alive and ctx.keepalive_s > 0 and not ctx.stopping and
+   (max_keepalive_requests == 0 or count < it); 1, 0, or -1 with an exception set. */
+static int
+may_keep_alive(PyObject *const *held, PyObject *count)
+{
+    PyObject *zero = PyLong_FromLong(0);  /* a cached small int: cannot fail */
+    int keep_alive = PyObject_IsTrue(held[H_WANTS]);
+    if (keep_alive > 0) {
+        keep_alive = PyObject_RichCompareBool(held[H_KEEPALIVE_S], zero, Py_GT);
+    }
+    if (keep_alive > 0) {
+        int stop = PyObject_IsTrue(held[H_STOPPING]);
+        keep_alive = stop < 0 ? -1 : !stop;
+    }
+    if (keep_alive > 0) {
+        int unlimited = PyObject_RichCompareBool(held[H_MOST], zero, Py_EQ);
+        keep_alive = unlimited != 0 ? unlimited :
+            PyObject_RichCompareBool(count, held[H_MOST], Py_LT);
+    }
+    Py_DECREF(zero);
+    return keep_alive;
+}
+
+/* serve_one once its objects are checked and held (by the caller): `held`, by H_*. */
 static PyObject *
-serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ctx,
-           PyObject *engine, PyObject *body, PyObject *served, PyObject *keepalive_s,
-           PyObject *stopping, PyObject *most, PyObject *timeout_s, PyObject *wants,
-           PyObject *out, PyObject *begin, PyObject *complete)
+serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *const *held)
 {
     const Py_ssize_t *c = bound.conn;
+    PyObject *ctx = held[H_CTX], *body = held[H_BODY], *out = held[H_OUT];
     PyObject *one = PyLong_FromLong(1);
-    PyObject *count = PyNumber_Add(served, one);
+    PyObject *count = PyNumber_Add(held[H_SERVED], one);
     Py_DECREF(one);
     if (count == NULL) {
         return NULL;
     }
     native_slot_set(conn, c[C_SERVED], count);  /* `served` is gone now; `count` is held */
-    PyObject *zero = PyLong_FromLong(0);  /* a cached small int: cannot fail */
-    int keep_alive = PyObject_IsTrue(wants);
-    if (keep_alive > 0) {  /* req.keep_alive and ctx.keepalive_s > 0 and ... */
-        keep_alive = PyObject_RichCompareBool(keepalive_s, zero, Py_GT);
-    }
-    if (keep_alive > 0) {
-        int stop = PyObject_IsTrue(stopping);
-        keep_alive = stop < 0 ? -1 : !stop;
-    }
-    if (keep_alive > 0) {
-        int unlimited = PyObject_RichCompareBool(most, zero, Py_EQ);
-        keep_alive = unlimited != 0 ? unlimited : PyObject_RichCompareBool(count, most, Py_LT);
-    }
-    int guarded = keep_alive < 0 ? -1 : PyObject_RichCompareBool(timeout_s, zero, Py_GT);
+    int keep_alive = may_keep_alive(held, count);
+    PyObject *zero = PyLong_FromLong(0);
+    int guarded = keep_alive < 0 ? -1 :
+        PyObject_RichCompareBool(held[H_TIMEOUT_S], zero, Py_GT);
     Py_DECREF(zero);
-    int incomplete = guarded < 0 ? -1 : PyObject_Not(complete);
+    int incomplete = guarded < 0 ? -1 : PyObject_Not(held[H_COMPLETE]);
     if (keep_alive < 0 || guarded < 0 || incomplete < 0) {
         return NULL;
     }
@@ -387,7 +394,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
         return NULL;
     }
     PyObject *call[2] = {req, exchange};
-    PyObject *r = PyObject_Vectorcall(begin, call, 2, NULL);
+    PyObject *r = PyObject_Vectorcall(held[H_BEGIN], call, 2, NULL);
     if (r == NULL) {
         Py_DECREF(exchange);
         return NULL;
@@ -401,7 +408,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
         return NULL;
     }
     /* try: ... except Exception: ...; return False  finally: self._finish(...) */
-    int outcome = run_app(conn, ctx, engine, req, exchange, &timing[0]);
+    int outcome = run_app(conn, ctx, held[H_ENGINE], req, exchange, &timing[0]);
     int finished = finish(conn, ctx, req, body, exchange, timing[1] != NULL ? timing : NULL);
     Py_DECREF(timing[0]);
     Py_XDECREF(timing[1]);
@@ -415,8 +422,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *ct
         Py_RETURN_FALSE;
     }
     /* return exchange.keep_alive and self._ready_for_next(req) */
-    complete = field(body, bound.body[B_COMPLETE], "complete");
-    if (complete == Py_True) {
+    if (field(body, bound.body[B_COMPLETE], "complete") == Py_True) {
         Py_RETURN_TRUE;
     }
     PyObject *next[2] = {conn, req};
@@ -643,6 +649,67 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
 static PyObject *fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data,
                      Py_ssize_t limit, int was_idle);
 
+/* The fields told where a head's bytes are (a piece of recv's bytes, or a view of a
+   slice), so that they can take its fields without copying. */
+static void
+hint_piece(PyObject *fields, PyObject *data)
+{
+    if (PyBytes_CheckExact(data)) {
+        native_fields_hint(fields, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    }
+    else if (PyMemoryView_Check(data)) {
+        const Py_buffer *view = PyMemoryView_GET_BUFFER(data);
+        if (view->itemsize == 1 && PyBuffer_IsContiguous(view, 'C')) {
+            native_fields_hint(fields, view->buf, view->len);
+        }
+    }
+}
+
+/* llhttp refused the piece: except FEED_ERRORS as exc:
+   self._refused(exc, data, req, in_head, before); any other error stays set. */
+static int
+refused_piece(PyObject *parser, PyObject *data, PyObject *req, int in_head, PyObject *before)
+{
+    if (!PyErr_ExceptionMatches(bound.feed_errors)) {
+        return -1;
+    }
+    PyObject *exc = native_take_exception();
+    PyObject *refused[6] = {parser, exc, data, req, in_head ? Py_True : Py_False, before};
+    PyObject *r = exc == NULL ? NULL :
+        PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 6, NULL);
+    Py_XDECREF(exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* llhttp took the piece: if fields.in_head or (req is not None and req.chunked and not
+   in_head and req is self._req): self._fed(data, req, before). */
+static int
+after_piece(PyObject *parser, PyObject *fields, PyObject *data, PyObject *req, int in_head,
+            PyObject *before)
+{
+    int now_in_head = native_fields_in_head(fields);
+    int chunked = 0;
+    if (!now_in_head && req != Py_None && !in_head &&
+        NATIVE_SLOT(parser, bound.parser[P_REQ]) == req) {
+        PyObject *flag = NATIVE_SLOT(req, bound.request[R_CHUNKED]);
+        chunked = flag == NULL ? -1 : PyObject_IsTrue(flag);
+        if (flag == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "chunked");
+        }
+    }
+    if (now_in_head < 0 || chunked < 0) {
+        return -1;
+    }
+    if (!now_in_head && !chunked) {
+        return 0;
+    }
+    PyObject *counted[4] = {parser, data, req, before};
+    PyObject *r = PyObject_VectorcallMethod(name_objs[N_FED], counted, 4, NULL);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 /* parser._feed(data) (RequestParser._feed, one piece within the framing limit) for a
    parser of the bound class whose fields are the native HeadFields (the caller checked
    them): llhttp fed here; what it refuses goes to parser._refused, a piece that ends
@@ -686,58 +753,15 @@ feed_piece(PyObject *parser, PyObject *data)
     }
     Py_INCREF(fields);  /* held: llhttp's callbacks run Python code */
     Py_INCREF(req);
-    if (req == Py_None && !in_head) {  /* a piece of recv's bytes, or a view of a slice */
-        if (PyBytes_CheckExact(data)) {
-            native_fields_hint(fields, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-        }
-        else if (PyMemoryView_Check(data)) {
-            const Py_buffer *view = PyMemoryView_GET_BUFFER(data);
-            if (view->itemsize == 1 && PyBuffer_IsContiguous(view, 'C')) {
-                native_fields_hint(fields, view->buf, view->len);
-            }
-        }
+    if (req == Py_None && !in_head) {
+        hint_piece(fields, data);
     }
-    int rc = 0;
     PyObject *args[2] = {llhttp, data};
     PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED_DATA], args, 2, NULL);
     native_fields_hint(fields, NULL, 0);
-    if (r == NULL) {
-        /* except FEED_ERRORS as exc: self._refused(exc, data, req, in_head, before) */
-        if (PyErr_ExceptionMatches(bound.feed_errors)) {
-            PyObject *exc = native_take_exception();
-            PyObject *refused[6] = {parser, exc, data, req, in_head ? Py_True : Py_False,
-                                    before};
-            r = exc == NULL ? NULL :
-                PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 6, NULL);
-            Py_XDECREF(exc);
-        }
-        rc = r == NULL ? -1 : 0;
-        Py_XDECREF(r);
-    }
-    else {
-        Py_DECREF(r);
-        /* if fields.in_head or (req is not None and req.chunked and not in_head and
-               req is self._req): self._fed(data, req, before) */
-        int now_in_head = native_fields_in_head(fields);
-        int chunked = 0;
-        if (!now_in_head && req != Py_None && !in_head &&
-            NATIVE_SLOT(parser, p[P_REQ]) == req) {
-            PyObject *flag = NATIVE_SLOT(req, bound.request[R_CHUNKED]);
-            chunked = flag == NULL ? -1 : PyObject_IsTrue(flag);
-            if (flag == NULL) {
-                PyErr_SetString(PyExc_AttributeError, "chunked");
-            }
-        }
-        if (now_in_head < 0 || chunked < 0) {
-            rc = -1;
-        }
-        else if (now_in_head || chunked) {
-            PyObject *counted[4] = {parser, data, req, before};
-            r = PyObject_VectorcallMethod(name_objs[N_FED], counted, 4, NULL);
-            rc = r == NULL ? -1 : 0;
-            Py_XDECREF(r);
-        }
-    }
+    int rc = r == NULL ? refused_piece(parser, data, req, in_head, before) :
+        after_piece(parser, fields, data, req, in_head, before);
+    Py_XDECREF(r);
     Py_DECREF(before);
     Py_DECREF(fields);
     Py_DECREF(req);

@@ -314,57 +314,76 @@ native_exchange_use_send(native_send_fn send)
     output_send = send;
 }
 
-/* The head and the whole body of a single-item response, sent; as Exchange.finish(body)
-   with no head sent yet. 1 done, 0 not of the plain shape (nothing was changed), -1 error
-   (raised, as the reference would have raised it). */
-static int
-finish_single(Exchange *self, PyObject *body)
+/* The declared Content-Length of an exchange of the plain shape (no head sent, no guard,
+   a str status, a list of headers): its value, -1 for none declared; -2 for any other
+   shape (the reference's to answer). */
+static Py_ssize_t
+plain_length(Exchange *self)
 {
     if (output_send == NULL || self->head_sent ||
         (self->guard != NULL && self->guard != Py_None) ||
         self->status == NULL || !PyUnicode_Check(self->status) || self->headers == NULL ||
         !PyList_Check(self->headers) || self->out == NULL || server_fields == NULL) {
-        return 0;
+        return -2;
     }
-    Py_ssize_t length = -1;  /* None: the app declared no Content-Length */
-    if (self->length != NULL && self->length != Py_None) {
-        if (!PyLong_CheckExact(self->length)) {
-            return 0;
-        }
-        length = PyLong_AsSsize_t(self->length);
-        if (length < 0) {  /* too large for a Py_ssize_t: the reference's */
-            PyErr_Clear();
-            return 0;
-        }
+    if (self->length == NULL || self->length == Py_None) {
+        return -1;
     }
+    if (!PyLong_CheckExact(self->length)) {
+        return -2;
+    }
+    Py_ssize_t length = PyLong_AsSsize_t(self->length);
+    if (length < 0) {  /* too large for a Py_ssize_t: the reference's */
+        PyErr_Clear();
+        return -2;
+    }
+    return length;
+}
+
+/* The server's fields in `extra` (256 bytes): Server, Date, Content-Length (only when
+   the app declared none: `length` < 0; the body's own length is known), Connection.
+   Their size, or -1 when they would not fit (the reference's to answer). */
+static Py_ssize_t
+server_extra(Exchange *self, char *extra, Py_ssize_t length, int allows_body,
+             Py_ssize_t body_size)
+{
+    const size_t room = 256;
     const char *date = current_date();
-    if (date == NULL) {
-        return 0;
-    }
-    Py_ssize_t code = self->code;
-    int allows_body = !(code < 200 || code == 204 || code == 304);
-    Py_ssize_t body_size = PyBytes_GET_SIZE(body);
-    /* The server's fields: Server, Date, Content-Length (only when the app declared none;
-       the body's own length is known), Connection. */
-    char extra[256];
     Py_ssize_t server_size = PyBytes_GET_SIZE(server_fields);
-    if (server_size > 128) {
-        return 0;
+    if (date == NULL || server_size > 128) {
+        return -1;
     }
     memcpy(extra, PyBytes_AS_STRING(server_fields), (size_t)server_size);
     Py_ssize_t n = server_size;
     memcpy(extra + n, date, DATE_LEN);
     n += DATE_LEN;
     if (length < 0 && allows_body) {
-        n += snprintf(extra + n, sizeof extra - (size_t)n, "Content-Length: %zd\r\n",
-                      body_size);
+        n += snprintf(extra + n, room - (size_t)n, "Content-Length: %zd\r\n", body_size);
     }
     if (!self->keep_alive) {
-        n += snprintf(extra + n, sizeof extra - (size_t)n, "Connection: close\r\n");
+        n += snprintf(extra + n, room - (size_t)n, "Connection: close\r\n");
     } else if (self->version10) {
-        n += snprintf(extra + n, sizeof extra - (size_t)n, "Connection: keep-alive\r\n");
+        n += snprintf(extra + n, room - (size_t)n, "Connection: keep-alive\r\n");
     }
-    if (n >= (Py_ssize_t)sizeof extra) {  /* cannot be, by the sizes above */
+    return n >= (Py_ssize_t)room ? -1 : n;  /* cannot be, by the sizes above */
+}
+
+/* The head and the whole body of a single-item response, sent; as Exchange.finish(body)
+   with no head sent yet. 1 done, 0 not of the plain shape (nothing was changed), -1 error
+   (raised, as the reference would have raised it). */
+static int
+finish_single(Exchange *self, PyObject *body)
+{
+    Py_ssize_t length = plain_length(self);  /* -1: None, the app declared none */
+    if (length < -1) {
+        return 0;
+    }
+    Py_ssize_t code = self->code;
+    int allows_body = !(code < 200 || code == 204 || code == 304);
+    Py_ssize_t body_size = PyBytes_GET_SIZE(body);
+    char extra[256];
+    Py_ssize_t n = server_extra(self, extra, length, allows_body, body_size);
+    if (n < 0) {
         return 0;
     }
     /* The body as _frame() frames it: none for HEAD or a status without content; never

@@ -137,9 +137,10 @@ clear_notes(HeadFieldsObject *self)
     Py_XSETREF(self->content_length, Py_NewRef(Py_None));
 }
 
-static int fields_setup(HeadFieldsObject *self, PyObject *forbidden, PyObject *good_hosts,
-                        PyObject *bad_request, PyObject *too_large, PyObject *uri_too_long,
-                        Py_ssize_t line_limit, Py_ssize_t max_fields, Py_ssize_t field_size);
+/* HeadFields' eight arguments: the objects (forbidden, good_hosts, bad_request, too_large,
+   uri_too_long) and the limits (line_limit, max_fields, field_size), in that order. */
+static int fields_setup(HeadFieldsObject *self, PyObject *const *objs,
+                        const Py_ssize_t *limit);
 
 static int
 HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
@@ -154,8 +155,9 @@ HeadFields_init(HeadFieldsObject *self, PyObject *args, PyObject *kwds)
                                      &field_size)) {
         return -1;
     }
-    return fields_setup(self, forbidden, good_hosts, bad_request, too_large, uri_too_long,
-                        line_limit, max_fields, field_size);
+    PyObject *objs[5] = {forbidden, good_hosts, bad_request, too_large, uri_too_long};
+    Py_ssize_t limit[3] = {line_limit, max_fields, field_size};
+    return fields_setup(self, objs, limit);
 }
 
 /* HeadFields(...) called with its eight arguments by position, of the types __init__
@@ -182,8 +184,7 @@ HeadFields_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyOb
             PyTypeObject *cls = (PyTypeObject *)type;
             PyObject *self = cls->tp_alloc(cls, 0);
             if (self != NULL &&
-                fields_setup((HeadFieldsObject *)self, args[0], args[1], args[2], args[3],
-                             args[4], limit[0], limit[1], limit[2]) < 0) {
+                fields_setup((HeadFieldsObject *)self, args, limit) < 0) {
                 Py_CLEAR(self);
             }
             return self;
@@ -200,9 +201,7 @@ HeadFields_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyOb
 }
 
 static int
-fields_setup(HeadFieldsObject *self, PyObject *forbidden, PyObject *good_hosts,
-             PyObject *bad_request, PyObject *too_large, PyObject *uri_too_long,
-             Py_ssize_t line_limit, Py_ssize_t max_fields, Py_ssize_t field_size)
+fields_setup(HeadFieldsObject *self, PyObject *const *objs, const Py_ssize_t *limit)
 {
     PyObject *url = PyList_New(0), *headers = PyList_New(0);
     if (url == NULL || headers == NULL) {
@@ -210,17 +209,17 @@ fields_setup(HeadFieldsObject *self, PyObject *forbidden, PyObject *good_hosts,
         Py_XDECREF(headers);
         return -1;
     }
-    self->line_limit = line_limit;
-    self->max_fields = max_fields;
-    self->field_size = field_size;
+    self->line_limit = limit[0];
+    self->max_fields = limit[1];
+    self->field_size = limit[2];
     self->in_head = 0;
     Py_XSETREF(self->url, url);
     Py_XSETREF(self->headers, headers);
-    Py_XSETREF(self->forbidden, Py_NewRef(forbidden));
-    Py_XSETREF(self->good_hosts, Py_NewRef(good_hosts));
-    Py_XSETREF(self->bad_request, Py_NewRef(bad_request));
-    Py_XSETREF(self->too_large, Py_NewRef(too_large));
-    Py_XSETREF(self->uri_too_long, Py_NewRef(uri_too_long));
+    Py_XSETREF(self->forbidden, Py_NewRef(objs[0]));
+    Py_XSETREF(self->good_hosts, Py_NewRef(objs[1]));
+    Py_XSETREF(self->bad_request, Py_NewRef(objs[2]));
+    Py_XSETREF(self->too_large, Py_NewRef(objs[3]));
+    Py_XSETREF(self->uri_too_long, Py_NewRef(objs[4]));
     clear_notes(self);
     return 0;
 }
@@ -701,6 +700,36 @@ owner(HeadFieldsObject *self, const char *callback)
     return parser;
 }
 
+/* A declared Content-Length within the body limit (max_body, 0: none): 1; over it (the
+   reference's 413): 0; -1 with an exception set. */
+static int
+length_within(PyObject *length, PyObject *max_body)
+{
+    if (length == Py_None) {
+        return 1;
+    }
+    int zero = PyObject_Not(max_body);
+    int over = zero ? 0 : PyObject_RichCompareBool(length, max_body, Py_GT);
+    return zero < 0 || over < 0 ? -1 : !over;
+}
+
+/* The request (its reference stolen) under way in the parser and ready: the head's counts
+   reset, as RequestParser.on_headers_complete ends. 0, or -1 with an exception set. */
+static int
+ready_request(PyObject *parser, PyObject *ready, PyObject *req)
+{
+    const Py_ssize_t *p = bound.parser;
+    Py_INCREF(req);
+    native_slot_set(parser, p[P_REQ], req);
+    native_slot_set(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0));
+    native_slot_set(parser, p[P_HEAD_BYTES], PyLong_FromLong(0));
+    native_slot_set(parser, p[P_CHUNKS], PyLong_FromLong(0));
+    PyObject *appended = PyObject_CallMethodOneArg(ready, text_objs[S_APPEND], req);
+    Py_DECREF(req);
+    Py_XDECREF(appended);
+    return appended == NULL ? -1 : 0;
+}
+
 /* llhttp has read a whole head (httptools calls this, GIL held): the parser's
    on_headers_complete for a head judge_origin finds common, with no Upgrade and no
    Content-Length over the body limit; any other head goes to the reference before
@@ -733,32 +762,19 @@ HeadFields_on_headers_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
         upgrade != Py_False) {
         goto reference;
     }
-    PyObject *length = self->content_length;
-    if (length != Py_None) {
-        int zero = PyObject_Not(max_body);
-        int over = zero ? 0 : PyObject_RichCompareBool(length, max_body, Py_GT);
-        if (zero < 0 || over != 0) {
-            common = over < 0 ? -1 : 0;
-            goto reference;  /* 413 before the body is read: the reference says it */
-        }
+    if ((common = length_within(self->content_length, max_body)) <= 0) {
+        goto reference;  /* 413 before the body is read: the reference says it */
     }
     req = new_request(self, max_body, http11, method, target, keep_alive);
     if (req == NULL) {
         goto failed;
     }
     self->in_head = 0;
-    Py_INCREF(req);
-    native_slot_set(parser, p[P_REQ], req);
-    native_slot_set(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0));
-    native_slot_set(parser, p[P_HEAD_BYTES], PyLong_FromLong(0));
-    native_slot_set(parser, p[P_CHUNKS], PyLong_FromLong(0));
-    PyObject *appended = PyObject_CallMethodOneArg(ready, text_objs[S_APPEND], req);
-    Py_DECREF(req);
-    Py_XDECREF(appended);
+    int appended = ready_request(parser, ready, req);
     Py_DECREF(version);
     Py_DECREF(method);
     Py_DECREF(upgrade);
-    return appended == NULL ? NULL : Py_NewRef(Py_None);
+    return appended < 0 ? NULL : Py_NewRef(Py_None);
 reference:
     if (common >= 0 && !PyErr_Occurred()) {
         Py_XDECREF(version);
@@ -807,6 +823,65 @@ HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
     Py_RETURN_NONE;
 }
 
+/* Body.feed's common case for a piece of `more` bytes: nothing read from the buffer yet
+   (_pos 0), its fields of the expected types, and `received` + more within the limit
+   (0: none): that count; -1 for any other case (the reference's); -2 with an exception
+   set. */
+static long long
+counted_piece(PyObject *body, Py_ssize_t more)
+{
+    const Py_ssize_t *b = bound.body;
+    PyObject *buf = NATIVE_SLOT(body, b[B_BUF]), *pos = NATIVE_SLOT(body, b[B_POS]);
+    PyObject *received = NATIVE_SLOT(body, b[B_RECEIVED]);
+    PyObject *limit = NATIVE_SLOT(body, b[B_LIMIT]);
+    if (buf == NULL || !(PyByteArray_CheckExact(buf) || PyBytes_CheckExact(buf)) ||
+        pos == NULL || !PyLong_CheckExact(pos) || received == NULL ||
+        !PyLong_CheckExact(received) || limit == NULL || !PyLong_CheckExact(limit)) {
+        return -1;
+    }
+    int overflow;
+    long long now = -1;
+    long long offset = PyLong_AsLongLongAndOverflow(pos, &overflow);
+    long long before = overflow ? -1 : PyLong_AsLongLongAndOverflow(received, &overflow);
+    long long most = overflow ? -1 : PyLong_AsLongLongAndOverflow(limit, &overflow);
+    if (offset == 0 && !overflow && before >= 0 && before <= LLONG_MAX - more) {
+        now = before + more;
+    }
+    if (PyErr_Occurred()) {
+        return -2;
+    }
+    return most != 0 && now > most ? -1 : now;
+}
+
+/* The piece kept (Body.feed): as it came when nothing else is unread, else what is unread
+   and the piece in a bytearray. 0, or -1 with an exception set. */
+static int
+keep_piece(PyObject *body, PyObject *data)
+{
+    PyObject *buf = NATIVE_SLOT(body, bound.body[B_BUF]);
+    Py_ssize_t more = PyBytes_GET_SIZE(data);
+    if (PyBytes_CheckExact(buf)) {
+        Py_ssize_t size = PyBytes_GET_SIZE(buf);
+        PyObject *grown = size == 0 ? Py_NewRef(data)
+                                    : PyByteArray_FromStringAndSize(NULL, size + more);
+        if (grown == NULL) {
+            return -1;
+        }
+        if (size != 0) {
+            memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)size);
+            memcpy(PyByteArray_AS_STRING(grown) + size, PyBytes_AS_STRING(data), (size_t)more);
+        }
+        native_slot_set(body, bound.body[B_BUF], grown);
+        return 0;
+    }
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
+    if (PyByteArray_Resize(buf, size + more) < 0) {
+        return -1;
+    }
+    memcpy(PyByteArray_AS_STRING(buf) + size, PyBytes_AS_STRING(data), (size_t)more);
+    return 0;
+}
+
 /* A piece of a body (llhttp's on_body: bytes): RequestParser.on_body, req.body.feed(data),
    with Body.feed's common case here: within the body limit, nothing read from the buffer
    yet (_pos 0), so `received` is counted and the bytes appended. Any other case, or
@@ -819,64 +894,22 @@ HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
         return NULL;
     }
     PyObject *body = body_under_way(parser);
-    const Py_ssize_t *b = bound.body;
-    PyObject *buf = NULL, *pos = NULL, *received = NULL, *limit = NULL;
-    if (body != NULL && PyBytes_CheckExact(data)) {
-        buf = NATIVE_SLOT(body, b[B_BUF]);
-        pos = NATIVE_SLOT(body, b[B_POS]);
-        received = NATIVE_SLOT(body, b[B_RECEIVED]);
-        limit = NATIVE_SLOT(body, b[B_LIMIT]);
+    long long now = body == NULL || !PyBytes_CheckExact(data) ? -1 :
+        counted_piece(body, PyBytes_GET_SIZE(data));
+    if (now == -2) {
+        return NULL;
     }
-    long long now = -1, most = -1;
-    if (buf != NULL && (PyByteArray_CheckExact(buf) || PyBytes_CheckExact(buf)) &&
-        pos != NULL && PyLong_CheckExact(pos) &&
-        received != NULL && PyLong_CheckExact(received) && limit != NULL &&
-        PyLong_CheckExact(limit)) {
-        int overflow;
-        long long offset = PyLong_AsLongLongAndOverflow(pos, &overflow);
-        long long before = overflow ? -1 : PyLong_AsLongLongAndOverflow(received, &overflow);
-        most = overflow ? -1 : PyLong_AsLongLongAndOverflow(limit, &overflow);
-        if (offset == 0 && !overflow && before >= 0 &&
-            before <= LLONG_MAX - PyBytes_GET_SIZE(data)) {
-            now = before + PyBytes_GET_SIZE(data);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (now < 0 || (most != 0 && now > most)) {
-        /* not the common case, or the limit passed: the reference raises */
+    if (now < 0) {  /* not the common case, or the limit passed: the reference raises */
         PyObject *args[2] = {parser, data};
         return PyObject_Vectorcall(bound.body_reference, args, 2, NULL);
     }
-    /* self.received += len(data); then the piece kept as it came when nothing else is
-       unread, else what is unread and the piece in a bytearray (Body.feed) */
+    /* self.received += len(data); then the piece kept */
     PyObject *count = PyLong_FromLongLong(now);
     if (count == NULL) {
         return NULL;
     }
-    native_slot_set(body, b[B_RECEIVED], count);
-    Py_ssize_t more = PyBytes_GET_SIZE(data);
-    if (PyBytes_CheckExact(buf)) {
-        Py_ssize_t size = PyBytes_GET_SIZE(buf);
-        PyObject *grown = size == 0 ? Py_NewRef(data)
-                                    : PyByteArray_FromStringAndSize(NULL, size + more);
-        if (grown == NULL) {
-            return NULL;
-        }
-        if (size != 0) {
-            memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)size);
-            memcpy(PyByteArray_AS_STRING(grown) + size, PyBytes_AS_STRING(data), (size_t)more);
-        }
-        native_slot_set(body, b[B_BUF], grown);
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
-    if (PyByteArray_Resize(buf, size + more) < 0) {
-        return NULL;
-    }
-    memcpy(PyByteArray_AS_STRING(buf) + size, PyBytes_AS_STRING(data), (size_t)more);
-    Py_RETURN_NONE;
+    native_slot_set(body, bound.body[B_RECEIVED], count);
+    return keep_piece(body, data) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 static int

@@ -48,6 +48,68 @@
 
 /* ---- build_environ -------------------------------------------------------------------- */
 
+/* A field name's environ key (a new reference): the cache's, else key_of(name)'s; NULL
+   with an exception set. */
+static PyObject *
+environ_key(PyObject *keys, PyObject *key_of, PyObject *name)
+{
+    PyObject *key = PyDict_GetItemWithError(keys, name);  /* borrowed */
+    if (key != NULL) {
+        return Py_NewRef(key);
+    }
+    return PyErr_Occurred() ? NULL : PyObject_CallOneArg(key_of, name);
+}
+
+/* A repeated field's values joined (RFC 9110 5.3; "; " for cookies, RFC 6265 5.4):
+   before, the separator, `text` (its reference stolen); NULL with an exception set. */
+static PyObject *
+joined_value(PyObject *key, PyObject *before, PyObject *text)
+{
+    int cookie = PyUnicode_CompareWithASCIIString(key, "HTTP_COOKIE") == 0;
+    PyObject *sep = PyUnicode_FromString(cookie ? "; " : ", ");
+    PyObject *joined = sep == NULL ? NULL : PyUnicode_Concat(before, sep);
+    Py_XDECREF(sep);
+    if (joined != NULL) {
+        PyUnicode_Append(&joined, text);
+    }
+    Py_DECREF(text);
+    return joined;
+}
+
+/* One field (name and value: bytes, held by the caller) into the environ under `key`:
+   0 stored (or left out: an empty key), 1 a singleton field repeated, -1 an error. */
+static int
+fill_one(PyObject *singletons, PyObject *environ, PyObject *key, PyObject *value)
+{
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "an environ key must be a str");
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(key) == 0) {  /* a name the environ leaves out */
+        return 0;
+    }
+    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                            NULL);
+    PyObject *before = text == NULL ? NULL : PyDict_GetItemWithError(environ, key);
+    if (text == NULL || (before == NULL && PyErr_Occurred())) {
+        Py_XDECREF(text);
+        return -1;
+    }
+    if (before != NULL) {
+        int single = PySet_Contains(singletons, key);
+        if (single != 0) {
+            Py_DECREF(text);
+            return single < 0 ? -1 : 1;
+        }
+        if ((text = joined_value(key, before, text)) == NULL) {
+            return -1;
+        }
+    }
+    int stored = PyDict_SetItem(environ, key, text);
+    Py_DECREF(text);
+    return stored;
+}
+
 /* The header fields into the environ: args are (keys, singletons, key_of, environ,
    headers). None, or the name of a singleton field found repeated. */
 static PyObject *
@@ -71,82 +133,15 @@ fill_fields(PyObject *const *args)
         }
         PyObject *name = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
         Py_INCREF(item);  /* keeps name and value alive whatever key_of does */
-        PyObject *key = PyDict_GetItemWithError(keys, name);  /* borrowed */
-        if (key != NULL) {
-            Py_INCREF(key);
-        }
-        else if (PyErr_Occurred()) {
+        PyObject *key = environ_key(keys, key_of, name);
+        int filled = key == NULL ? -1 : fill_one(singletons, environ, key, value);
+        Py_XDECREF(key);
+        if (filled != 0) {
+            PyObject *repeated = filled > 0 ? Py_NewRef(name) : NULL;
             Py_DECREF(item);
-            return NULL;
+            return repeated;  /* a singleton repeated: the caller refuses it */
         }
-        else {
-            key = PyObject_CallOneArg(key_of, name);
-            if (key == NULL) {
-                Py_DECREF(item);
-                return NULL;
-            }
-        }
-        if (!PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "an environ key must be a str");
-            goto fail_key;
-        }
-        if (PyUnicode_GET_LENGTH(key) == 0) {  /* a name the environ leaves out */
-            Py_DECREF(key);
-            Py_DECREF(item);
-            continue;
-        }
-        PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value),
-                                                PyBytes_GET_SIZE(value), NULL);
-        if (text == NULL) {
-            goto fail_key;
-        }
-        PyObject *before = PyDict_GetItemWithError(environ, key);  /* borrowed */
-        if (before == NULL && PyErr_Occurred()) {
-            Py_DECREF(text);
-            goto fail_key;
-        }
-        if (before != NULL) {
-            int single = PySet_Contains(singletons, key);
-            if (single != 0) {
-                Py_DECREF(text);
-                Py_DECREF(key);
-                if (single < 0) {
-                    Py_DECREF(item);
-                    return NULL;
-                }
-                Py_INCREF(name);
-                Py_DECREF(item);
-                return name;  /* the caller refuses it: a singleton field repeated */
-            }
-            int cookie = PyUnicode_CompareWithASCIIString(key, "HTTP_COOKIE") == 0;
-            PyObject *sep = PyUnicode_FromString(cookie ? "; " : ", ");
-            if (sep == NULL) {
-                Py_DECREF(text);
-                goto fail_key;
-            }
-            PyObject *joined = PyUnicode_Concat(before, sep);
-            Py_DECREF(sep);
-            if (joined != NULL) {
-                PyUnicode_Append(&joined, text);
-            }
-            Py_DECREF(text);
-            if (joined == NULL) {
-                goto fail_key;
-            }
-            text = joined;
-        }
-        int stored = PyDict_SetItem(environ, key, text);
-        Py_DECREF(text);
-        Py_DECREF(key);
         Py_DECREF(item);
-        if (stored < 0) {
-            return NULL;
-        }
-        continue;
-    fail_key:
-        Py_DECREF(key);
-        Py_DECREF(item);
-        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -202,14 +197,42 @@ put(PyObject *environ, int key, PyObject *value)
     return result;
 }
 
+/* The request line's keys and the peer's, for an origin-form target (bytes; `mark`: its
+   '?' or NULL): 0, or -1 (an exception set, or none when a dict refused). */
+static int
+put_request_keys(PyObject *environ, PyObject *const *args, PyObject *const *attrs,
+                 const char *mark)
+{
+    PyObject *target = attrs[1], *method = attrs[2], *version = attrs[3], *body = attrs[4];
+    const char *t = PyBytes_AS_STRING(target);
+    Py_ssize_t n = PyBytes_GET_SIZE(target), path_len = mark ? mark - t : n;
+    PyObject *uri = PyUnicode_DecodeLatin1(t, n, NULL);
+    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
+    int failed = uri == NULL ||
+        put(environ, K_REQUEST_METHOD, Py_NewRef(method)) < 0 ||
+        put(environ, K_PATH_INFO, PyUnicode_DecodeLatin1(t, path_len, NULL)) < 0 ||
+        put(environ, K_QUERY_STRING,
+            mark ? PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL)
+                 : PyUnicode_FromStringAndSize("", 0)) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_RAW_URI], uri) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REQUEST_URI], uri) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_SERVER_PROTOCOL],
+                       key_obj[http11 ? K_HTTP11 : K_HTTP10]) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REMOTE_ADDR], args[6]) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_REMOTE_PORT], args[7]) < 0 ||
+        PyDict_SetItem(environ, key_obj[K_WSGI_INPUT], body) < 0;
+    Py_XDECREF(uri);
+    return failed ? -1 : 0;
+}
+
 /* The environ of an origin-form request (wsgi.build_environ, its common case); NULL with
    no exception set when the request is for the reference (fallback). */
 static PyObject *
 origin_environ(PyObject *const *args, PyObject *attrs[6])
 {
-    PyObject *base = args[5], *remote_addr = args[6], *remote_port = args[7];
-    PyObject *authority = attrs[0], *target = attrs[1], *method = attrs[2];
-    PyObject *version = attrs[3], *body = attrs[4], *headers = attrs[5];
+    PyObject *base = args[5];
+    PyObject *authority = attrs[0], *target = attrs[1], *version = attrs[3];
+    PyObject *headers = attrs[5];
     if (authority != Py_None || !PyBytes_Check(target) || !PyDict_Check(base) ||
         !PyUnicode_Check(version)) {
         return NULL;
@@ -229,29 +252,13 @@ origin_environ(PyObject *const *args, PyObject *attrs[6])
     if (environ == NULL) {
         return NULL;
     }
-    PyObject *uri = PyUnicode_DecodeLatin1(t, n, NULL);
-    int http11 = PyUnicode_CompareWithASCIIString(version, "1.1") == 0;
-    if (uri == NULL ||
-        put(environ, K_REQUEST_METHOD, Py_NewRef(method)) < 0 ||
-        put(environ, K_PATH_INFO, PyUnicode_DecodeLatin1(t, path_len, NULL)) < 0 ||
-        put(environ, K_QUERY_STRING,
-            mark ? PyUnicode_DecodeLatin1(mark + 1, n - path_len - 1, NULL)
-                 : PyUnicode_FromStringAndSize("", 0)) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_RAW_URI], uri) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_REQUEST_URI], uri) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_SERVER_PROTOCOL],
-                       key_obj[http11 ? K_HTTP11 : K_HTTP10]) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_REMOTE_ADDR], remote_addr) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_REMOTE_PORT], remote_port) < 0 ||
-        PyDict_SetItem(environ, key_obj[K_WSGI_INPUT], body) < 0) {
-        Py_XDECREF(uri);
+    if (put_request_keys(environ, args, attrs, mark) < 0) {
         Py_DECREF(environ);
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_RuntimeError, "build_environ: could not fill the environ");
         }
         return NULL;
     }
-    Py_DECREF(uri);
     PyObject *fill_args[5] = {args[1], args[2], args[3], environ, headers};
     PyObject *repeated = fill_fields(fill_args);
     if (repeated != Py_None) {  /* an error, or a field repeated: the reference refuses it */
