@@ -706,3 +706,34 @@ native_socket_add(PyObject *module)
     }
     return 0;
 }
+
+/* ---- locks held by C callers ----------------------------------------------------------- */
+
+/* lock.acquire() or lock.release() (a bound method): 0, or -1 with an exception set. */
+int
+native_lock_call(PyObject *method)
+{
+    PyObject *r = PyObject_CallNoArgs(method);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* lock.release() (`release`, a bound method), keeping an exception raised while it was
+   held (as a `with` block's exit does): 0, or -1 with an exception set (the pending one,
+   or release's). */
+int
+native_release_keeping(PyObject *release)
+{
+    PyObject *pending = native_take_exception();
+    int r = native_lock_call(release);
+    if (pending == NULL) {
+        return r;
+    }
+    if (r < 0) {
+        Py_DECREF(pending);  /* release's own error stands */
+    }
+    else {
+        native_raise_again(pending);
+    }
+    return -1;
+}

@@ -91,6 +91,11 @@ void native_sock_close(PyObject *sock);
 /* _native.c: time.monotonic()'s clock, in seconds. */
 double native_monotonic(void);
 
+/* A lock's acquire or release (a bound method) called: 0, or -1 with an exception set;
+   release that keeps an exception raised while the lock was held (as `with` does). */
+int native_lock_call(PyObject *method);
+int native_release_keeping(PyObject *release);
+
 /* _native.c: one send(MSG_DONTWAIT) of a Sock's: the bytes sent, or -1 (errno set, no
    exception: the caller leaves that case to Python code, which makes the call again). */
 Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);
@@ -157,6 +162,11 @@ extern PyMethodDef native_http_methods[];
    exception set). */
 extern PyMethodDef native_adopt_methods[];
 int native_close_connection(PyObject *conn);
+/* Worker._accept's twin for a listener woken: the connection to serve, None, or NULL;
+   bound by the worker's bind_worker (this module's accept and new_connection, the
+   reference Worker._accept). */
+PyObject *native_adopt_from(PyObject *worker, PyObject *listener);
+void native_bind_accept(PyObject *accept, PyObject *new_connection, PyObject *reference);
 PyObject *native_new_connection(PyObject *const *args);  /* its five arguments */
 
 /* _native_worker.c: WorkerCalls (a worker's per-request calls), bind_worker. */

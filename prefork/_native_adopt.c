@@ -16,6 +16,13 @@
  *       llhttp's parser dropped, the HeadFields' parser cleared); its Sock closed (the
  *       io's close, then the engine's close_socket, as the reference). A connection or a
  *       part not of the bound classes is closed by the reference's methods.
+ *   native_adopt_from(worker, listener)   (for _native_worker.c's follow and accept)
+ *       Worker._accept with _adopt, when the worker's engine accepts and makes
+ *       connections with this module's accept and new_connection and _accept is
+ *       Worker's own: under the accept lock, a stop, a recycle or a full table ends it
+ *       (the last by worker._pause_accepting), else the connection is accepted, made,
+ *       claimed and put in the table, for the caller to serve. A failed accept, another
+ *       engine or a replaced _accept: worker._accept, whole.
  *   bind_adopt(...)   the classes whose fields these read and write, and the references
  *
  * Why: under wrk with a new connection per request, perf put the Python that runs once
@@ -623,6 +630,219 @@ close_connection(PyObject *Py_UNUSED(module), PyObject *conn)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* ---- accept: Worker._accept, with _adopt ------------------------------------------------ */
+
+enum { A_ACCEPT, A_ENGINE, A_ACCEPT_FN, A_NEW_CONNECTION, A_ACCEPT_LOCK, A_ACQUIRE,
+       A_RELEASE, A_STOPPING, A_RECYCLE, A_CONNS, A_CONFIG, A_WORKER_CONNECTIONS, A_PAUSE,
+       A_SOCK, A_BASES, A_CTX, A_CLAIMED, A_FD, A_COUNT };
+static const char *const accept_text[A_COUNT] = {
+    "_accept", "engine", "accept", "new_connection", "accept_lock", "acquire", "release",
+    "stopping", "recycle", "conns", "config", "worker_connections", "_pause_accepting",
+    "sock", "bases", "ctx", "claimed", "fd"};
+static PyObject *accept_names[A_COUNT];
+
+static struct {
+    PyObject *accept, *new_connection;  /* this module's: an engine using them is ours */
+    PyObject *reference;  /* Worker._accept, the function */
+} accepting;
+
+/* A worker's flag (worker.<name>) as 1 or 0, or -1 with an exception set. */
+static int
+flag(PyObject *worker, int name)
+{
+    PyObject *value = PyObject_GetAttr(worker, accept_names[name]);
+    int on = value == NULL ? -1 : PyObject_IsTrue(value);
+    Py_XDECREF(value);
+    return on;
+}
+
+/* worker._accept(listener), its result dropped: None, or NULL with an exception set. */
+static PyObject *
+reference_accept(PyObject *worker, PyObject *listener)
+{
+    PyObject *r = PyObject_CallMethodOneArg(worker, accept_names[A_ACCEPT], listener);
+    Py_XDECREF(r);
+    return r == NULL ? NULL : Py_NewRef(Py_None);
+}
+
+/* Whether the twin below may stand for worker._accept (1): it is Worker._accept itself
+   (not replaced), and the worker's engine accepts and makes connections with this
+   module's calls. 0: worker._accept is called; -1 with an exception set. */
+static int
+accept_is_ours(PyObject *worker)
+{
+    PyObject *method = PyObject_GetAttr(worker, accept_names[A_ACCEPT]);
+    if (method == NULL) {
+        return -1;
+    }
+    int same = PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == accepting.reference;
+    Py_DECREF(method);
+    if (!same) {
+        return 0;
+    }
+    PyObject *engine = PyObject_GetAttr(worker, accept_names[A_ENGINE]);
+    if (engine == NULL) {
+        return -1;
+    }
+    PyObject *accept = PyObject_GetAttr(engine, accept_names[A_ACCEPT_FN]);
+    PyObject *make = accept == NULL ? NULL :
+        PyObject_GetAttr(engine, accept_names[A_NEW_CONNECTION]);
+    int ours = make == NULL ? -1 :
+        accept == accepting.accept && make == accepting.new_connection && accept != NULL;
+    Py_DECREF(engine);
+    Py_XDECREF(accept);
+    Py_XDECREF(make);
+    return ours;
+}
+
+/* Under the accept lock: may this thread accept? 1 yes; 0 no: a stop (the drain takes what
+   is left in the backlog) or the table full (worker._pause_accepting called), *done set
+   for either; -1 with an exception set. */
+static int
+room_to_accept(PyObject *worker, PyObject *conns, int *done)
+{
+    int stop = flag(worker, A_STOPPING);  /* `if self.stopping or self.recycle` */
+    if (stop == 0) {
+        stop = flag(worker, A_RECYCLE);
+    }
+    if (stop != 0) {
+        *done = stop > 0;
+        return stop > 0 ? 0 : -1;
+    }
+    PyObject *config = PyObject_GetAttr(worker, accept_names[A_CONFIG]);
+    PyObject *limit = config == NULL ? NULL :
+        PyObject_GetAttr(config, accept_names[A_WORKER_CONNECTIONS]);
+    Py_XDECREF(config);
+    if (limit == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyObject_Length(conns), most = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (n < 0 || (most == -1 && PyErr_Occurred())) {
+        return -1;
+    }
+    if (n < most) {
+        return 1;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(worker, accept_names[A_PAUSE]);
+    *done = r != NULL;
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Worker._adopt for what accept gave (sock, remote) on `listener`: the connection made
+   with the listener's base environ, claimed and put in the table (a new reference), or
+   NULL with an exception set. */
+static PyObject *
+adopt_accepted(PyObject *worker, PyObject *listener, PyObject *accepted, PyObject *conns)
+{
+    PyObject *bases = PyObject_GetAttr(worker, accept_names[A_BASES]);
+    PyObject *key = bases == NULL ? NULL : PyLong_FromVoidPtr(listener);  /* id(listener) */
+    PyObject *base = key == NULL ? NULL : PyObject_GetItem(bases, key);
+    PyObject *ctx = base == NULL ? NULL : PyObject_GetAttr(worker, accept_names[A_CTX]);
+    PyObject *now = ctx == NULL ? NULL : PyFloat_FromDouble(native_monotonic());
+    PyObject *conn = NULL, *fd = NULL;
+    if (now != NULL) {
+        PyObject *args[5] = {PyTuple_GET_ITEM(accepted, 0), PyTuple_GET_ITEM(accepted, 1),
+                             base, ctx, now};
+        conn = native_new_connection(args);
+    }
+    if (conn != NULL &&
+        (PyObject_SetAttr(conn, accept_names[A_CLAIMED], Py_True) < 0 ||
+         (fd = PyObject_GetAttr(conn, accept_names[A_FD])) == NULL ||
+         PyObject_SetItem(conns, fd, conn) < 0)) {
+        Py_CLEAR(conn);
+    }
+    Py_XDECREF(fd);
+    Py_XDECREF(bases);
+    Py_XDECREF(key);
+    Py_XDECREF(base);
+    Py_XDECREF(ctx);
+    Py_XDECREF(now);
+    return conn;
+}
+
+/* Under the accept lock: the bound check, the accept, the connection made, claimed and
+   put in the table (a new reference), or NULL: *done set (a stop, a full table, nothing
+   waiting), *retry set (accept failed), or an exception set. */
+static PyObject *
+adopt_one(PyObject *worker, PyObject *listener, int *done, int *retry)
+{
+    PyObject *conns = PyObject_GetAttr(worker, accept_names[A_CONNS]);
+    int room = conns == NULL ? -1 : room_to_accept(worker, conns, done);
+    PyObject *sock = room <= 0 ? NULL : PyObject_GetAttr(listener, accept_names[A_SOCK]);
+    PyObject *accepted = sock == NULL ? NULL : native_accept_one(sock);
+    PyObject *conn = NULL;
+    if (sock != NULL && accepted == NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
+        PyErr_Clear();
+        *retry = 1;
+    }
+    else if (accepted == Py_None) {
+        *done = 1;  /* another thread or worker took it */
+    }
+    else if (accepted != NULL && (!PyTuple_CheckExact(accepted) ||
+                                  PyTuple_GET_SIZE(accepted) != 2)) {
+        PyErr_SetString(PyExc_TypeError, "accept gave no (sock, remote)");
+    }
+    else if (accepted != NULL) {
+        conn = adopt_accepted(worker, listener, accepted, conns);
+    }
+    Py_XDECREF(conns);
+    Py_XDECREF(sock);
+    Py_XDECREF(accepted);
+    return conn;
+}
+
+/* Worker._accept (with _adopt) for a listener woken, when the worker's engine is this
+   module's: under the worker's accept lock, a stop, a recycle or a full table ends it
+   (the latter by worker._pause_accepting, as the reference), else the connection is
+   accepted and made (native accept and new_connection), claimed and put in the table.
+   An accept that fails goes to worker._accept, which tries again and decides (it logs
+   and pauses for running out of descriptors or memory). With any other engine, or
+   _accept replaced: worker._accept, whole. The connection to serve (a new reference),
+   None when there is none (or the reference served it), or NULL with an exception. */
+PyObject *
+native_adopt_from(PyObject *worker, PyObject *listener)
+{
+    if (native_intern_all(accept_names, accept_text, A_COUNT) < 0) {
+        return NULL;
+    }
+    int ours = accepting.reference == NULL ? 0 : accept_is_ours(worker);
+    if (ours <= 0) {
+        return ours < 0 ? NULL : reference_accept(worker, listener);
+    }
+    PyObject *lock = PyObject_GetAttr(worker, accept_names[A_ACCEPT_LOCK]);
+    PyObject *release = lock == NULL ? NULL : PyObject_GetAttr(lock, accept_names[A_RELEASE]);
+    PyObject *r = release == NULL ? NULL :
+        PyObject_CallMethodNoArgs(lock, accept_names[A_ACQUIRE]);
+    Py_XDECREF(lock);
+    if (r == NULL) {
+        Py_XDECREF(release);
+        return NULL;
+    }
+    Py_DECREF(r);
+    int done = 0, retry = 0;
+    PyObject *conn = adopt_one(worker, listener, &done, &retry);
+    int released = native_release_keeping(release);
+    Py_DECREF(release);
+    if (released < 0) {
+        Py_XDECREF(conn);
+        return NULL;
+    }
+    if (retry) {
+        return reference_accept(worker, listener);
+    }
+    return conn != NULL ? conn : Py_NewRef(Py_None);  /* done: nothing to serve */
+}
+
+void
+native_bind_accept(PyObject *accept, PyObject *new_connection, PyObject *reference)
+{
+    Py_XSETREF(accepting.accept, Py_NewRef(accept));
+    Py_XSETREF(accepting.new_connection, Py_NewRef(new_connection));
+    Py_XSETREF(accepting.reference, Py_NewRef(reference));
 }
 
 PyMethodDef native_adopt_methods[] = {

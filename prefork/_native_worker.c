@@ -15,12 +15,9 @@
  *       is released), then under the worker's lock leave the watch (calling a resting
  *       thread in when none is left watching), count the thread busy and claim the
  *       connection woken (one claimed by another thread is marked woken for its owner);
- *       serve it (serve above) or accept from the listener woken
- *       (Worker._accept's twin with _adopt, below, when worker._accept is Worker's own
- *       and the worker's engine accepts and makes connections with this module's accept
- *       and new_connection: the accept lock, the bound check, the connection made,
- *       claimed and in the table, then served; a failed accept, another engine or a
- *       replaced _accept, to worker._accept); what either raises goes
+ *       serve it (serve above) or accept from the listener woken (Worker._accept's twin
+ *       with _adopt: _native_adopt.c's native_adopt_from), then serve the connection it
+ *       made; what either raises goes
  *       to worker._pool_error; then under the
  *       lock come back (worker._rest_then_watch when enough threads already watch).
  *       The worker's counters are its own attributes (read and written in its instance
@@ -69,8 +66,6 @@ static struct {
     PyObject *conn_cls, *close_next, *write_next, *closed_state;
     PyObject *watch[WATCH_COUNT];
     uint32_t watch_mask[WATCH_COUNT];  /* their values: epoll masks */
-    PyObject *accept, *new_connection;  /* this module's: an engine using them is ours */
-    PyObject *reference_accept;  /* Worker._accept, the function */
     Py_ssize_t conn[W_COUNT];
 } bound;
 
@@ -109,9 +104,7 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
     Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
     Py_XSETREF(bound.closed_state, Py_NewRef(args[3]));
-    Py_XSETREF(bound.accept, Py_NewRef(args[4]));
-    Py_XSETREF(bound.new_connection, Py_NewRef(args[5]));
-    Py_XSETREF(bound.reference_accept, Py_NewRef(args[6]));
+    native_bind_accept(args[4], args[5], args[6]);
     Py_RETURN_NONE;
 }
 
@@ -308,15 +301,11 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 /* ---- follow: Worker._follow ----------------------------------------------------------- */
 
 enum { N_WATCHING, N_RESTING, N_BUSY, N_WATCHERS, N_CONNS, N_LOCK, N_REST, N_ACQUIRE,
-       N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_ACCEPT, N_POOL_ERROR, N_CLAIMED, N_STATE,
-       N_ENGINE, N_ACCEPT_FN, N_NEW_CONNECTION, N_ACCEPT_LOCK, N_STOPPING, N_CONFIG,
-       N_WORKER_CONNECTIONS, N_PAUSE, N_SOCK, N_BASES, N_CTX, N_FD, N_WOKEN, N_HANGUP,
-       N_COUNT };
+       N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_POOL_ERROR, N_CLAIMED, N_STATE, N_WOKEN,
+       N_HANGUP, N_COUNT };
 static const char *const follow_text[N_COUNT] = {
     "watching", "resting", "busy", "watchers", "conns", "lock", "rest", "acquire",
-    "release", "notify", "_rest_then_watch", "_accept", "_pool_error", "claimed", "state",
-    "engine", "accept", "new_connection", "accept_lock", "stopping", "config",
-    "worker_connections", "_pause_accepting", "sock", "bases", "ctx", "fd", "woken",
+    "release", "notify", "_rest_then_watch", "_pool_error", "claimed", "state", "woken",
     "hangup"};
 static PyObject *follow_names[N_COUNT];
 
@@ -359,56 +348,25 @@ set_count(Follow *f, int name, long n)
     return r;
 }
 
-/* lock.acquire() or lock.release() (a bound method): 0, or -1 with an exception set. */
-static int
-lock_call(PyObject *method)
-{
-    PyObject *r = PyObject_CallNoArgs(method);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
-/* lock.release() (`release`, a bound method), keeping an exception raised while it was
-   held (as a `with` block's exit does): 0, or -1 with an exception set (the pending one,
-   or release's). */
-static int
-release_keeping(PyObject *release)
-{
-    PyObject *pending = native_take_exception();
-    int r = lock_call(release);
-    if (pending == NULL) {
-        return r;
-    }
-    if (r < 0) {
-        Py_DECREF(pending);  /* release's own error stands */
-    }
-    else {
-        native_raise_again(pending);
-    }
-    return -1;
-}
-
 static int
 lock_release(Follow *f)
 {
-    return release_keeping(f->release);
+    return native_release_keeping(f->release);
 }
 
-/* Under the lock, a thread woken for `fd`: the watch left, the thread busy, and the
-   connection the fd belongs to claimed (a new reference; NULL if there is none to serve:
-   claimed by another thread, which is told (woken), closed, or no connection). *failed
-   on an error. */
-static PyObject *
-leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, uint32_t events, int *failed)
+/* Under the lock, the thread leaves the watch: one fewer watching (a resting thread
+   called in when none is left), one more busy. 0, or -1 with an exception set. */
+static int
+leave_counts(Follow *f)
 {
     long watching = get_count(f, N_WATCHING);
     if (watching < 0 || set_count(f, N_WATCHING, watching - 1) < 0) {
-        goto error;
+        return -1;
     }
     if (watching == 1) {  /* none left waiting: call a resting thread in */
         long resting = get_count(f, N_RESTING);
         if (resting < 0) {
-            goto error;
+            return -1;
         }
         if (resting > 0) {
             PyObject *rest = PyObject_GetAttr(f->worker, follow_names[N_REST]);
@@ -416,24 +374,37 @@ leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, uint32_t events, int *
                 PyObject_CallMethodNoArgs(rest, follow_names[N_NOTIFY]);
             Py_XDECREF(rest);
             if (r == NULL) {
-                goto error;
+                return -1;
             }
             Py_DECREF(r);
         }
     }
     long busy = get_count(f, N_BUSY);
     if (busy < 0 || set_count(f, N_BUSY, busy + 1) < 0) {
-        goto error;
+        return -1;
     }
     __atomic_store_n(f->busy, (int)busy + 1, __ATOMIC_RELAXED);
-    PyObject *conn = PyDict_GetItemWithError(conns, fd_obj);  /* borrowed */
-    if (conn == NULL) {
-        if (PyErr_Occurred()) {
-            goto error;
-        }
-        return NULL;
+    return 0;
+}
+
+/* conn.<flag> = True: at its offset (W_*) for the bound class (`exact`), else by its name
+   (N_*). 0, or -1 with an exception set. */
+static int
+set_true(PyObject *conn, int exact, int slot, int name)
+{
+    if (exact) {
+        native_slot_set(conn, bound.conn[slot], Py_NewRef(Py_True));
+        return 0;
     }
-    Py_INCREF(conn);
+    return PyObject_SetAttr(conn, follow_names[name], Py_True);
+}
+
+/* Under the lock, the claim of a connection an event came for: 0 claimed by this thread;
+   1 claimed by another, which is told (woken); 2 closed, nothing to serve; -1 with an
+   exception set. The peer's end (HANGUP) is told to whoever reads next. */
+static int
+claim(PyObject *conn, uint32_t events)
+{
     PyObject *claimed, *state;
     int exact = bound.conn_cls != NULL && Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls);
     if (exact) {
@@ -449,44 +420,46 @@ leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, uint32_t events, int *
     }
     int taken = claimed == NULL || state == NULL ? -1 : PyObject_IsTrue(claimed);
     if (taken >= 0 && state == bound.closed_state) {
-        taken = 2;  /* closed: nothing to serve */
-    }
-    if (taken >= 0 && taken < 2 && (events & HANGUP)) {  /* told to whoever reads next */
-        if (exact) {
-            native_slot_set(conn, bound.conn[W_HANGUP], Py_NewRef(Py_True));
-        }
-        else if (PyObject_SetAttr(conn, follow_names[N_HANGUP], Py_True) < 0) {
-            taken = -1;
-        }
-    }
-    if (taken == 1) {  /* its owner serves it again before letting go (see arm) */
-        if (exact) {
-            native_slot_set(conn, bound.conn[W_WOKEN], Py_NewRef(Py_True));
-        }
-        else if (PyObject_SetAttr(conn, follow_names[N_WOKEN], Py_True) < 0) {
-            taken = -1;
-        }
+        taken = 2;
     }
     Py_XDECREF(claimed);
     Py_XDECREF(state);
-    if (taken == 0) {  /* ours now */
-        if (exact) {
-            native_slot_set(conn, bound.conn[W_CLAIMED], Py_NewRef(Py_True));
-        }
-        else if (PyObject_SetAttr(conn, follow_names[N_CLAIMED], Py_True) < 0) {
-            taken = -1;
-        }
+    if (taken >= 0 && taken < 2 && (events & HANGUP) &&
+        set_true(conn, exact, W_HANGUP, N_HANGUP) < 0) {
+        return -1;
     }
+    if (taken == 1) {  /* its owner serves it again before letting go (see arm) */
+        return set_true(conn, exact, W_WOKEN, N_WOKEN) < 0 ? -1 : 1;
+    }
+    if (taken == 0) {  /* ours now */
+        return set_true(conn, exact, W_CLAIMED, N_CLAIMED) < 0 ? -1 : 0;
+    }
+    return taken;
+}
+
+/* Under the lock, a thread woken for `fd`: the watch left, the thread busy, and the
+   connection the fd belongs to claimed (a new reference; NULL if there is none to serve:
+   claimed by another thread, which is told (woken), closed, or no connection). *failed
+   on an error. */
+static PyObject *
+leave_watch(Follow *f, PyObject *conns, PyObject *fd_obj, uint32_t events, int *failed)
+{
+    if (leave_counts(f) < 0) {
+        *failed = 1;
+        return NULL;
+    }
+    PyObject *conn = PyDict_GetItemWithError(conns, fd_obj);  /* borrowed */
+    if (conn == NULL) {
+        *failed = PyErr_Occurred() != NULL;
+        return NULL;
+    }
+    Py_INCREF(conn);
+    int taken = claim(conn, events);
     if (taken == 0) {
         return conn;
     }
     Py_DECREF(conn);
-    if (taken < 0) {
-        goto error;
-    }
-    return NULL;
-error:
-    *failed = 1;
+    *failed = taken < 0;
     return NULL;
 }
 
@@ -577,6 +550,84 @@ wake_up(WorkerCallsObject *self, int *fd, uint32_t *events, unsigned *streak)
 static PyObject *WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn);
 static PyObject *accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener);
 
+/* The worker's objects follow works with, into f, *conns and *lock (new references, the
+   caller's to let go whatever happens): its conns, its lock's acquire and release, its
+   counters' dict (checked: not defined by its class). 0, or -1 with an exception set. */
+static int
+follow_objects(PyObject *worker, Follow *f, PyObject **conns, PyObject **lock)
+{
+    if ((*conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
+        (*lock = PyObject_GetAttr(worker, follow_names[N_LOCK])) == NULL ||
+        (f->acquire = PyObject_GetAttr(*lock, follow_names[N_ACQUIRE])) == NULL ||
+        (f->release = PyObject_GetAttr(*lock, follow_names[N_RELEASE])) == NULL ||
+        (f->counts = PyObject_GenericGetDict(worker, NULL)) == NULL) {
+        return -1;
+    }
+    if (!PyDict_Check(*conns) || !PyDict_Check(f->counts)) {
+        PyErr_SetString(PyExc_TypeError, "worker.conns or worker.__dict__ is not a dict");
+        return -1;
+    }
+    for (int name = N_WATCHING; name <= N_WATCHERS; name++) {
+        /* a class attribute could be a descriptor, which the dict would bypass */
+        PyObject *defined = PyObject_GetAttr((PyObject *)Py_TYPE(worker), follow_names[name]);
+        if (defined != NULL) {
+            Py_DECREF(defined);
+            PyErr_Format(PyExc_TypeError, "follow: %s.%U is defined by the class",
+                         Py_TYPE(worker)->tp_name, follow_names[name]);
+            return -1;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+/* One wake-up for `fd`: under the lock the watch left and its connection claimed; the
+   connection served, or the listener accepted from (what either raises goes to
+   worker._pool_error); then under the lock back to watching. 0, or -1 with an exception
+   set. */
+static int
+follow_event(WorkerCallsObject *self, Follow *f, PyObject *conns, PyObject *listeners,
+             int fd, uint32_t events)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    if (fd_obj == NULL || native_lock_call(f->acquire) < 0) {
+        Py_XDECREF(fd_obj);
+        return -1;
+    }
+    int failed = 0;
+    PyObject *conn = leave_watch(f, conns, fd_obj, events, &failed);
+    if (lock_release(f) < 0 || failed) {
+        Py_XDECREF(conn);
+        Py_DECREF(fd_obj);
+        return -1;
+    }
+    PyObject *done_with = NULL;
+    if (conn != NULL) {
+        done_with = WorkerCalls_serve(self, conn);
+    }
+    else {
+        PyObject *listener = PyDict_GetItemWithError(listeners, fd_obj);  /* borrowed */
+        if (listener != NULL) {
+            done_with = accept_from(self, f->worker, listener);
+        }
+        else if (!PyErr_Occurred()) {
+            done_with = Py_NewRef(Py_None);
+        }
+    }
+    Py_DECREF(fd_obj);
+    int reported = done_with != NULL ? 0 : pool_error(f->worker, conn);
+    Py_XDECREF(done_with);
+    Py_XDECREF(conn);  /* do not keep the last connection alive while waiting */
+    if (reported < 0 || native_lock_call(f->acquire) < 0) {
+        return -1;
+    }
+    int back = come_back(f);
+    return lock_release(f) < 0 || back < 0 ? -1 : 0;
+}
+
 static PyObject *
 WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -590,33 +641,11 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *worker = args[0], *listeners = args[1];
     Follow f = {worker, NULL, NULL, NULL, &self->busy};
     PyObject *conns = NULL, *lock = NULL, *result = NULL;
-    if ((conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
-        (lock = PyObject_GetAttr(worker, follow_names[N_LOCK])) == NULL ||
-        (f.acquire = PyObject_GetAttr(lock, follow_names[N_ACQUIRE])) == NULL ||
-        (f.release = PyObject_GetAttr(lock, follow_names[N_RELEASE])) == NULL ||
-        (f.counts = PyObject_GenericGetDict(worker, NULL)) == NULL) {
+    if (follow_objects(worker, &f, &conns, &lock) < 0) {
         goto done;
-    }
-    if (!PyDict_Check(conns) || !PyDict_Check(f.counts)) {
-        PyErr_SetString(PyExc_TypeError, "worker.conns or worker.__dict__ is not a dict");
-        goto done;
-    }
-    for (int name = N_WATCHING; name <= N_WATCHERS; name++) {
-        /* a class attribute could be a descriptor, which the dict would bypass */
-        PyObject *defined = PyObject_GetAttr((PyObject *)Py_TYPE(worker), follow_names[name]);
-        if (defined != NULL) {
-            Py_DECREF(defined);
-            PyErr_Format(PyExc_TypeError, "follow: %s.%U is defined by the class",
-                         Py_TYPE(worker)->tp_name, follow_names[name]);
-            goto done;
-        }
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            goto done;
-        }
-        PyErr_Clear();
     }
     /* with lock: worker._rest_then_watch() */
-    if (lock_call(f.acquire) < 0) {
+    if (native_lock_call(f.acquire) < 0) {
         goto done;
     }
     PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
@@ -628,47 +657,14 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
     for (;;) {
         int fd;
         uint32_t events;
-        int woke = wake_up(self, &fd, &events, &streak);
-        if (woke < 0) {  /* the epoll is closed (the process ends): as the reference */
+        if (wake_up(self, &fd, &events, &streak) < 0) {
+            /* the epoll is closed (the process ends): as the reference */
             if (!PyErr_Occurred()) {
                 result = Py_NewRef(Py_None);
             }
             goto done;
         }
-        PyObject *fd_obj = PyLong_FromLong(fd);
-        if (fd_obj == NULL || lock_call(f.acquire) < 0) {
-            Py_XDECREF(fd_obj);
-            goto done;
-        }
-        int failed = 0;
-        PyObject *conn = leave_watch(&f, conns, fd_obj, events, &failed);
-        if (lock_release(&f) < 0 || failed) {
-            Py_XDECREF(conn);
-            Py_DECREF(fd_obj);
-            goto done;
-        }
-        PyObject *done_with = NULL;
-        if (conn != NULL) {
-            done_with = WorkerCalls_serve(self, conn);
-        }
-        else {
-            PyObject *listener = PyDict_GetItemWithError(listeners, fd_obj);  /* borrowed */
-            if (listener != NULL) {
-                done_with = accept_from(self, worker, listener);
-            }
-            else if (!PyErr_Occurred()) {
-                done_with = Py_NewRef(Py_None);
-            }
-        }
-        Py_DECREF(fd_obj);
-        int reported = done_with != NULL ? 0 : pool_error(worker, conn);
-        Py_XDECREF(done_with);
-        Py_XDECREF(conn);  /* do not keep the last connection alive while waiting */
-        if (reported < 0 || lock_call(f.acquire) < 0) {
-            goto done;
-        }
-        int back = come_back(&f);
-        if (lock_release(&f) < 0 || back < 0) {
+        if (follow_event(self, &f, conns, listeners, fd, events) < 0) {
             goto done;
         }
     }
@@ -683,160 +679,16 @@ done:
 
 /* ---- accept: Worker._accept ----------------------------------------------------------- */
 
-/* Whether the twin below may stand for worker._accept (1): it is Worker._accept itself
-   (not replaced), and the worker's engine accepts and makes connections with this
-   module's calls. 0: worker._accept is called; -1 with an exception set. */
-static int
-accept_is_ours(PyObject *worker)
-{
-    PyObject *method = PyObject_GetAttr(worker, follow_names[N_ACCEPT]);
-    if (method == NULL) {
-        return -1;
-    }
-    int same = PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == bound.reference_accept;
-    Py_DECREF(method);
-    if (!same) {
-        return 0;
-    }
-    PyObject *engine = PyObject_GetAttr(worker, follow_names[N_ENGINE]);
-    if (engine == NULL) {
-        return -1;
-    }
-    PyObject *accept = PyObject_GetAttr(engine, follow_names[N_ACCEPT_FN]);
-    PyObject *make = accept == NULL ? NULL :
-        PyObject_GetAttr(engine, follow_names[N_NEW_CONNECTION]);
-    int ours = make == NULL ? -1 :
-        accept == bound.accept && make == bound.new_connection && accept != NULL;
-    Py_DECREF(engine);
-    Py_XDECREF(accept);
-    Py_XDECREF(make);
-    return ours;
-}
-
-/* Under the accept lock: the bound check, the accept, the connection made, claimed and
-   put in the table (a new reference), or NULL: *done set (a stop, a full table, nothing
-   waiting), *retry set (accept failed), or an exception set. */
-static PyObject *
-adopt_one(PyObject *worker, PyObject *listener, int *done, int *retry)
-{
-    PyObject *conn = NULL, *conns = NULL, *config = NULL, *limit = NULL, *sock = NULL;
-    PyObject *accepted = NULL, *bases = NULL, *key = NULL, *ctx = NULL, *now = NULL;
-    PyObject *stopping = PyObject_GetAttr(worker, follow_names[N_STOPPING]);
-    int stop = stopping == NULL ? -1 : PyObject_IsTrue(stopping);
-    Py_XDECREF(stopping);
-    if (stop != 0) {
-        *done = stop > 0;  /* the drain takes what is left in the backlog */
-        return NULL;
-    }
-    if ((conns = PyObject_GetAttr(worker, follow_names[N_CONNS])) == NULL ||
-        (config = PyObject_GetAttr(worker, follow_names[N_CONFIG])) == NULL ||
-        (limit = PyObject_GetAttr(config, follow_names[N_WORKER_CONNECTIONS])) == NULL) {
-        goto end;
-    }
-    Py_ssize_t n = PyObject_Length(conns), most = PyLong_AsSsize_t(limit);
-    if (n < 0 || (most == -1 && PyErr_Occurred())) {
-        goto end;
-    }
-    if (n >= most) {
-        PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_PAUSE]);
-        *done = r != NULL;
-        Py_XDECREF(r);
-        goto end;
-    }
-    if ((sock = PyObject_GetAttr(listener, follow_names[N_SOCK])) == NULL) {
-        goto end;
-    }
-    if ((accepted = native_accept_one(sock)) == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyErr_Clear();
-            *retry = 1;
-        }
-        goto end;
-    }
-    if (accepted == Py_None || !PyTuple_CheckExact(accepted) ||
-        PyTuple_GET_SIZE(accepted) != 2) {
-        *done = accepted == Py_None;  /* another thread or worker took it */
-        if (!*done) {
-            PyErr_SetString(PyExc_TypeError, "accept gave no (sock, remote)");
-        }
-        goto end;
-    }
-    if ((bases = PyObject_GetAttr(worker, follow_names[N_BASES])) == NULL ||
-        (key = PyLong_FromVoidPtr(listener)) == NULL) {  /* id(listener) */
-        goto end;
-    }
-    PyObject *base = PyObject_GetItem(bases, key);
-    if (base == NULL || (ctx = PyObject_GetAttr(worker, follow_names[N_CTX])) == NULL ||
-        (now = PyFloat_FromDouble(native_monotonic())) == NULL) {
-        Py_XDECREF(base);
-        goto end;
-    }
-    PyObject *args[5] = {PyTuple_GET_ITEM(accepted, 0), PyTuple_GET_ITEM(accepted, 1), base,
-                         ctx, now};
-    conn = native_new_connection(args);
-    Py_DECREF(base);
-    PyObject *fd = NULL;
-    if (conn != NULL &&
-        (PyObject_SetAttr(conn, follow_names[N_CLAIMED], Py_True) < 0 ||
-         (fd = PyObject_GetAttr(conn, follow_names[N_FD])) == NULL ||
-         PyObject_SetItem(conns, fd, conn) < 0)) {
-        Py_CLEAR(conn);
-    }
-    Py_XDECREF(fd);
-end:
-    Py_XDECREF(conns);
-    Py_XDECREF(config);
-    Py_XDECREF(limit);
-    Py_XDECREF(sock);
-    Py_XDECREF(accepted);
-    Py_XDECREF(bases);
-    Py_XDECREF(key);
-    Py_XDECREF(ctx);
-    Py_XDECREF(now);
-    return conn;
-}
-
-/* Worker._accept (with _adopt) for a listener woken, when the worker's engine is this
-   module's: under the worker's accept lock, a stop or a full table ends it (the latter
-   by worker._pause_accepting, as the reference), else the connection is accepted and
-   made (native accept and new_connection), claimed and put in the table; then served
-   (WorkerCalls.serve). An accept that fails goes to worker._accept, which tries again
-   and decides (it logs and pauses for running out of descriptors or memory). With any
-   other engine: worker._accept, whole. */
+/* Worker._accept for a listener woken (native_adopt_from, _native_adopt.c), and the
+   connection it made served at once: its first request often arrives with it. */
 static PyObject *
 accept_from(WorkerCallsObject *self, PyObject *worker, PyObject *listener)
 {
-    int ours = accept_is_ours(worker);
-    if (ours <= 0) {
-        return ours < 0 ? NULL :
-            PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
+    PyObject *conn = native_adopt_from(worker, listener);
+    if (conn == NULL || conn == Py_None) {
+        return conn;
     }
-    PyObject *lock = PyObject_GetAttr(worker, follow_names[N_ACCEPT_LOCK]);
-    PyObject *release = lock == NULL ? NULL : PyObject_GetAttr(lock, follow_names[N_RELEASE]);
-    PyObject *r = release == NULL ? NULL :
-        PyObject_CallMethodNoArgs(lock, follow_names[N_ACQUIRE]);
-    Py_XDECREF(lock);
-    if (r == NULL) {
-        Py_XDECREF(release);
-        return NULL;
-    }
-    Py_DECREF(r);
-    int done = 0, retry = 0;
-    PyObject *conn = adopt_one(worker, listener, &done, &retry);
-    int released = release_keeping(release);
-    Py_DECREF(release);
-    if (released < 0) {
-        Py_XDECREF(conn);
-        return NULL;
-    }
-    if (retry) {
-        return PyObject_CallMethodOneArg(worker, follow_names[N_ACCEPT], listener);
-    }
-    if (conn == NULL) {
-        return Py_NewRef(Py_None);  /* done: nothing to serve */
-    }
-    /* Its first request often arrives with the connection: serve it at once. */
-    r = WorkerCalls_serve(self, conn);
+    PyObject *r = WorkerCalls_serve(self, conn);
     Py_DECREF(conn);
     return r;
 }

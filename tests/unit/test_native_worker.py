@@ -517,8 +517,8 @@ def listening_world(engine: str) -> Iterator[tuple[World, Any, Callable[[Any], A
 def accept_story(engine: str) -> list[Any]:
     """A listener woken, as a pool thread's loop handles it (the native engine: its C
     twin of Worker._accept; the Python engine: the method): a connection served and
-    closed, one kept alive (armed), nothing waiting, a stop (nothing taken), a full
-    table (accepting paused), and an _accept replaced on the instance (it is called)."""
+    closed, one kept alive (armed), nothing waiting, a stop and a recycle (nothing
+    taken), a full table (accepting paused), and an _accept replaced on the instance (it is called)."""
     with listening_world(engine) as (world, listener, accept):
         w = world.worker
         listen = listener.sock
@@ -548,6 +548,9 @@ def accept_story(engine: str) -> list[Any]:
             connect(GET)
             seen.append((accept(listener), table()))  # a stop: left in the backlog
             w.stopping = False
+            w.recycle = True
+            seen.append((accept(listener), table()))  # recycling: left there too
+            w.recycle = False
             w.accepting = True
             w.ep.register(listen.fileno(), select.EPOLLIN)
             w.config = Config(http_engine=engine, worker_connections=len(w.conns))
@@ -568,9 +571,9 @@ def test_a_listener_woken_is_handled_in_c_as_the_reference_handles_it() -> None:
     assert story[0] == (None, [], 1)  # served and closed
     assert story[1].startswith(b"HTTP/1.1 200 OK")
     assert story[2] == (None, [(False, Watch.READ, "PARKED", 1)], 2)  # kept, armed
-    assert story[4] == story[5] == (None, [(False, Watch.READ, "PARKED", 1)])
-    assert story[6] == (None, [(False, Watch.READ, "PARKED", 1)], False)
-    assert story[7] == (None, True, [(False, Watch.READ, "PARKED", 1)])
+    assert story[4] == story[5] == story[6] == (None, [(False, Watch.READ, "PARKED", 1)])
+    assert story[7] == (None, [(False, Watch.READ, "PARKED", 1)], False)
+    assert story[8] == (None, True, [(False, Watch.READ, "PARKED", 1)])
 
 
 def test_the_twin_of_accept_stands_in_for_the_method_in_a_native_worker() -> None:
