@@ -5,6 +5,8 @@
 
 #include <Python.h>
 
+#include "_native_seam.h"
+
 /* _native.c: Sock, EpollCtl, MAX_RECV, accept and close_socket added to `module`.
    0, or -1 with an exception set. */
 int native_socket_add(PyObject *module);
@@ -102,12 +104,6 @@ Py_ssize_t native_sock_send(PyObject *sock, const char *buf, Py_ssize_t len);
 
 /* _native_http.c: a HeadFields' in_head (-1: not a HeadFields). */
 int native_fields_in_head(PyObject *fields);
-
-/* _native_http.c: a Request's authority, target, method, version, body and headers, as
-   new references in that order, read from its slots when `req` is exactly the Request
-   class bind_parser bound and all six are set: 1. Otherwise 0 (nothing taken, no
-   exception): the caller reads them by name. */
-int native_request_environ_fields(PyObject *req, PyObject *out[6]);
 
 /* Before llhttp reads `data` (a parser between requests): note the version on the request
    line at its start, for the head that begins there (see HeadFields). NULL clears it. */

@@ -45,42 +45,9 @@
 
 #include "_native.h"
 
-enum { C_BASE, C_CLAIMED, C_CONTINUE_SENT, C_CTX, C_DEADLINE, C_DRAINED, C_DROPPED, C_END,
-       C_FD, C_HANGUP, C_IO, C_LINGER_END, C_OUT, C_PARSER, C_PRE, C_PROXY_STATE,
-       C_REMOTE_ADDR, C_REMOTE_PORT, C_REQUEST, C_SERVED, C_SOCK, C_STATE, C_TRUSTED, C_WATCH,
-       C_WOKEN, C_COUNT };
-static const char *const conn_slots[C_COUNT] = {
-    "base", "claimed", "continue_sent", "ctx", "deadline", "drained", "dropped", "end", "fd",
-    "hangup", "io", "linger_end", "out", "parser", "pre", "proxy_state", "remote_addr",
-    "remote_port", "request", "served", "sock", "state", "trusted", "watch", "woken"};
-enum { P_CHUNKS, P_FIELDS, P_FRAMING_LIMIT, P_HEAD_BYTES, P_HEAD_LIMIT, P_LEAD, P_MAX_BODY,
-       P_ORIGIN_HEAD, P_PARSER, P_REQ, P_SNIFFING, P_ERROR, P_READY, P_STOPPED, P_COUNT };
-static const char *const parser_slots[P_COUNT] = {
-    "_chunks", "_fields", "_framing_limit", "_head_bytes", "_head_limit", "_lead",
-    "_max_body", "_origin_head", "_parser", "_req", "_sniffing", "error", "ready",
-    "stopped"};
-/* _Callbacks: what llhttp calls back (five from the fields, one from the parser). */
-enum { CB_ON_MESSAGE_BEGIN, CB_ON_URL, CB_ON_HEADER, CB_ON_HEADERS_COMPLETE, CB_ON_BODY,
-       CB_ON_MESSAGE_COMPLETE, CB_FROM_FIELDS, CB_ON_CHUNK_HEADER = CB_FROM_FIELDS,
-       CB_COUNT };
-static const char *const callback_slots[CB_COUNT] = {
-    "on_message_begin", "on_url", "on_header", "on_headers_complete", "on_body",
-    "on_message_complete", "on_chunk_header"};
+#define NATIVE_SEAM_NAME(index, name) #name,
+static const char *const callback_slots[CB_COUNT] = {NATIVE_CALLBACKS_SLOTS(NATIVE_SEAM_NAME)};
 static PyObject *callback_names[CB_COUNT];  /* the same, interned: the attributes read */
-enum { O_FD, O_IO, O_PROGRESS, O_QUEUE, O_QUEUED_BYTES, O_SEND_TIMEOUT_S, O_SOCK, O_COUNT };
-static const char *const output_slots[O_COUNT] = {
-    "fd", "io", "progress", "queue", "queued_bytes", "send_timeout_s", "sock"};
-enum { X_PARSER_LIMITS, X_ENGINE, X_TRUST, X_PROXY_MODE, X_HEADER_TIMEOUT_S,
-       X_SEND_TIMEOUT_S, X_PROGRESS, X_COUNT };
-static const char *const ctx_slots[X_COUNT] = {
-    "parser_limits", "engine", "trust", "proxy_mode", "header_timeout_s", "send_timeout_s",
-    "progress"};
-enum { E_HEAD_FIELDS, E_COUNT };
-static const char *const engine_slots[E_COUNT] = {"head_fields"};
-enum { L_LINE, L_FIELDS, L_FIELD_SIZE, L_HEAD_LIMIT, L_MAX_BODY, L_FRAMING_LIMIT, L_COUNT };
-static const char *const limits_slots[L_COUNT] = {
-    "limit_request_line", "limit_request_fields", "limit_request_field_size", "head_limit",
-    "max_body", "framing_limit"};
 
 /* The most keyword arguments LENIENCIES may give set_dangerous_leniencies. */
 #define MAX_LENIENCIES 8
@@ -93,15 +60,13 @@ static const char *const names[N_COUNT] = {
     "origin_head", "parser", "peer", "set_dangerous_leniencies", "discard", "close"};
 static PyObject *name_objs[N_COUNT];
 
-enum { T_CONN, T_PARSER, T_CALLBACKS, T_OUTPUT, T_CTX, T_ENGINE, T_LIMITS, T_COUNT };
+/* The classes bind_adopt is given (checked to be the seam's): the first seven. */
+enum { T_COUNT = SEAM_LIMITS + 1 };
 
 static struct {
-    PyObject *cls[T_COUNT];
     PyObject *deque, *llhttp, *reference_close;
     PyObject *lenient_names, *lenient_values;  /* LENIENCIES as keyword names and values */
     PyObject *k[K_COUNT];
-    Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
-        ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT];
 } bound;
 
 static PyObject *
@@ -115,32 +80,18 @@ bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                         "(PARKED, KEEP, PROXY_NONE, CLOSED, Watch.NOTHING))");
         return NULL;
     }
-    Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
-        ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT];
-    if (native_bind_slots(args[0], conn_slots, conn, C_COUNT) < 0 ||
-        native_bind_slots(args[1], parser_slots, parser, P_COUNT) < 0 ||
-        native_bind_slots(args[2], callback_slots, callbacks, CB_COUNT) < 0 ||
-        native_bind_slots(args[3], output_slots, output, O_COUNT) < 0 ||
-        native_bind_slots(args[4], ctx_slots, ctx, X_COUNT) < 0 ||
-        native_bind_slots(args[5], engine_slots, engine, E_COUNT) < 0 ||
-        native_bind_slots(args[6], limits_slots, limits, L_COUNT) < 0 ||
-        native_intern_all(name_objs, names, N_COUNT) < 0 ||
+    for (int i = 0; i < T_COUNT; i++) {  /* in the seam's order */
+        if (native_seam_is(args[i], i, "bind_adopt") < 0) {
+            return NULL;
+        }
+    }
+    if (native_intern_all(name_objs, names, N_COUNT) < 0 ||
         native_intern_all(callback_names, callback_slots, CB_COUNT) < 0) {
         return NULL;
     }
     if (!PyType_Check(args[7]) || !PyType_Check(args[8])) {
         PyErr_SetString(PyExc_TypeError, "bind_adopt: deque and HttpRequestParser are types");
         return NULL;
-    }
-    memcpy(bound.conn, conn, sizeof conn);
-    memcpy(bound.parser, parser, sizeof parser);
-    memcpy(bound.callbacks, callbacks, sizeof callbacks);
-    memcpy(bound.output, output, sizeof output);
-    memcpy(bound.ctx, ctx, sizeof ctx);
-    memcpy(bound.engine, engine, sizeof engine);
-    memcpy(bound.limits, limits, sizeof limits);
-    for (int i = 0; i < T_COUNT; i++) {
-        Py_XSETREF(bound.cls[i], Py_NewRef(args[i]));
     }
     Py_XSETREF(bound.deque, Py_NewRef(args[7]));
     Py_XSETREF(bound.llhttp, Py_NewRef(args[8]));
@@ -174,15 +125,14 @@ bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static int
 is(PyObject *obj, int type)
 {
-    return obj != NULL && bound.cls[type] != NULL &&
-        Py_IS_TYPE(obj, (PyTypeObject *)bound.cls[type]);
+    return obj != NULL && native_is(obj, type);
 }
 
 /* A new, zeroed instance of a bound class: every field unset until it is set here. */
 static PyObject *
 blank(int type)
 {
-    PyTypeObject *cls = (PyTypeObject *)bound.cls[type];
+    PyTypeObject *cls = (PyTypeObject *)native_seam.cls[type];
     return cls->tp_alloc(cls, 0);
 }
 
@@ -204,7 +154,7 @@ put(PyObject *obj, Py_ssize_t offset, PyObject *value)
 static int
 parser_close(PyObject *parser)
 {
-    const Py_ssize_t *p = bound.parser;
+    const Py_ssize_t *p = native_seam.parser;
     native_slot_set(parser, p[P_STOPPED], Py_NewRef(Py_True));
     native_slot_set(parser, p[P_PARSER], NULL);  /* `del self._parser`: unset is fine */
     PyObject *fields = NATIVE_SLOT(parser, p[P_FIELDS]);
@@ -238,8 +188,8 @@ drop_parser(PyObject *parser)
 static PyObject *
 new_callbacks(PyObject *parser, PyObject *fields)
 {
-    const Py_ssize_t *cb = bound.callbacks;
-    PyObject *callbacks = blank(T_CALLBACKS);
+    const Py_ssize_t *cb = native_seam.callbacks;
+    PyObject *callbacks = blank(SEAM_CALLBACKS);
     if (callbacks == NULL) {
         return NULL;
     }
@@ -258,7 +208,7 @@ new_callbacks(PyObject *parser, PyObject *fields)
 static int
 put_parser_state(PyObject *parser, PyObject *const *given)
 {
-    const Py_ssize_t *p = bound.parser;
+    const Py_ssize_t *p = native_seam.parser;
     if (put(parser, p[P_HEAD_LIMIT], Py_NewRef(given[L_HEAD_LIMIT])) < 0 ||
         put(parser, p[P_MAX_BODY], Py_NewRef(given[L_MAX_BODY])) < 0 ||
         put(parser, p[P_FRAMING_LIMIT], Py_NewRef(given[L_FRAMING_LIMIT])) < 0 ||
@@ -280,7 +230,7 @@ put_parser_state(PyObject *parser, PyObject *const *given)
 static PyObject *
 new_parser(PyObject *limits, PyObject *head_fields, int *other)
 {
-    const Py_ssize_t *l = bound.limits, *p = bound.parser;
+    const Py_ssize_t *l = native_seam.limits, *p = native_seam.parser;
     PyObject *given[L_COUNT];
     for (int i = 0; i < L_COUNT; i++) {
         if (NATIVE_SLOT(limits, l[i]) == NULL) {
@@ -297,7 +247,7 @@ new_parser(PyObject *limits, PyObject *head_fields, int *other)
         Py_CLEAR(fields);
         *other = 1;
     }
-    if (fields != NULL && (parser = blank(T_PARSER)) == NULL) {
+    if (fields != NULL && (parser = blank(SEAM_PARSER)) == NULL) {
         Py_CLEAR(fields);
     }
     if (parser == NULL) {
@@ -348,8 +298,8 @@ error:
 static PyObject *
 new_output(PyObject *sock, PyObject *fd, PyObject *send_timeout_s, PyObject *progress)
 {
-    const Py_ssize_t *o = bound.output;
-    PyObject *out = blank(T_OUTPUT);
+    const Py_ssize_t *o = native_seam.output;
+    PyObject *out = blank(SEAM_OUTPUT);
     if (out == NULL) {
         return NULL;
     }
@@ -375,7 +325,7 @@ enum { G_LIMITS, G_ENGINE, G_TRUST, G_HEADER_TIMEOUT_S, G_SEND_TIMEOUT_S, G_PROG
 static int
 read_context(PyObject *ctx, PyObject *got[G_COUNT])
 {
-    const Py_ssize_t *x = bound.ctx;
+    const Py_ssize_t *x = native_seam.ctx;
     PyObject *mode = NATIVE_SLOT(ctx, x[X_PROXY_MODE]);
     PyObject *engine = NATIVE_SLOT(ctx, x[X_ENGINE]);
     PyObject *from_ctx[G_HEAD_FIELDS] = {
@@ -383,11 +333,11 @@ read_context(PyObject *ctx, PyObject *got[G_COUNT])
         NATIVE_SLOT(ctx, x[X_HEADER_TIMEOUT_S]), NATIVE_SLOT(ctx, x[X_SEND_TIMEOUT_S]),
         NATIVE_SLOT(ctx, x[X_PROGRESS])};
     if (mode == NULL || !PyUnicode_CheckExact(mode) ||
-        PyUnicode_CompareWithASCIIString(mode, "off") != 0 || !is(engine, T_ENGINE) ||
-        !is(from_ctx[G_LIMITS], T_LIMITS)) {
+        PyUnicode_CompareWithASCIIString(mode, "off") != 0 || !is(engine, SEAM_ENGINE) ||
+        !is(from_ctx[G_LIMITS], SEAM_LIMITS)) {
         return 0;  /* a PROXY header may be due, or other types: the reference's */
     }
-    PyObject *head_fields = NATIVE_SLOT(engine, bound.engine[E_HEAD_FIELDS]);
+    PyObject *head_fields = NATIVE_SLOT(engine, native_seam.engine[E_HEAD_FIELDS]);
     if (head_fields == NULL) {
         return 0;
     }
@@ -434,7 +384,7 @@ deadline(PyObject *now, PyObject *header_timeout_s)
 static int
 put_connection_state(PyObject *conn, PyObject *now, PyObject *header_timeout_s)
 {
-    const Py_ssize_t *c = bound.conn;
+    const Py_ssize_t *c = native_seam.conn;
     if (put(conn, c[C_PRE], PyBytes_FromStringAndSize(NULL, 0)) < 0 ||
         put(conn, c[C_DEADLINE], deadline(now, header_timeout_s)) < 0 ||
         put(conn, c[C_LINGER_END], PyFloat_FromDouble(0.0)) < 0) {
@@ -467,7 +417,7 @@ new_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
 PyObject *
 native_new_connection(PyObject *const *args)
 {
-    if (bound.cls[T_CONN] == NULL) {
+    if (bound.reference_close == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_adopt was not called");
         return NULL;
     }
@@ -475,10 +425,10 @@ native_new_connection(PyObject *const *args)
     PyObject *got[G_COUNT];
     int fd = native_sock_fd(sock);
     if (fd < 0 || !PyTuple_CheckExact(remote) || PyTuple_GET_SIZE(remote) != 2 ||
-        !is(ctx, T_CTX) || !read_context(ctx, got)) {
-        return PyObject_Vectorcall(bound.cls[T_CONN], args, 5, NULL);
+        !is(ctx, SEAM_CONTEXT) || !read_context(ctx, got)) {
+        return PyObject_Vectorcall(native_seam.cls[SEAM_CONNECTION], args, 5, NULL);
     }
-    const Py_ssize_t *c = bound.conn;
+    const Py_ssize_t *c = native_seam.conn;
     PyObject *conn = NULL, *fd_obj = NULL;
     int other = 0;
     PyObject *parser = new_parser(got[G_LIMITS], got[G_HEAD_FIELDS], &other);
@@ -486,10 +436,10 @@ native_new_connection(PyObject *const *args)
         for (int i = 0; i < G_COUNT; i++) {
             Py_DECREF(got[i]);
         }
-        return other ? PyObject_Vectorcall(bound.cls[T_CONN], args, 5, NULL) : NULL;
+        return other ? PyObject_Vectorcall(native_seam.cls[SEAM_CONNECTION], args, 5, NULL) : NULL;
     }
     PyObject *remote_addr = PyTuple_GET_ITEM(remote, 0);
-    if ((conn = blank(T_CONN)) == NULL || (fd_obj = PyLong_FromLong(fd)) == NULL ||
+    if ((conn = blank(SEAM_CONNECTION)) == NULL || (fd_obj = PyLong_FromLong(fd)) == NULL ||
         put(conn, c[C_SOCK], Py_NewRef(sock)) < 0 ||
         put(conn, c[C_FD], Py_NewRef(fd_obj)) < 0 ||
         put(conn, c[C_IO], Py_NewRef(sock)) < 0 ||  /* engine.socket_io: a Sock itself */
@@ -540,8 +490,8 @@ call_method(PyObject *obj, int name)
 static int
 discard(PyObject *out)
 {
-    const Py_ssize_t *o = bound.output;
-    PyObject *queue = is(out, T_OUTPUT) ? NATIVE_SLOT(out, o[O_QUEUE]) : NULL;
+    const Py_ssize_t *o = native_seam.output;
+    PyObject *queue = is(out, SEAM_OUTPUT) ? NATIVE_SLOT(out, o[O_QUEUE]) : NULL;
     if (queue == NULL || !Py_IS_TYPE(queue, (PyTypeObject *)bound.deque) ||
         PyObject_Length(queue) != 0) {
         PyErr_Clear();
@@ -554,7 +504,7 @@ discard(PyObject *out)
 int
 native_close_connection(PyObject *conn)
 {
-    if (!is(conn, T_CONN)) {
+    if (!is(conn, SEAM_CONNECTION)) {
         PyObject *r = bound.reference_close == NULL ? NULL :
             PyObject_CallOneArg(bound.reference_close, conn);
         if (bound.reference_close == NULL) {
@@ -563,7 +513,7 @@ native_close_connection(PyObject *conn)
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
     }
-    const Py_ssize_t *c = bound.conn;
+    const Py_ssize_t *c = native_seam.conn;
     PyObject *state = NATIVE_SLOT(conn, c[C_STATE]);
     if (state == bound.k[K_CLOSED]) {
         return 0;
@@ -579,7 +529,7 @@ native_close_connection(PyObject *conn)
     if (parser == NULL) {
         return -1;
     }
-    PyObject *fields = is(parser, T_PARSER) ? NATIVE_SLOT(parser, bound.parser[P_FIELDS]) : NULL;
+    PyObject *fields = is(parser, SEAM_PARSER) ? NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]) : NULL;
     r = fields != NULL && Py_IS_TYPE(fields, &HeadFieldsType) ? parser_close(parser)
                                                                : call_method(parser, N_CLOSE);
     Py_DECREF(parser);

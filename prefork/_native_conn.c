@@ -47,47 +47,17 @@
 
 #include "_native.h"
 
-enum { C_CTX, C_SERVED, C_REQUEST, C_CONTINUE_SENT, C_OUT, C_BASE, C_REMOTE_ADDR,
-       C_REMOTE_PORT, C_TRUSTED, C_STATE, C_PROXY_STATE, C_IO, C_PARSER, C_DEADLINE, C_END,
-       C_DRAINED, C_HANGUP, C_COUNT };
-static const char *const conn_slots[C_COUNT] = {
-    "ctx", "served", "request", "continue_sent", "out", "base", "remote_addr", "remote_port",
-    "trusted", "state", "proxy_state", "io", "parser", "deadline", "end", "drained", "hangup"};
-enum { X_APP, X_KEEPALIVE_S, X_STOPPING, X_MAX_KEEPALIVE, X_ENGINE, X_REQUEST_TIMEOUT_S,
-       X_BEGIN_REQUEST, X_END_REQUEST, X_TRUST, X_PRE_REQUEST, X_STATIC, X_TIMED,
-       X_POST_REQUEST, X_HEADER_TIMEOUT_S, X_SEND_TIMEOUT_S, X_COUNT };
-static const char *const ctx_slots[X_COUNT] = {
-    "app", "keepalive_s", "stopping", "max_keepalive_requests", "engine", "request_timeout_s",
-    "begin_request", "end_request", "trust", "pre_request", "static", "timed",
-    "post_request", "header_timeout_s", "send_timeout_s"};
-enum { E_EXCHANGE, E_BUILD_ENVIRON, E_COUNT };
-static const char *const engine_slots[E_COUNT] = {"exchange", "build_environ"};
-enum { R_KEEP_ALIVE, R_BODY, R_CHUNKED, R_COUNT };
-static const char *const request_slots[R_COUNT] = {"keep_alive", "body", "chunked"};
-enum { B_COMPLETE, B_FILL, B_RECEIVED, B_COUNT };
-static const char *const body_slots[B_COUNT] = {"complete", "fill", "received"};
-
-enum { P_REQ, P_FIELDS, P_READY, P_ERROR, P_STOPPED, P_FRAMING_LIMIT, P_SNIFFING, P_PARSER,
-       P_COUNT };
-static const char *const parser_slots[P_COUNT] = {
-    "_req", "_fields", "ready", "error", "stopped", "_framing_limit", "_sniffing", "_parser"};
-enum { O_QUEUE, O_IO, O_COUNT };
-static const char *const output_slots[O_COUNT] = {"queue", "io"};
-
 /* The connection module's names (prefork/connection.py), as bind_loop gives them. */
 enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
        K_CLOSE, K_PROXY_NONE, K_COUNT };
 
 
 static struct {
-    PyObject *conn_cls, *ctx_cls, *engine_cls, *request_cls, *body_cls;
     PyObject *reference, *apply_forwarded, *forwarded_keys;
-    Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT],
-        body[B_COUNT];
     /* bind_loop's */
-    PyObject *on_ready_reference, *settle_reference, *parser_cls, *output_cls, *feed_errors;
+    PyObject *on_ready_reference, *settle_reference, *feed_errors;
     PyObject *k[K_COUNT];
-    Py_ssize_t parser[P_COUNT], output[O_COUNT], recv_bytes;
+    Py_ssize_t recv_bytes;
 } bound;
 
 enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
@@ -112,26 +82,17 @@ bind_connection(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
             return NULL;
         }
     }
-    Py_ssize_t conn[C_COUNT], ctx[X_COUNT], engine[E_COUNT], request[R_COUNT], body[B_COUNT];
-    if (native_bind_slots(args[0], conn_slots, conn, C_COUNT) < 0 ||
-        native_bind_slots(args[1], ctx_slots, ctx, X_COUNT) < 0 ||
-        native_bind_slots(args[2], engine_slots, engine, E_COUNT) < 0 ||
-        native_bind_slots(args[3], request_slots, request, R_COUNT) < 0 ||
-        native_bind_slots(args[4], body_slots, body, B_COUNT) < 0 ||
+    if (native_seam_is(args[0], SEAM_CONNECTION, "bind_connection") < 0 ||
+        native_seam_is(args[1], SEAM_CONTEXT, "bind_connection") < 0 ||
+        native_seam_is(args[2], SEAM_ENGINE, "bind_connection") < 0 ||
+        native_seam_is(args[3], SEAM_REQUEST, "bind_connection") < 0 ||
+        native_seam_is(args[4], SEAM_BODY, "bind_connection") < 0 ||
         native_intern_all(name_objs, names, N_COUNT) < 0) {
         return NULL;
     }
-    memcpy(bound.conn, conn, sizeof conn);
-    memcpy(bound.ctx, ctx, sizeof ctx);
-    memcpy(bound.engine, engine, sizeof engine);
-    memcpy(bound.request, request, sizeof request);
-    memcpy(bound.body, body, sizeof body);
-    PyObject **keep[8] = {&bound.conn_cls, &bound.ctx_cls, &bound.engine_cls,
-                          &bound.request_cls, &bound.body_cls, &bound.reference,
-                          &bound.apply_forwarded, &bound.forwarded_keys};
-    for (int i = 0; i < 8; i++) {
-        Py_XSETREF(*keep[i], Py_NewRef(args[i]));
-    }
+    Py_XSETREF(bound.reference, Py_NewRef(args[5]));
+    Py_XSETREF(bound.apply_forwarded, Py_NewRef(args[6]));
+    Py_XSETREF(bound.forwarded_keys, Py_NewRef(args[7]));
     Py_RETURN_NONE;
 }
 
@@ -165,9 +126,9 @@ finish(PyObject *conn, PyObject *ctx, PyObject *req, PyObject *body, PyObject *e
        PyObject *const *timing)
 {
     PyObject *pending = native_take_exception();
-    native_slot_set(body, bound.body[B_FILL], Py_NewRef(Py_None));
-    native_slot_set(conn, bound.conn[C_REQUEST], Py_NewRef(Py_None));
-    PyObject *end = NATIVE_SLOT(ctx, bound.ctx[X_END_REQUEST]);
+    native_slot_set(body, native_seam.body[B_FILL], Py_NewRef(Py_None));
+    native_slot_set(conn, native_seam.conn[C_REQUEST], Py_NewRef(Py_None));
+    PyObject *end = NATIVE_SLOT(ctx, native_seam.ctx[X_END_REQUEST]);
     PyObject *r = end == NULL ? NULL : PyObject_CallNoArgs(end);
     if (r != NULL && timing != NULL) {
         Py_DECREF(r);
@@ -208,13 +169,13 @@ static int
 run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject *exchange,
         PyObject **status)
 {
-    const Py_ssize_t *c = bound.conn;
-    PyObject *build = field(engine, bound.engine[E_BUILD_ENVIRON], "build_environ");
+    const Py_ssize_t *c = native_seam.conn;
+    PyObject *build = field(engine, native_seam.engine[E_BUILD_ENVIRON], "build_environ");
     PyObject *base = build == NULL ? NULL : field(conn, c[C_BASE], "base");
     PyObject *addr = base == NULL ? NULL : field(conn, c[C_REMOTE_ADDR], "remote_addr");
     PyObject *port = addr == NULL ? NULL : field(conn, c[C_REMOTE_PORT], "remote_port");
-    PyObject *app = port == NULL ? NULL : field(ctx, bound.ctx[X_APP], "app");
-    PyObject *trust = app == NULL ? NULL : field(ctx, bound.ctx[X_TRUST], "trust");
+    PyObject *app = port == NULL ? NULL : field(ctx, native_seam.ctx[X_APP], "app");
+    PyObject *trust = app == NULL ? NULL : field(ctx, native_seam.ctx[X_TRUST], "trust");
     PyObject *trusted = trust == NULL ? NULL : field(conn, c[C_TRUSTED], "trusted");
     PyObject *environ = NULL, *r = NULL;
     PyObject *held[7] = {build, base, addr, port, app, trust, trusted};
@@ -283,24 +244,24 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *conn = args[0], *req = args[1];
-    const Py_ssize_t *c = bound.conn, *x = bound.ctx;
+    const Py_ssize_t *c = native_seam.conn, *x = native_seam.ctx;
     PyObject *ctx = NULL, *engine = NULL, *body = NULL, *cls = NULL;
-    if (Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls) &&
-        Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
+    if (native_is(conn, SEAM_CONNECTION) &&
+        native_is(req, SEAM_REQUEST)) {
         ctx = NATIVE_SLOT(conn, c[C_CTX]);
-        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+        body = NATIVE_SLOT(req, native_seam.request[R_BODY]);
     }
-    if (ctx != NULL && Py_IS_TYPE(ctx, (PyTypeObject *)bound.ctx_cls)) {
+    if (ctx != NULL && native_is(ctx, SEAM_CONTEXT)) {
         engine = NATIVE_SLOT(ctx, x[X_ENGINE]);
     }
-    if (engine != NULL && Py_IS_TYPE(engine, (PyTypeObject *)bound.engine_cls)) {
-        cls = NATIVE_SLOT(engine, bound.engine[E_EXCHANGE]);
+    if (engine != NULL && native_is(engine, SEAM_ENGINE)) {
+        cls = NATIVE_SLOT(engine, native_seam.engine[E_EXCHANGE]);
     }
     /* The common case only: no hooks, no static mount; the bound classes. */
     PyObject *timed = ctx == NULL ? NULL : NATIVE_SLOT(ctx, x[X_TIMED]);
     if (cls == NULL || !PyType_Check(cls) ||
         !PyType_IsSubtype((PyTypeObject *)cls, &ExchangeType) ||
-        body == NULL || !Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) ||
+        body == NULL || !native_is(body, SEAM_BODY) ||
         NATIVE_SLOT(ctx, x[X_PRE_REQUEST]) != Py_None ||
         NATIVE_SLOT(ctx, x[X_POST_REQUEST]) != Py_None ||
         NATIVE_SLOT(ctx, x[X_STATIC]) != Py_None ||
@@ -313,9 +274,9 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         field(ctx, x[X_KEEPALIVE_S], "keepalive_s"), field(ctx, x[X_STOPPING], "stopping"),
         field(ctx, x[X_MAX_KEEPALIVE], "max_keepalive_requests"),
         field(ctx, x[X_REQUEST_TIMEOUT_S], "request_timeout_s"),
-        field(req, bound.request[R_KEEP_ALIVE], "keep_alive"), field(conn, c[C_OUT], "out"),
+        field(req, native_seam.request[R_KEEP_ALIVE], "keep_alive"), field(conn, c[C_OUT], "out"),
         field(ctx, x[X_BEGIN_REQUEST], "begin_request"),
-        field(body, bound.body[B_COMPLETE], "complete")};
+        field(body, native_seam.body[B_COMPLETE], "complete")};
     for (int i = 0; i < H_COUNT; i++) {
         if (held[i] == NULL) {
             PyErr_Clear();
@@ -362,7 +323,7 @@ may_keep_alive(PyObject *const *held, PyObject *count)
 static PyObject *
 serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *const *held)
 {
-    const Py_ssize_t *c = bound.conn;
+    const Py_ssize_t *c = native_seam.conn;
     PyObject *ctx = held[H_CTX], *body = held[H_BODY], *out = held[H_OUT];
     PyObject *one = PyLong_FromLong(1);
     PyObject *count = PyNumber_Add(held[H_SERVED], one);
@@ -387,7 +348,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *co
         if (fill == NULL) {
             return NULL;
         }
-        native_slot_set(body, bound.body[B_FILL], fill);
+        native_slot_set(body, native_seam.body[B_FILL], fill);
     }
     PyObject *exchange = native_exchange_new(cls, out, req, keep_alive, guarded);
     if (exchange == NULL) {
@@ -422,7 +383,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *co
         Py_RETURN_FALSE;
     }
     /* return exchange.keep_alive and self._ready_for_next(req) */
-    if (field(body, bound.body[B_COMPLETE], "complete") == Py_True) {
+    if (field(body, native_seam.body[B_COMPLETE], "complete") == Py_True) {
         Py_RETURN_TRUE;
     }
     PyObject *next[2] = {conn, req};
@@ -445,22 +406,17 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                         "FEED_ERRORS)");
         return NULL;
     }
-    Py_ssize_t parser[P_COUNT], output[O_COUNT];
     Py_ssize_t recv_bytes = PyLong_AsSsize_t(args[5]);
     if ((recv_bytes <= 0 && !PyErr_Occurred() &&
          (PyErr_SetString(PyExc_ValueError, "RECV_BYTES must be positive"), 1)) ||
         PyErr_Occurred() ||
-        native_bind_slots(args[2], parser_slots, parser, P_COUNT) < 0 ||
-        native_bind_slots(args[3], output_slots, output, O_COUNT) < 0) {
+        native_seam_is(args[2], SEAM_PARSER, "bind_loop") < 0 ||
+        native_seam_is(args[3], SEAM_OUTPUT, "bind_loop") < 0) {
         return NULL;
     }
-    memcpy(bound.parser, parser, sizeof parser);
-    memcpy(bound.output, output, sizeof output);
     bound.recv_bytes = recv_bytes;
     Py_XSETREF(bound.on_ready_reference, Py_NewRef(args[0]));
     Py_XSETREF(bound.settle_reference, Py_NewRef(args[1]));
-    Py_XSETREF(bound.parser_cls, Py_NewRef(args[2]));
-    Py_XSETREF(bound.output_cls, Py_NewRef(args[3]));
     Py_XSETREF(bound.feed_errors, Py_NewRef(args[6]));
     native_exchange_use_send(native_output_send);  /* the exchange's run sends with it */
     for (int i = 0; i < K_COUNT; i++) {
@@ -474,7 +430,7 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static int
 set_deadline(PyObject *conn, double now, PyObject *ctx, Py_ssize_t timeout_field)
 {
-    PyObject *timeout = NATIVE_SLOT(ctx, bound.ctx[timeout_field]);
+    PyObject *timeout = NATIVE_SLOT(ctx, native_seam.ctx[timeout_field]);
     double t = timeout == NULL ? -1.0 : PyFloat_AsDouble(timeout);
     if (timeout == NULL || (t == -1.0 && PyErr_Occurred())) {
         if (!PyErr_Occurred()) {
@@ -486,7 +442,7 @@ set_deadline(PyObject *conn, double now, PyObject *ctx, Py_ssize_t timeout_field
     if (deadline == NULL) {
         return -1;
     }
-    native_slot_set(conn, bound.conn[C_DEADLINE], deadline);
+    native_slot_set(conn, native_seam.conn[C_DEADLINE], deadline);
     return 0;
 }
 
@@ -494,8 +450,8 @@ set_deadline(PyObject *conn, double now, PyObject *ctx, Py_ssize_t timeout_field
 static int
 parser_idle(PyObject *parser)
 {
-    PyObject *req = NATIVE_SLOT(parser, bound.parser[P_REQ]);
-    PyObject *fields = NATIVE_SLOT(parser, bound.parser[P_FIELDS]);
+    PyObject *req = NATIVE_SLOT(parser, native_seam.parser[P_REQ]);
+    PyObject *fields = NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]);
     int in_head = fields == NULL ? -1 : native_fields_in_head(fields);
     if (req == NULL || in_head < 0) {
         PyErr_SetString(PyExc_TypeError, "the parser's fields are not the compiled ones");
@@ -509,11 +465,11 @@ parser_idle(PyObject *parser)
 static PyObject *
 settle(PyObject *conn, PyObject *ctx, PyObject *parser)
 {
-    PyObject *end = NATIVE_SLOT(conn, bound.conn[C_END]);
+    PyObject *end = NATIVE_SLOT(conn, native_seam.conn[C_END]);
     if (end == bound.k[K_END_CLEAN]) {
         return Py_NewRef(bound.k[K_CLOSE]);
     }
-    if (end != bound.k[K_KEEP] || NATIVE_SLOT(ctx, bound.ctx[X_STOPPING]) != Py_False) {
+    if (end != bound.k[K_KEEP] || NATIVE_SLOT(ctx, native_seam.ctx[X_STOPPING]) != Py_False) {
         return PyObject_CallOneArg(bound.settle_reference, conn);  /* lingers, or drains */
     }
     double now = native_monotonic();
@@ -527,7 +483,7 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
         }
     }
     else {  /* part of the next head is here already */
-        PyObject *deadline = NATIVE_SLOT(conn, bound.conn[C_DEADLINE]);
+        PyObject *deadline = NATIVE_SLOT(conn, native_seam.conn[C_DEADLINE]);
         double d = deadline == NULL ? -1.0 : PyFloat_AsDouble(deadline);
         if (deadline == NULL || (d == -1.0 && PyErr_Occurred())) {
             if (!PyErr_Occurred()) {
@@ -539,7 +495,7 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
             return NULL;
         }
     }
-    native_slot_set(conn, bound.conn[C_STATE], Py_NewRef(bound.k[K_PARKED]));
+    native_slot_set(conn, native_seam.conn[C_STATE], Py_NewRef(bound.k[K_PARKED]));
     return Py_NewRef(bound.k[K_READ]);
 }
 
@@ -551,10 +507,10 @@ static PyObject *serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyO
 static PyObject *
 serve(PyObject *conn, PyObject *ctx, PyObject *parser)
 {
-    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
     PyObject *out = NATIVE_SLOT(conn, c[C_OUT]);
     PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
-    if (out == NULL || !Py_IS_TYPE(out, (PyTypeObject *)bound.output_cls) || ready == NULL) {
+    if (out == NULL || !native_is(out, SEAM_OUTPUT) || ready == NULL) {
         PyErr_SetString(PyExc_TypeError, "serve: the connection's output or queue");
         return NULL;
     }
@@ -569,7 +525,7 @@ serve(PyObject *conn, PyObject *ctx, PyObject *parser)
 static PyObject *
 serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObject *ready)
 {
-    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
     while (NATIVE_SLOT(conn, c[C_END]) == bound.k[K_KEEP]) {
         Py_ssize_t waiting = PyObject_Length(ready);
         PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
@@ -627,7 +583,7 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
                Connection.serve). */
             break;
         }
-        PyObject *queue = NATIVE_SLOT(out, bound.output[O_QUEUE]);
+        PyObject *queue = NATIVE_SLOT(out, native_seam.output[O_QUEUE]);
         Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);
         if (queued < 0) {
             if (!PyErr_Occurred()) {
@@ -691,8 +647,8 @@ after_piece(PyObject *parser, PyObject *fields, PyObject *data, PyObject *req, i
     int now_in_head = native_fields_in_head(fields);
     int chunked = 0;
     if (!now_in_head && req != Py_None && !in_head &&
-        NATIVE_SLOT(parser, bound.parser[P_REQ]) == req) {
-        PyObject *flag = NATIVE_SLOT(req, bound.request[R_CHUNKED]);
+        NATIVE_SLOT(parser, native_seam.parser[P_REQ]) == req) {
+        PyObject *flag = NATIVE_SLOT(req, native_seam.request[R_CHUNKED]);
         chunked = flag == NULL ? -1 : PyObject_IsTrue(flag);
         if (flag == NULL) {
             PyErr_SetString(PyExc_AttributeError, "chunked");
@@ -722,7 +678,7 @@ after_piece(PyObject *parser, PyObject *fields, PyObject *data, PyObject *req, i
 static int
 feed_piece(PyObject *parser, PyObject *data)
 {
-    const Py_ssize_t *p = bound.parser;
+    const Py_ssize_t *p = native_seam.parser;
     PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
     if (stopped == Py_True) {
         return 0;
@@ -731,10 +687,10 @@ feed_piece(PyObject *parser, PyObject *data)
     PyObject *llhttp = NATIVE_SLOT(parser, p[P_PARSER]);
     PyObject *req = NATIVE_SLOT(parser, p[P_REQ]);
     PyObject *received = NULL;
-    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
-        PyObject *body = NATIVE_SLOT(req, bound.request[R_BODY]);
-        if (body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls)) {
-            received = NATIVE_SLOT(body, bound.body[B_RECEIVED]);
+    if (req != NULL && native_is(req, SEAM_REQUEST)) {
+        PyObject *body = NATIVE_SLOT(req, native_seam.request[R_BODY]);
+        if (body != NULL && native_is(body, SEAM_BODY)) {
+            received = NATIVE_SLOT(body, native_seam.body[B_RECEIVED]);
         }
     }
     int in_head = fields == NULL ? -1 : native_fields_in_head(fields);
@@ -777,10 +733,10 @@ static int
 native_output_send(PyObject *out, PyObject *data)
 {
     PyObject *rest = Py_NewRef(data);
-    if (bound.output_cls != NULL && Py_IS_TYPE(out, (PyTypeObject *)bound.output_cls) &&
+    if (native_is(out, SEAM_OUTPUT) &&
         PyBytes_CheckExact(data)) {
-        PyObject *queue = NATIVE_SLOT(out, bound.output[O_QUEUE]);
-        PyObject *io = NATIVE_SLOT(out, bound.output[O_IO]);
+        PyObject *queue = NATIVE_SLOT(out, native_seam.output[O_QUEUE]);
+        PyObject *io = NATIVE_SLOT(out, native_seam.output[O_IO]);
         Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);
         if (queued < 0) {
             PyErr_Clear();  /* Output.send meets the same and raises */
@@ -818,20 +774,20 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
         PyErr_SetString(PyExc_RuntimeError, "bind_connection() and bind_loop() were not called");
         return NULL;
     }
-    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
     PyObject *ctx = NULL, *io = NULL, *parser = NULL, *fields = NULL;
-    if (Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls) &&
+    if (native_is(conn, SEAM_CONNECTION) &&
         NATIVE_SLOT(conn, c[C_STATE]) == bound.k[K_PARKED] &&
         NATIVE_SLOT(conn, c[C_PROXY_STATE]) == bound.k[K_PROXY_NONE]) {
         ctx = NATIVE_SLOT(conn, c[C_CTX]);
         io = NATIVE_SLOT(conn, c[C_IO]);
         parser = NATIVE_SLOT(conn, c[C_PARSER]);
     }
-    if (parser != NULL && Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls)) {
+    if (parser != NULL && native_is(parser, SEAM_PARSER)) {
         fields = NATIVE_SLOT(parser, p[P_FIELDS]);
     }
     if (fields == NULL || native_fields_in_head(fields) < 0 || io == NULL ||
-        !native_is_sock(io) || ctx == NULL || !Py_IS_TYPE(ctx, (PyTypeObject *)bound.ctx_cls) ||
+        !native_is_sock(io) || ctx == NULL || !native_is(ctx, SEAM_CONTEXT) ||
         NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]) == NULL ||
         !PyLong_CheckExact(NATIVE_SLOT(parser, p[P_FRAMING_LIMIT]))) {
         return PyObject_CallOneArg(bound.on_ready_reference, conn);
@@ -883,7 +839,7 @@ static PyObject *
 fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t limit,
     int was_idle)
 {
-    const Py_ssize_t *c = bound.conn, *p = bound.parser;
+    const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
     int failed;
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (limit <= 0) {  /* feed() decides (and refuses) */

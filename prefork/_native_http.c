@@ -541,26 +541,11 @@ HeadFields_origin_head(HeadFieldsObject *self, PyObject *const *args, Py_ssize_t
 
 /* ---- the end of a head: RequestParser.on_headers_complete's twin ----------------------- */
 
-/* What bind_parser binds: the parser's classes (prefork/http/parser.py, request.py), their
-   fields' offsets, and the reference for every head this code does not end itself. */
-enum { P_FIELDS, P_PARSER, P_REQ, P_LEAD, P_HEAD_BYTES, P_CHUNKS, P_READY, P_MAX_BODY,
-       P_COUNT };
-static const char *const parser_slots[P_COUNT] = {
-    "_fields", "_parser", "_req", "_lead", "_head_bytes", "_chunks", "ready", "_max_body"};
-enum { R_METHOD, R_TARGET, R_VERSION, R_HEADERS, R_KEEP_ALIVE, R_CONTENT_LENGTH,
-       R_CHUNKED, R_EXPECT_CONTINUE, R_UPGRADE, R_AUTHORITY, R_PATH_QUERY, R_BODY,
-       R_COUNT };
-static const char *const request_slots[R_COUNT] = {
-    "method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
-    "expect_continue", "upgrade", "authority", "path_query", "body"};
-enum { B_BUF, B_POS, B_COMPLETE, B_FILL, B_LIMIT, B_RECEIVED, B_COUNT };
-static const char *const body_slots[B_COUNT] = {
-    "_buf", "_pos", "complete", "fill", "limit", "received"};
-
+/* What bind_parser binds: the parser's classes (prefork/http/parser.py, request.py; their
+   fields' offsets are the seam's) and the reference for every head this code does not
+   end itself. */
 static struct {
-    PyObject *parser_cls, *request_cls, *body_cls, *reference, *message_reference,
-        *body_reference;
-    Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
+    PyObject *reference, *message_reference, *body_reference;
 } bound;
 
 /* Interned texts: llhttp's method names (a request's method, shared, not decoded anew for
@@ -581,42 +566,16 @@ bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
                         "on_headers_complete, on_message_complete, on_body)");
         return NULL;
     }
-    Py_ssize_t parser[P_COUNT], request[R_COUNT], body[B_COUNT];
-    if (native_bind_slots(args[0], parser_slots, parser, P_COUNT) < 0 ||
-        native_bind_slots(args[1], request_slots, request, R_COUNT) < 0 ||
-        native_bind_slots(args[2], body_slots, body, B_COUNT) < 0 ||
+    if (native_seam_is(args[0], SEAM_PARSER, "bind_parser") < 0 ||
+        native_seam_is(args[1], SEAM_REQUEST, "bind_parser") < 0 ||
+        native_seam_is(args[2], SEAM_BODY, "bind_parser") < 0 ||
         native_intern_all(text_objs, texts, S_COUNT) < 0) {
         return NULL;
     }
-    memcpy(bound.parser, parser, sizeof parser);
-    memcpy(bound.request, request, sizeof request);
-    memcpy(bound.body, body, sizeof body);
-    Py_XSETREF(bound.parser_cls, Py_NewRef(args[0]));
-    Py_XSETREF(bound.request_cls, Py_NewRef(args[1]));
-    Py_XSETREF(bound.body_cls, Py_NewRef(args[2]));
     Py_XSETREF(bound.reference, Py_NewRef(args[3]));
     Py_XSETREF(bound.message_reference, Py_NewRef(args[4]));
     Py_XSETREF(bound.body_reference, Py_NewRef(args[5]));
     Py_RETURN_NONE;
-}
-
-int
-native_request_environ_fields(PyObject *req, PyObject *out[6])
-{
-    static const int order[6] = {R_AUTHORITY, R_TARGET, R_METHOD, R_VERSION, R_BODY,
-                                 R_HEADERS};
-    if (bound.request_cls == NULL || !Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
-        return 0;
-    }
-    for (int i = 0; i < 6; i++) {
-        if (NATIVE_SLOT(req, bound.request[order[i]]) == NULL) {
-            return 0;
-        }
-    }
-    for (int i = 0; i < 6; i++) {
-        out[i] = Py_NewRef(NATIVE_SLOT(req, bound.request[order[i]]));
-    }
-    return 1;
 }
 
 /* A new instance of a bound class, every field unset (NULL) until the caller sets it. */
@@ -647,12 +606,12 @@ static PyObject *
 new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *method,
             PyObject *target, int keep_alive)
 {
-    const Py_ssize_t *r = bound.request, *b = bound.body;
-    PyObject *body = blank(bound.body_cls), *req = NULL;
+    const Py_ssize_t *r = native_seam.request, *b = native_seam.body;
+    PyObject *body = blank(native_seam.cls[SEAM_BODY]), *req = NULL;
     PyObject *buf = PyBytes_FromStringAndSize(NULL, 0);  /* Body's b"": nothing yet */
     PyObject *text = method_text(method);
     if (body == NULL || buf == NULL || text == NULL ||
-        (req = blank(bound.request_cls)) == NULL) {
+        (req = blank(native_seam.cls[SEAM_REQUEST])) == NULL) {
         Py_XDECREF(body);
         Py_XDECREF(buf);
         Py_XDECREF(text);
@@ -690,9 +649,8 @@ static PyObject *
 owner(HeadFieldsObject *self, const char *callback)
 {
     PyObject *parser = self->parser;
-    if (parser == NULL || bound.parser_cls == NULL ||
-        !Py_IS_TYPE(parser, (PyTypeObject *)bound.parser_cls) ||
-        NATIVE_SLOT(parser, bound.parser[P_FIELDS]) != (PyObject *)self) {
+    if (parser == NULL || !native_is(parser, SEAM_PARSER) ||
+        NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]) != (PyObject *)self) {
         PyErr_Format(PyExc_RuntimeError, "%s: not bound to this head's RequestParser",
                      callback);
         return NULL;
@@ -718,7 +676,7 @@ length_within(PyObject *length, PyObject *max_body)
 static int
 ready_request(PyObject *parser, PyObject *ready, PyObject *req)
 {
-    const Py_ssize_t *p = bound.parser;
+    const Py_ssize_t *p = native_seam.parser;
     Py_INCREF(req);
     native_slot_set(parser, p[P_REQ], req);
     native_slot_set(parser, p[P_LEAD], PyBytes_FromStringAndSize(NULL, 0));
@@ -741,7 +699,7 @@ HeadFields_on_headers_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
     if (parser == NULL || unready(self)) {
         return NULL;
     }
-    const Py_ssize_t *p = bound.parser;
+    const Py_ssize_t *p = native_seam.parser;
     PyObject *llhttp = NATIVE_SLOT(parser, p[P_PARSER]);
     PyObject *ready = NATIVE_SLOT(parser, p[P_READY]);
     PyObject *max_body = NATIVE_SLOT(parser, p[P_MAX_BODY]);
@@ -796,11 +754,11 @@ failed:
 static PyObject *
 body_under_way(PyObject *parser)
 {
-    PyObject *req = NATIVE_SLOT(parser, bound.parser[P_REQ]), *body = NULL;
-    if (req != NULL && Py_IS_TYPE(req, (PyTypeObject *)bound.request_cls)) {
-        body = NATIVE_SLOT(req, bound.request[R_BODY]);
+    PyObject *req = NATIVE_SLOT(parser, native_seam.parser[P_REQ]), *body = NULL;
+    if (req != NULL && native_is(req, SEAM_REQUEST)) {
+        body = NATIVE_SLOT(req, native_seam.request[R_BODY]);
     }
-    return body != NULL && Py_IS_TYPE(body, (PyTypeObject *)bound.body_cls) ? body : NULL;
+    return body != NULL && native_is(body, SEAM_BODY) ? body : NULL;
 }
 
 /* llhttp has read a whole request (head and body): RequestParser.on_message_complete's
@@ -817,9 +775,9 @@ HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
     if (body == NULL) {
         return PyObject_CallOneArg(bound.message_reference, parser);
     }
-    native_slot_set(body, bound.body[B_COMPLETE], Py_NewRef(Py_True));
-    native_slot_set(parser, bound.parser[P_REQ], Py_NewRef(Py_None));  /* `req` is gone */
-    native_slot_set(parser, bound.parser[P_HEAD_BYTES], PyLong_FromLong(0));
+    native_slot_set(body, native_seam.body[B_COMPLETE], Py_NewRef(Py_True));
+    native_slot_set(parser, native_seam.parser[P_REQ], Py_NewRef(Py_None));  /* `req` is gone */
+    native_slot_set(parser, native_seam.parser[P_HEAD_BYTES], PyLong_FromLong(0));
     Py_RETURN_NONE;
 }
 
@@ -830,7 +788,7 @@ HeadFields_on_message_complete(HeadFieldsObject *self, PyObject *Py_UNUSED(ignor
 static long long
 counted_piece(PyObject *body, Py_ssize_t more)
 {
-    const Py_ssize_t *b = bound.body;
+    const Py_ssize_t *b = native_seam.body;
     PyObject *buf = NATIVE_SLOT(body, b[B_BUF]), *pos = NATIVE_SLOT(body, b[B_POS]);
     PyObject *received = NATIVE_SLOT(body, b[B_RECEIVED]);
     PyObject *limit = NATIVE_SLOT(body, b[B_LIMIT]);
@@ -858,7 +816,7 @@ counted_piece(PyObject *body, Py_ssize_t more)
 static int
 keep_piece(PyObject *body, PyObject *data)
 {
-    PyObject *buf = NATIVE_SLOT(body, bound.body[B_BUF]);
+    PyObject *buf = NATIVE_SLOT(body, native_seam.body[B_BUF]);
     Py_ssize_t more = PyBytes_GET_SIZE(data);
     if (PyBytes_CheckExact(buf)) {
         Py_ssize_t size = PyBytes_GET_SIZE(buf);
@@ -871,7 +829,7 @@ keep_piece(PyObject *body, PyObject *data)
             memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)size);
             memcpy(PyByteArray_AS_STRING(grown) + size, PyBytes_AS_STRING(data), (size_t)more);
         }
-        native_slot_set(body, bound.body[B_BUF], grown);
+        native_slot_set(body, native_seam.body[B_BUF], grown);
         return 0;
     }
     Py_ssize_t size = PyByteArray_GET_SIZE(buf);
@@ -908,7 +866,7 @@ HeadFields_on_body(HeadFieldsObject *self, PyObject *data)
     if (count == NULL) {
         return NULL;
     }
-    native_slot_set(body, bound.body[B_RECEIVED], count);
+    native_slot_set(body, native_seam.body[B_RECEIVED], count);
     return keep_piece(body, data) < 0 ? NULL : Py_NewRef(Py_None);
 }
 

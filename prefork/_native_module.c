@@ -39,7 +39,8 @@ PyInit__native(void)
         PyModule_AddFunctions(module, native_conn_methods) < 0 ||
         PyModule_AddFunctions(module, native_exchange_methods) < 0 ||
         PyModule_AddFunctions(module, native_worker_methods) < 0 ||
-        PyModule_AddFunctions(module, native_adopt_methods) < 0) {
+        PyModule_AddFunctions(module, native_adopt_methods) < 0 ||
+        PyModule_AddFunctions(module, native_seam_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -53,9 +53,6 @@
 
 #include "_native.h"
 
-enum { W_CLAIMED, W_WATCH, W_FD, W_STATE, W_WOKEN, W_DRAINED, W_HANGUP, W_COUNT };
-static const char *const conn_slots[W_COUNT] = {"claimed", "watch", "fd", "state", "woken",
-                                                "drained", "hangup"};
 /* connection.HANGUP: an event's news of the peer's end */
 #define HANGUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 
@@ -63,10 +60,9 @@ static const char *const conn_slots[W_COUNT] = {"claimed", "watch", "fd", "state
 enum { WATCH_NOTHING, WATCH_READ, WATCH_READ_WRITE, WATCH_COUNT };
 
 static struct {
-    PyObject *conn_cls, *close_next, *write_next, *closed_state;
+    PyObject *close_next, *write_next, *closed_state;
     PyObject *watch[WATCH_COUNT];
     uint32_t watch_mask[WATCH_COUNT];  /* their values: epoll masks */
-    Py_ssize_t conn[W_COUNT];
 } bound;
 
 static PyObject *
@@ -79,8 +75,7 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
                         "(Watch.NOTHING, Watch.READ, Watch.READ_WRITE))");
         return NULL;
     }
-    Py_ssize_t conn[W_COUNT];
-    if (native_bind_slots(args[0], conn_slots, conn, W_COUNT) < 0) {
+    if (native_seam_is(args[0], SEAM_CONNECTION, "bind_worker") < 0) {
         return NULL;
     }
     uint32_t masks[WATCH_COUNT];
@@ -99,8 +94,6 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         Py_XSETREF(bound.watch[i], Py_NewRef(PyTuple_GET_ITEM(args[7], i)));
         bound.watch_mask[i] = masks[i];
     }
-    memcpy(bound.conn, conn, sizeof conn);
-    Py_XSETREF(bound.conn_cls, Py_NewRef(args[0]));
     Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
     Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
     Py_XSETREF(bound.closed_state, Py_NewRef(args[3]));
@@ -222,10 +215,10 @@ watch_index(PyObject *watch)
 static int
 arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
 {
-    const Py_ssize_t *w = bound.conn;
-    PyObject *fd_obj = NATIVE_SLOT(conn, w[W_FD]);
-    int now = watch_index(NATIVE_SLOT(conn, w[W_WATCH]));
-    PyObject *drained = NATIVE_SLOT(conn, w[W_DRAINED]);
+    const Py_ssize_t *w = native_seam.conn;
+    PyObject *fd_obj = NATIVE_SLOT(conn, w[C_FD]);
+    int now = watch_index(NATIVE_SLOT(conn, w[C_WATCH]));
+    PyObject *drained = NATIVE_SLOT(conn, w[C_DRAINED]);
     if (fd_obj == NULL || !PyLong_CheckExact(fd_obj) || now < 0 || drained == NULL) {
         PyErr_SetString(PyExc_TypeError, "the connection's fd, watch or drained is not set");
         return -1;
@@ -251,13 +244,13 @@ arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
                       &ev) < 0) {
             return ARM_CLOSE;
         }
-        native_slot_set(conn, w[W_WATCH], Py_NewRef(bound.watch[want]));
+        native_slot_set(conn, w[C_WATCH], Py_NewRef(bound.watch[want]));
     }
-    if (NATIVE_SLOT(conn, w[W_WOKEN]) == Py_True) {
-        native_slot_set(conn, w[W_WOKEN], Py_NewRef(Py_False));
+    if (NATIVE_SLOT(conn, w[C_WOKEN]) == Py_True) {
+        native_slot_set(conn, w[C_WOKEN], Py_NewRef(Py_False));
         return ARM_AGAIN;
     }
-    native_slot_set(conn, w[W_CLAIMED], Py_NewRef(Py_False));
+    native_slot_set(conn, w[C_CLAIMED], Py_NewRef(Py_False));
     return ARM_PARKED;
 }
 
@@ -273,7 +266,7 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
             return NULL;
         }
         int armed;
-        if (bound.conn_cls == NULL || !Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls)) {
+        if (!native_is(conn, SEAM_CONNECTION)) {
             PyObject *args[2] = {conn, then};
             PyObject *again = PyObject_Vectorcall(self->arm, args, 2, NULL);
             Py_DECREF(then);
@@ -393,7 +386,7 @@ static int
 set_true(PyObject *conn, int exact, int slot, int name)
 {
     if (exact) {
-        native_slot_set(conn, bound.conn[slot], Py_NewRef(Py_True));
+        native_slot_set(conn, native_seam.conn[slot], Py_NewRef(Py_True));
         return 0;
     }
     return PyObject_SetAttr(conn, follow_names[name], Py_True);
@@ -406,10 +399,10 @@ static int
 claim(PyObject *conn, uint32_t events)
 {
     PyObject *claimed, *state;
-    int exact = bound.conn_cls != NULL && Py_IS_TYPE(conn, (PyTypeObject *)bound.conn_cls);
+    int exact = native_is(conn, SEAM_CONNECTION);
     if (exact) {
-        claimed = Py_XNewRef(NATIVE_SLOT(conn, bound.conn[W_CLAIMED]));
-        state = Py_XNewRef(NATIVE_SLOT(conn, bound.conn[W_STATE]));
+        claimed = Py_XNewRef(NATIVE_SLOT(conn, native_seam.conn[C_CLAIMED]));
+        state = Py_XNewRef(NATIVE_SLOT(conn, native_seam.conn[C_STATE]));
         if (claimed == NULL || state == NULL) {
             PyErr_SetString(PyExc_AttributeError, "the connection's claimed or state is unset");
         }
@@ -425,14 +418,14 @@ claim(PyObject *conn, uint32_t events)
     Py_XDECREF(claimed);
     Py_XDECREF(state);
     if (taken >= 0 && taken < 2 && (events & HANGUP) &&
-        set_true(conn, exact, W_HANGUP, N_HANGUP) < 0) {
+        set_true(conn, exact, C_HANGUP, N_HANGUP) < 0) {
         return -1;
     }
     if (taken == 1) {  /* its owner serves it again before letting go (see arm) */
-        return set_true(conn, exact, W_WOKEN, N_WOKEN) < 0 ? -1 : 1;
+        return set_true(conn, exact, C_WOKEN, N_WOKEN) < 0 ? -1 : 1;
     }
     if (taken == 0) {  /* ours now */
-        return set_true(conn, exact, W_CLAIMED, N_CLAIMED) < 0 ? -1 : 0;
+        return set_true(conn, exact, C_CLAIMED, N_CLAIMED) < 0 ? -1 : 0;
     }
     return taken;
 }

@@ -164,16 +164,37 @@ keys_ready(void)
     return native_intern_all(key_obj, key_text, K_COUNT);
 }
 
+/* The Request's fields build_environ reads, at the seam's offsets when `req` is exactly
+   the bound Request and all are set (1, each a new reference in out); else 0. */
+static int
+request_environ_fields(PyObject *req, PyObject *out[6])
+{
+    static const int order[6] = {R_AUTHORITY, R_TARGET, R_METHOD, R_VERSION, R_BODY,
+                                 R_HEADERS};
+    if (!native_is(req, SEAM_REQUEST)) {
+        return 0;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (NATIVE_SLOT(req, native_seam.request[order[i]]) == NULL) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        out[i] = Py_NewRef(NATIVE_SLOT(req, native_seam.request[order[i]]));
+    }
+    return 1;
+}
+
 /* The request attributes build_environ reads, each a new reference (or NULL: error). */
 static int
 request_attrs(PyObject *req, PyObject *attrs[6])
 {
     /* The parser's own Request keeps them in __slots__: read where CPython's attribute
-       access reads them (_native_http.c holds the offsets), not by name: six lookups by
+       access reads them (the seam holds the offsets), not by name: six lookups by
        name were ~1,000 instructions, 3% of a hello request's. Any other class (a
        subclass, a property), an unset field, or a Request before the parser is bound
        is read by name (an unset field raises AttributeError there). */
-    if (native_request_environ_fields(req, attrs)) {
+    if (request_environ_fields(req, attrs)) {
         return 0;
     }
     for (int i = 0; i < 6; i++) {

@@ -28,6 +28,12 @@ from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
 
+# The classes whose __slots__ fields the C files read and write (declared once, in
+# _native_seam.h): bound first; a renamed field fails here, named.
+_native.bind_seam(connection.Connection, parser.RequestParser, parser._Callbacks,
+                  output.Output, connstate.ServerContext, engine.Engine, parser.ParserLimits,
+                  request.Request, request.Body)
+
 _native.bind_exchange(response._STATUS_CODES, wsgi.Exchange.start_response, response._NAMES,
                       response.header_name, wsgi._SERVER_FIELDS, threading.Lock)
 

@@ -91,6 +91,12 @@ def test_connection_states_are_the_connections_own() -> None:
 
 MAX_LINES = 600
 MAX_COMPLEXITY = 20
+# The compiled core's limits (C functions are longer than Python's for the same idea:
+# every call is checked for an error, every reference let go).
+C_MAX_LINES = 1000
+C_MAX_COMPLEXITY = 25
+C_MAX_PARAMETERS = 8
+C_FILES = sorted(PKG.glob("_native*.[ch]"))
 
 
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: p.name)
@@ -133,6 +139,44 @@ def test_no_function_is_a_maze(path: Path) -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             assert complexity(node) <= MAX_COMPLEXITY, \
                 f"{path.name}:{node.lineno} {node.name} has complexity {complexity(node)}"
+
+
+def c_over_limits(name: str, text: str) -> list[str]:
+    """What in one C file rings a limit: its length, and each function over complexity
+    (lizard's count: McCabe's, as ruff's for Python) or over its parameters."""
+    import lizard
+
+    found = []
+    lines = len(text.splitlines())
+    if lines > C_MAX_LINES:
+        found.append(f"{name} has {lines} lines (limit {C_MAX_LINES})")
+    for fn in lizard.analyze_file.analyze_source_code(name, text).function_list:
+        if fn.cyclomatic_complexity > C_MAX_COMPLEXITY:
+            found.append(f"{name}:{fn.start_line} {fn.name} has complexity "
+                         f"{fn.cyclomatic_complexity} (limit {C_MAX_COMPLEXITY})")
+        if fn.parameter_count > C_MAX_PARAMETERS:
+            found.append(f"{name}:{fn.start_line} {fn.name} takes {fn.parameter_count} "
+                         f"parameters (limit {C_MAX_PARAMETERS})")
+    return found
+
+
+def test_the_c_limits_are_counted() -> None:
+    """The count is real: a function with 26 decisions and 9 parameters, in a file of
+    1,001 lines, rings all three."""
+    branches = "".join(f"    if (a == {i}) {{ return {i}; }}\n" for i in range(25))
+    text = ("static int\nf(int a, int b, int c, int d, int e, int g, int h, int i, int j)\n{\n"
+            + branches + "    return a && b;\n}\n")
+    text += "\n" * (1001 - len(text.splitlines()))
+    found = c_over_limits("x.c", text)
+    assert [f.split(" ", 1)[1].split(" (")[0] for f in found] == [
+        "has 1001 lines", "f has complexity 27", "f takes 9 parameters"], found
+
+
+@pytest.mark.parametrize("path", C_FILES, ids=lambda p: p.name)
+def test_the_compiled_core_stays_within_its_limits(path: Path) -> None:
+    """No C file over 1,000 lines, no C function over complexity 25 or 8 parameters
+    (the Python limits are the tests above): when one rings, split along a concept."""
+    assert c_over_limits(path.name, path.read_text()) == []
 
 
 def runtime_imports(path: Path, modules: set[str]) -> set[str]:
@@ -199,21 +243,24 @@ def test_the_c_files_call_each_other_in_one_direction() -> None:
     """Each name _native.h declares belongs to the C file that defines it; a file that
     uses another's name depends on it; no two files depend on each other, directly or
     round a longer cycle (_native_module.c is the top, _native.c the bottom)."""
-    header = c_source(PKG / "_native.h")
+    header = c_source(PKG / "_native.h") + c_source(PKG / "_native_seam.h")
     names = set(re.findall(r"\b([A-Za-z_]\w*)\s*\(", header))
-    names |= set(re.findall(r"\bextern\s+\w+\s+(\w+)", header))
+    names |= set(re.findall(r"\bextern\s+(?:struct\s+\w+\s+|const\s+)?\w+\s+(\w+)", header))
     sources = {p.name: c_source(p) for p in sorted(PKG.glob("_native*.c"))}
     assert "_native_module.c" in sources
     owner = {}
     for name in names:
         for file, text in sources.items():
-            if re.search(rf"^{name}\s*\([^;]*?\)\s*\{{|^\w+\s+{name}(\[\])?\s*=", text, re.M):
+            if re.search(rf"^{name}\s*\([^;]*?\)\s*\{{|^(struct\s+)?\w+\s+{name}(\[\])?\s*[=;]",
+                         text, re.M):
                 owner[name] = file
     assert {"native_intern_all", "native_exchange_use_send", "ExchangeType",
-            "native_worker_methods"} <= set(owner), "the test finds the definitions"
+            "native_worker_methods", "native_seam"} <= set(owner), \
+        "the test finds the definitions"
     graph = {file: {owner[n] for n in owner if owner[n] != file
                     and re.search(rf"\b{n}\b", text)} for file, text in sources.items()}
     assert "_native_conn.c" in graph["_native_module.c"], "the test finds the uses"
+    assert "_native_seam.c" in graph["_native_conn.c"], "and the seam's"
     cycles = []
 
     def walk(file: str, path: list[str]) -> None:
