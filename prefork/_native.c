@@ -150,12 +150,7 @@ native_bind_slots(PyObject *cls, const char *const *names, Py_ssize_t *offsets, 
     }
     PyTypeObject *type = (PyTypeObject *)cls;
     for (int i = 0; i < count; i++) {
-        PyObject *d = PyDict_GetItemString(type->tp_dict, names[i]);  /* borrowed */
-        PyMemberDef *m = NULL;
-        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
-            ((PyDescrObject *)d)->d_type == type) {
-            m = ((PyMemberDescrObject *)d)->d_member;
-        }
+        PyMemberDef *m = native_own_member(type, names[i]);
         if (m == NULL || m->type != T_OBJECT_EX || (m->flags & READONLY) ||
             m->offset < (Py_ssize_t)sizeof(PyObject) ||
             m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
@@ -286,8 +281,8 @@ recv_bytes(SockObject *self, Py_ssize_t size)
         }
     }
     self->reads_big = n >= SMALL_RECV;
-    if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0) {
-        return NULL;  /* buf was freed and set to NULL by _PyBytes_Resize */
+    if (n != size && native_bytes_shrink(&buf, (Py_ssize_t)n) < 0) {
+        return NULL;  /* buf was freed and set to NULL */
     }
     return buf;
 }

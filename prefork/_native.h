@@ -5,6 +5,7 @@
 
 #include <Python.h>
 
+#include "_native_compat.h"
 #include "_native_seam.h"
 
 /* _native.c: Sock, EpollCtl, MAX_RECV, accept and close_socket added to `module`.
@@ -39,41 +40,6 @@ native_slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
     Py_XDECREF(old);
 }
 
-/* The exception being raised (any file), taken (with its traceback), or NULL if none is. */
-static inline PyObject *
-native_take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value != NULL && tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-/* Raise `exc` again (stolen; NULL: nothing). */
-static inline void
-native_raise_again(PyObject *exc)
-{
-    if (exc == NULL) {
-        return;
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
 
 /* _native.c: Sock.recv(size) for C callers (NULL with the OSError set: BlockingIOError
    when nothing is there), and whether an object is a Sock. */

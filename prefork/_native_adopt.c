@@ -52,12 +52,10 @@ static PyObject *callback_names[CB_COUNT];  /* the same, interned: the attribute
 /* The most keyword arguments LENIENCIES may give set_dangerous_leniencies. */
 #define MAX_LENIENCIES 8
 
-/* bind_adopt's names: the connection module's states and endings. */
-enum { K_PARKED, K_KEEP, K_PROXY_NONE, K_CLOSED, K_NOTHING, K_COUNT };
-
-enum { N_ORIGIN_HEAD, N_PARSER, N_PEER, N_SET_LENIENCIES, N_DISCARD, N_CLOSE, N_COUNT };
+/* Names of other objects' attributes (our classes' methods are the seam's). */
+enum { N_ORIGIN_HEAD, N_PARSER, N_SET_LENIENCIES, N_CLOSE, N_COUNT };
 static const char *const names[N_COUNT] = {
-    "origin_head", "parser", "peer", "set_dangerous_leniencies", "discard", "close"};
+    "origin_head", "parser", "set_dangerous_leniencies", "close"};
 static PyObject *name_objs[N_COUNT];
 
 /* The classes bind_adopt is given (checked to be the seam's): the first seven. */
@@ -66,18 +64,15 @@ enum { T_COUNT = SEAM_LIMITS + 1 };
 static struct {
     PyObject *deque, *llhttp, *reference_close;
     PyObject *lenient_names, *lenient_values;  /* LENIENCIES as keyword names and values */
-    PyObject *k[K_COUNT];
 } bound;
 
 static PyObject *
 bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12 || !PyTuple_CheckExact(args[11]) || PyTuple_GET_SIZE(args[11]) != K_COUNT ||
-        !PyDict_CheckExact(args[9])) {
+    if (nargs != 11 || !PyDict_CheckExact(args[9])) {
         PyErr_SetString(PyExc_TypeError, "bind_adopt(Connection, RequestParser, _Callbacks, "
                         "Output, ServerContext, Engine, ParserLimits, deque, "
-                        "HttpRequestParser, LENIENCIES: dict, Connection.close, "
-                        "(PARKED, KEEP, PROXY_NONE, CLOSED, Watch.NOTHING))");
+                        "HttpRequestParser, LENIENCIES: dict, Connection.close)");
         return NULL;
     }
     for (int i = 0; i < T_COUNT; i++) {  /* in the seam's order */
@@ -116,9 +111,6 @@ bind_adopt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(bound.lenient_names, lenient_names);
     Py_XSETREF(bound.lenient_values, lenient_values);
     Py_XSETREF(bound.reference_close, Py_NewRef(args[10]));
-    for (int i = 0; i < K_COUNT; i++) {
-        Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[11], i)));
-    }
     Py_RETURN_NONE;
 }
 
@@ -362,7 +354,7 @@ trusted(PyObject *trust, PyObject *sock, PyObject *remote_addr)
     }
     PyObject *args[3] = {trust, remote_addr,
                          native_sock_family(sock) == AF_UNIX ? Py_True : Py_False};
-    return PyObject_VectorcallMethod(name_objs[N_PEER], args,
+    return PyObject_VectorcallMethod(native_seam.call[M_PEER], args,
                                      3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
@@ -390,14 +382,14 @@ put_connection_state(PyObject *conn, PyObject *now, PyObject *header_timeout_s)
         put(conn, c[C_LINGER_END], PyFloat_FromDouble(0.0)) < 0) {
         return -1;
     }
-    native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_PARKED]));
+    native_slot_set(conn, c[C_STATE], Py_NewRef(native_seam.v[V_PARKED]));
     native_slot_set(conn, c[C_SERVED], PyLong_FromLong(0));  /* small ints: no fail */
     native_slot_set(conn, c[C_REQUEST], Py_NewRef(Py_None));
     native_slot_set(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False));
-    native_slot_set(conn, c[C_END], Py_NewRef(bound.k[K_KEEP]));
+    native_slot_set(conn, c[C_END], Py_NewRef(native_seam.v[V_KEEP]));
     native_slot_set(conn, c[C_CLAIMED], Py_NewRef(Py_False));
     native_slot_set(conn, c[C_WOKEN], Py_NewRef(Py_False));
-    native_slot_set(conn, c[C_WATCH], Py_NewRef(bound.k[K_NOTHING]));
+    native_slot_set(conn, c[C_WATCH], Py_NewRef(native_seam.v[V_WATCH_NOTHING]));
     native_slot_set(conn, c[C_DRAINED], Py_NewRef(Py_True));
     native_slot_set(conn, c[C_HANGUP], Py_NewRef(Py_False));
     native_slot_set(conn, c[C_DROPPED], PyLong_FromLong(0));
@@ -449,7 +441,7 @@ native_new_connection(PyObject *const *args)
         put(conn, c[C_CTX], Py_NewRef(ctx)) < 0 ||
         put(conn, c[C_PARSER], Py_NewRef(parser)) < 0 ||
         put(conn, c[C_TRUSTED], trusted(got[G_TRUST], sock, remote_addr)) < 0 ||
-        put(conn, c[C_PROXY_STATE], Py_NewRef(bound.k[K_PROXY_NONE])) < 0 ||
+        put(conn, c[C_PROXY_STATE], Py_NewRef(native_seam.v[V_PROXY_NONE])) < 0 ||
         put_connection_state(conn, args[4], got[G_HEADER_TIMEOUT_S]) < 0 ||
         put(conn, c[C_OUT], new_output(sock, fd_obj, got[G_SEND_TIMEOUT_S],
                                        got[G_PROGRESS])) < 0) {
@@ -478,9 +470,9 @@ field(PyObject *obj, Py_ssize_t offset, const char *name)
 
 /* obj.name(), its result dropped: 0, or -1 with an exception set. */
 static int
-call_method(PyObject *obj, int name)
+call_method(PyObject *obj, PyObject *name)
 {
-    PyObject *r = PyObject_CallMethodNoArgs(obj, name_objs[name]);
+    PyObject *r = PyObject_CallMethodNoArgs(obj, name);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -495,7 +487,7 @@ discard(PyObject *out)
     if (queue == NULL || !Py_IS_TYPE(queue, (PyTypeObject *)bound.deque) ||
         PyObject_Length(queue) != 0) {
         PyErr_Clear();
-        return call_method(out, N_DISCARD);
+        return call_method(out, native_seam.call[M_DISCARD]);
     }
     native_slot_set(out, o[O_QUEUED_BYTES], PyLong_FromLong(0));  /* a small int: no fail */
     return 0;
@@ -515,10 +507,10 @@ native_close_connection(PyObject *conn)
     }
     const Py_ssize_t *c = native_seam.conn;
     PyObject *state = NATIVE_SLOT(conn, c[C_STATE]);
-    if (state == bound.k[K_CLOSED]) {
+    if (state == native_seam.v[V_CLOSED]) {
         return 0;
     }
-    native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_CLOSED]));
+    native_slot_set(conn, c[C_STATE], Py_NewRef(native_seam.v[V_CLOSED]));
     PyObject *out = field(conn, c[C_OUT], "out");
     int r = out == NULL ? -1 : discard(out);
     Py_XDECREF(out);
@@ -531,7 +523,7 @@ native_close_connection(PyObject *conn)
     }
     PyObject *fields = is(parser, SEAM_PARSER) ? NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]) : NULL;
     r = fields != NULL && Py_IS_TYPE(fields, &HeadFieldsType) ? parser_close(parser)
-                                                               : call_method(parser, N_CLOSE);
+                                                               : call_method(parser, native_seam.call[M_PARSER_CLOSE]);
     Py_DECREF(parser);
     if (r < 0) {
         return -1;
@@ -545,7 +537,7 @@ native_close_connection(PyObject *conn)
         native_sock_close(io);
     }
     else {
-        r = call_method(io, N_CLOSE);
+        r = call_method(io, name_objs[N_CLOSE]);
     }
     Py_DECREF(io);
     if (r < 0) {
@@ -584,13 +576,13 @@ close_connection(PyObject *Py_UNUSED(module), PyObject *conn)
 
 /* ---- accept: Worker._accept, with _adopt ------------------------------------------------ */
 
-enum { A_ACCEPT, A_ENGINE, A_ACCEPT_FN, A_NEW_CONNECTION, A_ACCEPT_LOCK, A_ACQUIRE,
-       A_RELEASE, A_STOPPING, A_RECYCLE, A_CONNS, A_CONFIG, A_WORKER_CONNECTIONS, A_PAUSE,
-       A_SOCK, A_BASES, A_CTX, A_CLAIMED, A_FD, A_COUNT };
+enum { A_ENGINE, A_ACCEPT_FN, A_NEW_CONNECTION, A_ACCEPT_LOCK, A_ACQUIRE, A_RELEASE,
+       A_STOPPING, A_RECYCLE, A_CONNS, A_CONFIG, A_WORKER_CONNECTIONS, A_SOCK, A_BASES, A_CTX,
+       A_CLAIMED, A_FD, A_COUNT };
 static const char *const accept_text[A_COUNT] = {
-    "_accept", "engine", "accept", "new_connection", "accept_lock", "acquire", "release",
-    "stopping", "recycle", "conns", "config", "worker_connections", "_pause_accepting",
-    "sock", "bases", "ctx", "claimed", "fd"};
+    "engine", "accept", "new_connection", "accept_lock", "acquire", "release", "stopping",
+    "recycle", "conns", "config", "worker_connections", "sock", "bases", "ctx", "claimed",
+    "fd"};
 static PyObject *accept_names[A_COUNT];
 
 static struct {
@@ -612,7 +604,7 @@ flag(PyObject *worker, int name)
 static PyObject *
 reference_accept(PyObject *worker, PyObject *listener)
 {
-    PyObject *r = PyObject_CallMethodOneArg(worker, accept_names[A_ACCEPT], listener);
+    PyObject *r = PyObject_CallMethodOneArg(worker, native_seam.call[M_ACCEPT], listener);
     Py_XDECREF(r);
     return r == NULL ? NULL : Py_NewRef(Py_None);
 }
@@ -623,7 +615,7 @@ reference_accept(PyObject *worker, PyObject *listener)
 static int
 accept_is_ours(PyObject *worker)
 {
-    PyObject *method = PyObject_GetAttr(worker, accept_names[A_ACCEPT]);
+    PyObject *method = PyObject_GetAttr(worker, native_seam.call[M_ACCEPT]);
     if (method == NULL) {
         return -1;
     }
@@ -676,7 +668,7 @@ room_to_accept(PyObject *worker, PyObject *conns, int *done)
     if (n < most) {
         return 1;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(worker, accept_names[A_PAUSE]);
+    PyObject *r = PyObject_CallMethodNoArgs(worker, native_seam.call[M_PAUSE]);
     *done = r != NULL;
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
@@ -803,7 +795,7 @@ PyMethodDef native_adopt_methods[] = {
      "close_connection(conn): Connection.close's twin (see _native_adopt.c)."},
     {"bind_adopt", (PyCFunction)(void (*)(void))bind_adopt, METH_FASTCALL,
      "bind_adopt(Connection, RequestParser, _Callbacks, Output, ServerContext, Engine, "
-     "ParserLimits, deque, HttpRequestParser, LENIENCIES, Connection.close, "
-     "(PARKED, KEEP, PROXY_NONE, CLOSED, Watch.NOTHING)): the classes these make and read."},
+     "ParserLimits, deque, HttpRequestParser, LENIENCIES, Connection.close): the classes "
+     "these make and read (the seam's) and what they need besides."},
     {NULL, NULL, 0, NULL},
 };

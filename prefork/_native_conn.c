@@ -47,24 +47,18 @@
 
 #include "_native.h"
 
-/* The connection module's names (prefork/connection.py), as bind_loop gives them. */
-enum { K_PARKED, K_ACTIVE, K_WRITING, K_KEEP, K_END_CLEAN, K_END_LINGER, K_READ, K_WRITE,
-       K_CLOSE, K_PROXY_NONE, K_COUNT };
 
 
 static struct {
     PyObject *reference, *apply_forwarded, *forwarded_keys;
     /* bind_loop's */
     PyObject *on_ready_reference, *settle_reference, *feed_errors;
-    PyObject *k[K_COUNT];
     Py_ssize_t recv_bytes;
 } bound;
 
-enum { N_FILL, N_FAILED, N_READY_FOR_NEXT, N_FEED, N_UNDER_FEED, N_POPLEFT, N_REFUSE,
-       N_ACCOUNT, N_SEND, N_FEED_DATA, N_REFUSED, N_FED, N_ENDING, N_COUNT };
-static const char *const names[N_COUNT] = {"fill", "_failed", "_ready_for_next", "feed",
-                                           "_feed", "popleft", "_refuse", "account", "send",
-                                           "feed_data", "_refused", "_fed", "ending"};
+/* The methods of other objects called (ours are the seam's: native_seam.call). */
+enum { N_POPLEFT, N_FEED_DATA, N_COUNT };
+static const char *const names[N_COUNT] = {"popleft", "feed_data"};
 static PyObject *name_objs[N_COUNT];
 
 static PyObject *
@@ -133,7 +127,7 @@ finish(PyObject *conn, PyObject *ctx, PyObject *req, PyObject *body, PyObject *e
     if (r != NULL && timing != NULL) {
         Py_DECREF(r);
         PyObject *args[5] = {conn, req, exchange, timing[0], timing[1]};
-        r = PyObject_VectorcallMethod(name_objs[N_ACCOUNT], args, 5, NULL);
+        r = PyObject_VectorcallMethod(native_seam.call[M_ACCOUNT], args, 5, NULL);
     }
     if (r == NULL) {
         if (end == NULL) {
@@ -214,7 +208,7 @@ run_app(PyObject *conn, PyObject *ctx, PyObject *engine, PyObject *req, PyObject
     PyObject *handled = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
     PyObject *args[4] = {conn, req, exchange, exc};
-    PyObject *chosen = PyObject_VectorcallMethod(name_objs[N_FAILED], args, 4, NULL);
+    PyObject *chosen = PyObject_VectorcallMethod(native_seam.call[M_FAILED], args, 4, NULL);
     PyErr_SetHandledException(handled);
     Py_XDECREF(handled);
     Py_DECREF(exc);
@@ -344,7 +338,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *co
     native_slot_set(conn, c[C_REQUEST], Py_NewRef(req));
     native_slot_set(conn, c[C_CONTINUE_SENT], Py_NewRef(Py_False));
     if (incomplete) {  /* the app may read what has not arrived yet */
-        PyObject *fill = PyObject_GetAttr(conn, name_objs[N_FILL]);
+        PyObject *fill = PyObject_GetAttr(conn, native_seam.call[M_FILL]);
         if (fill == NULL) {
             return NULL;
         }
@@ -387,7 +381,7 @@ serve_held(PyObject *conn, PyObject *req, PyObject *cls, int timed, PyObject *co
         Py_RETURN_TRUE;
     }
     PyObject *next[2] = {conn, req};
-    return PyObject_VectorcallMethod(name_objs[N_READY_FOR_NEXT], next,
+    return PyObject_VectorcallMethod(native_seam.call[M_READY_FOR_NEXT], next,
                                      2, NULL);
 }
 
@@ -398,15 +392,12 @@ static int native_output_send(PyObject *out, PyObject *data);
 static PyObject *
 bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != K_COUNT ||
-        !PyLong_Check(args[5]) || !PyTuple_CheckExact(args[6])) {
+    if (nargs != 6 || !PyLong_Check(args[4]) || !PyTuple_CheckExact(args[5])) {
         PyErr_SetString(PyExc_TypeError, "bind_loop(Connection.on_ready, Connection.settle, "
-                        "RequestParser, Output, (PARKED, ACTIVE, WRITING, KEEP, END_CLEAN, "
-                        "END_LINGER, READ, WRITE, CLOSE, PROXY_NONE), RECV_BYTES, "
-                        "FEED_ERRORS)");
+                        "RequestParser, Output, RECV_BYTES, FEED_ERRORS)");
         return NULL;
     }
-    Py_ssize_t recv_bytes = PyLong_AsSsize_t(args[5]);
+    Py_ssize_t recv_bytes = PyLong_AsSsize_t(args[4]);
     if ((recv_bytes <= 0 && !PyErr_Occurred() &&
          (PyErr_SetString(PyExc_ValueError, "RECV_BYTES must be positive"), 1)) ||
         PyErr_Occurred() ||
@@ -417,11 +408,8 @@ bind_loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     bound.recv_bytes = recv_bytes;
     Py_XSETREF(bound.on_ready_reference, Py_NewRef(args[0]));
     Py_XSETREF(bound.settle_reference, Py_NewRef(args[1]));
-    Py_XSETREF(bound.feed_errors, Py_NewRef(args[6]));
+    Py_XSETREF(bound.feed_errors, Py_NewRef(args[5]));
     native_exchange_use_send(native_output_send);  /* the exchange's run sends with it */
-    for (int i = 0; i < K_COUNT; i++) {
-        Py_XSETREF(bound.k[i], Py_NewRef(PyTuple_GET_ITEM(args[4], i)));
-    }
     Py_RETURN_NONE;
 }
 
@@ -466,10 +454,10 @@ static PyObject *
 settle(PyObject *conn, PyObject *ctx, PyObject *parser)
 {
     PyObject *end = NATIVE_SLOT(conn, native_seam.conn[C_END]);
-    if (end == bound.k[K_END_CLEAN]) {
-        return Py_NewRef(bound.k[K_CLOSE]);
+    if (end == native_seam.v[V_END_CLEAN]) {
+        return Py_NewRef(native_seam.v[V_CLOSE]);
     }
-    if (end != bound.k[K_KEEP] || NATIVE_SLOT(ctx, native_seam.ctx[X_STOPPING]) != Py_False) {
+    if (end != native_seam.v[V_KEEP] || NATIVE_SLOT(ctx, native_seam.ctx[X_STOPPING]) != Py_False) {
         return PyObject_CallOneArg(bound.settle_reference, conn);  /* lingers, or drains */
     }
     double now = native_monotonic();
@@ -495,8 +483,8 @@ settle(PyObject *conn, PyObject *ctx, PyObject *parser)
             return NULL;
         }
     }
-    native_slot_set(conn, native_seam.conn[C_STATE], Py_NewRef(bound.k[K_PARKED]));
-    return Py_NewRef(bound.k[K_READ]);
+    native_slot_set(conn, native_seam.conn[C_STATE], Py_NewRef(native_seam.v[V_PARKED]));
+    return Py_NewRef(native_seam.v[V_READ]);
 }
 
 static PyObject *serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out,
@@ -526,7 +514,7 @@ static PyObject *
 serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObject *ready)
 {
     const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
-    while (NATIVE_SLOT(conn, c[C_END]) == bound.k[K_KEEP]) {
+    while (NATIVE_SLOT(conn, c[C_END]) == native_seam.v[V_KEEP]) {
         Py_ssize_t waiting = PyObject_Length(ready);
         PyObject *error = NATIVE_SLOT(parser, p[P_ERROR]);
         PyObject *stopped = NATIVE_SLOT(parser, p[P_STOPPED]);
@@ -551,7 +539,7 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
             }
             if (!keep) {  /* how it ends: the reference decides (conn.ending(req)) */
                 PyObject *args[2] = {conn, req};
-                PyObject *r = PyObject_VectorcallMethod(name_objs[N_ENDING], args, 2, NULL);
+                PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_ENDING], args, 2, NULL);
                 if (r == NULL) {
                     Py_DECREF(req);
                     return NULL;
@@ -563,7 +551,7 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
         else if (error != Py_None) {
             Py_INCREF(error);  /* an argument: held by the caller for the call */
             PyObject *args[2] = {conn, error};
-            PyObject *r = PyObject_VectorcallMethod(name_objs[N_REFUSE], args, 2, NULL);
+            PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_REFUSE], args, 2, NULL);
             Py_DECREF(error);
             if (r == NULL) {
                 return NULL;
@@ -576,7 +564,7 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
                 return NULL;
             }
             native_slot_set(conn, c[C_END],
-                            Py_NewRef(bound.k[idle ? K_END_CLEAN : K_END_LINGER]));
+                            Py_NewRef(native_seam.v[idle ? V_END_CLEAN : V_END_LINGER]));
         }
         else {
             /* Wait for the next request, even when the worker is draining (see
@@ -592,11 +580,11 @@ serve_loop(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *out, PyObj
             return NULL;
         }
         if (queued > 0) {  /* the client is slow to read: EPOLLOUT writes the rest */
-            native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_WRITING]));
+            native_slot_set(conn, c[C_STATE], Py_NewRef(native_seam.v[V_WRITING]));
             if (set_deadline(conn, native_monotonic(), ctx, X_SEND_TIMEOUT_S) < 0) {
                 return NULL;
             }
-            return Py_NewRef(bound.k[K_WRITE]);
+            return Py_NewRef(native_seam.v[V_WRITE]);
         }
     }
     return settle(conn, ctx, parser);
@@ -632,7 +620,7 @@ refused_piece(PyObject *parser, PyObject *data, PyObject *req, int in_head, PyOb
     PyObject *exc = native_take_exception();
     PyObject *refused[6] = {parser, exc, data, req, in_head ? Py_True : Py_False, before};
     PyObject *r = exc == NULL ? NULL :
-        PyObject_VectorcallMethod(name_objs[N_REFUSED], refused, 6, NULL);
+        PyObject_VectorcallMethod(native_seam.call[M_REFUSED], refused, 6, NULL);
     Py_XDECREF(exc);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
@@ -661,7 +649,7 @@ after_piece(PyObject *parser, PyObject *fields, PyObject *data, PyObject *req, i
         return 0;
     }
     PyObject *counted[4] = {parser, data, req, before};
-    PyObject *r = PyObject_VectorcallMethod(name_objs[N_FED], counted, 4, NULL);
+    PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_FED], counted, 4, NULL);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -698,7 +686,7 @@ feed_piece(PyObject *parser, PyObject *data)
         llhttp == NULL || in_head < 0 || req == NULL ||
         (req != Py_None && (received == NULL || !PyLong_CheckExact(received)))) {
         PyObject *args[2] = {parser, data};
-        PyObject *r = PyObject_VectorcallMethod(name_objs[N_UNDER_FEED], args, 2, NULL);
+        PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_UNDER_FEED], args, 2, NULL);
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
     }
@@ -758,7 +746,7 @@ native_output_send(PyObject *out, PyObject *data)
         }
     }
     PyObject *args[2] = {out, rest};
-    PyObject *r = PyObject_VectorcallMethod(name_objs[N_SEND], args, 2, NULL);
+    PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_SEND], args, 2, NULL);
     Py_DECREF(rest);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
@@ -777,8 +765,8 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
     const Py_ssize_t *c = native_seam.conn, *p = native_seam.parser;
     PyObject *ctx = NULL, *io = NULL, *parser = NULL, *fields = NULL;
     if (native_is(conn, SEAM_CONNECTION) &&
-        NATIVE_SLOT(conn, c[C_STATE]) == bound.k[K_PARKED] &&
-        NATIVE_SLOT(conn, c[C_PROXY_STATE]) == bound.k[K_PROXY_NONE]) {
+        NATIVE_SLOT(conn, c[C_STATE]) == native_seam.v[V_PARKED] &&
+        NATIVE_SLOT(conn, c[C_PROXY_STATE]) == native_seam.v[V_PROXY_NONE]) {
         ctx = NATIVE_SLOT(conn, c[C_CTX]);
         io = NATIVE_SLOT(conn, c[C_IO]);
         parser = NATIVE_SLOT(conn, c[C_PARSER]);
@@ -798,17 +786,17 @@ on_ready(PyObject *Py_UNUSED(module), PyObject *conn)
             PyErr_Clear();
             native_slot_set(conn, c[C_DRAINED], Py_NewRef(Py_True));
             native_slot_set(conn, c[C_HANGUP], Py_NewRef(Py_False));  /* stale: see _read */
-            return Py_NewRef(bound.k[K_READ]);
+            return Py_NewRef(native_seam.v[V_READ]);
         }
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
             PyErr_Clear();
-            return Py_NewRef(bound.k[K_CLOSE]);
+            return Py_NewRef(native_seam.v[V_CLOSE]);
         }
         return NULL;
     }
     if (PyBytes_GET_SIZE(data) == 0) {
         Py_DECREF(data);
-        return Py_NewRef(bound.k[K_CLOSE]);
+        return Py_NewRef(native_seam.v[V_CLOSE]);
     }
     /* a short read: any byte that comes later brings an edge, unless the peer's end is
        still to be read (see connection.py) */
@@ -844,7 +832,7 @@ fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t 
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (limit <= 0) {  /* feed() decides (and refuses) */
         PyObject *args[2] = {parser, data};
-        PyObject *r = PyObject_VectorcallMethod(name_objs[N_FEED], args, 2, NULL);
+        PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_FEED], args, 2, NULL);
         Py_XDECREF(r);
         failed = r == NULL;
     }
@@ -878,20 +866,20 @@ fed(PyObject *conn, PyObject *ctx, PyObject *parser, PyObject *data, Py_ssize_t 
         return NULL;
     }
     if (waiting > 0 || error != Py_None || stopped == Py_True) {
-        native_slot_set(conn, c[C_STATE], Py_NewRef(bound.k[K_ACTIVE]));
+        native_slot_set(conn, c[C_STATE], Py_NewRef(native_seam.v[V_ACTIVE]));
         return serve(conn, ctx, parser);
     }
     if (was_idle && set_deadline(conn, native_monotonic(), ctx, X_HEADER_TIMEOUT_S) < 0) {
         return NULL;  /* a new head has begun: it must complete within header_timeout */
     }
-    return Py_NewRef(bound.k[K_READ]);
+    return Py_NewRef(native_seam.v[V_READ]);
 }
 
 PyMethodDef native_conn_methods[] = {
     {"on_ready", (PyCFunction)on_ready, METH_O,
      "on_ready(conn) -> Next: Connection.on_ready's twin (see _native_conn.c)."},
     {"bind_loop", (PyCFunction)(void (*)(void))bind_loop, METH_FASTCALL,
-     "bind_loop(Connection.on_ready, Connection.settle, RequestParser, Output, names, "
+     "bind_loop(Connection.on_ready, Connection.settle, RequestParser, Output, "
      "RECV_BYTES, FEED_ERRORS): what on_ready reads, and its references."},
     {"serve_one", (PyCFunction)(void (*)(void))serve_one, METH_FASTCALL,
      "serve_one(conn, req) -> bool: Connection.serve_one's twin (see _native_conn.c)."},

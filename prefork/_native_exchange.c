@@ -48,9 +48,8 @@
 
 #include "_native.h"
 
-enum { A_START_RESPONSE, A_RESPOND, A_WRITE, A_METHOD, A_VERSION, A_HEAD, A_V10, A_COUNT };
-static const char *const attr_text[A_COUNT] = {
-    "start_response", "respond", "write", "method", "version", "HEAD", "1.0"};
+enum { A_METHOD, A_VERSION, A_HEAD, A_V10, A_COUNT };
+static const char *const attr_text[A_COUNT] = {"method", "version", "HEAD", "1.0"};
 static PyObject *attr[A_COUNT];  /* interned once, kept for the process's life */
 
 static int
@@ -302,7 +301,7 @@ exchange_start_response(Exchange *self, PyObject *const *args, size_t nargsf,
     self->code = code;
     Py_SETREF(self->headers, copy);
     Py_SETREF(self->length, length);
-    return PyObject_GetAttr((PyObject *)self, attr[A_WRITE]);
+    return PyObject_GetAttr((PyObject *)self, native_seam.call[M_WRITE]);
 }
 
 /* out.send(data): _native_conn.c's twin of Output.send, given when it is bound. */
@@ -431,7 +430,7 @@ exchange_run(Exchange *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run(app, environ)");
         return NULL;
     }
-    PyObject *start_response = PyObject_GetAttr((PyObject *)self, attr[A_START_RESPONSE]);
+    PyObject *start_response = PyObject_GetAttr((PyObject *)self, native_seam.call[M_START_RESPONSE]);
     if (start_response == NULL) {
         return NULL;
     }
@@ -450,7 +449,7 @@ exchange_run(Exchange *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(body);
     }
     if (done == 0) {
-        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, attr[A_RESPOND], result);
+        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, native_seam.call[M_RESPOND], result);
         Py_XDECREF(r);
         done = r == NULL ? -1 : 1;
     }

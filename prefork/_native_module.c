@@ -40,7 +40,7 @@ PyInit__native(void)
         PyModule_AddFunctions(module, native_exchange_methods) < 0 ||
         PyModule_AddFunctions(module, native_worker_methods) < 0 ||
         PyModule_AddFunctions(module, native_adopt_methods) < 0 ||
-        PyModule_AddFunctions(module, native_seam_methods) < 0) {
+        native_seam_add(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

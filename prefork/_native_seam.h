@@ -1,11 +1,13 @@
 /*
  * The seam between the compiled core and the Python reference, declared once: every
- * __slots__ field the C files read or write, class by class. Each list is an X-macro:
- * the enum of indices every C file uses comes from it, and so do the names
- * _native_seam.c binds to offsets (bind_seam, called once by prefork/native.py before any
- * other bind) and reports (_native.seam(), which tests/unit/test_native_seam.py checks
- * against the Python classes and the methods marked @native_calls). A renamed slot
- * fails at import: bind_seam raises TypeError naming the class and the field.
+ * __slots__ field the C files read or write, class by class; every Python method they
+ * call by name, or are handed as the reference for what they leave to Python; every enum
+ * member they compare with. Each list is an X-macro: the enum of indices every C file
+ * uses comes from it, and so do the names _native_seam.c binds (bind_seam, called once
+ * by prefork/native.py before any other bind) and reports (_native.seam(), which
+ * native.py checks against the Python classes at import: each method exists and is
+ * marked @native_calls, prefork/seam.py). A renamed field, method or member fails at
+ * import, named.
  *
  * Order matters in two lists only, and says so: ParserLimits (the first three are
  * HeadFields' arguments) and _Callbacks (the first six are the fields' own callbacks).
@@ -79,7 +81,41 @@
     X(B_BUF, _buf) X(B_POS, _pos) X(B_COMPLETE, complete) X(B_FILL, fill) \
     X(B_LIMIT, limit) X(B_RECEIVED, received)
 
+/* The Python methods the C files call by name (native_seam.call[M_*], interned), with
+   the class that defines each. */
+#define NATIVE_CALLS(X) \
+    X(M_ACCOUNT, Connection, account) X(M_ENDING, Connection, ending) \
+    X(M_FAILED, Connection, _failed) X(M_FILL, Connection, fill) \
+    X(M_READY_FOR_NEXT, Connection, _ready_for_next) X(M_REFUSE, Connection, _refuse) \
+    X(M_FEED, RequestParser, feed) X(M_UNDER_FEED, RequestParser, _feed) \
+    X(M_REFUSED, RequestParser, _refused) X(M_FED, RequestParser, _fed) \
+    X(M_PARSER_CLOSE, RequestParser, close) X(M_SEND, Output, send) \
+    X(M_DISCARD, Output, discard) X(M_PEER, Trust, peer) \
+    X(M_START_RESPONSE, Exchange, start_response) X(M_RESPOND, Exchange, respond) \
+    X(M_WRITE, Exchange, write) X(M_ACCEPT, Worker, _accept) \
+    X(M_PAUSE, Worker, _pause_accepting) X(M_REST_THEN_WATCH, Worker, _rest_then_watch) \
+    X(M_POOL_ERROR, Worker, _pool_error)
+
+/* The Python methods handed to the C files whole (by prefork/native.py's binds, or a
+   worker's), which they call for every case they do not decide themselves. */
+#define NATIVE_REFERENCES(X) \
+    X(Connection, serve_one) X(Connection, on_ready) X(Connection, settle) \
+    X(Connection, close) X(RequestParser, on_headers_complete) \
+    X(RequestParser, on_message_complete) X(RequestParser, on_body)
+
+/* The enum members the C files compare with and set (native_seam.v[V_*]), by name. */
+#define NATIVE_MEMBERS(X) \
+    X(V_PARKED, State, PARKED) X(V_ACTIVE, State, ACTIVE) X(V_WRITING, State, WRITING) \
+    X(V_CLOSED, State, CLOSED) X(V_READ, Next, READ) X(V_WRITE, Next, WRITE) \
+    X(V_CLOSE, Next, CLOSE) X(V_KEEP, Ending, KEEP) X(V_END_CLEAN, Ending, CLEAN) \
+    X(V_END_LINGER, Ending, LINGER) X(V_PROXY_NONE, ProxyHeader, NONE) \
+    X(V_WATCH_NOTHING, Watch, NOTHING) X(V_WATCH_READ, Watch, READ) \
+    X(V_WATCH_READ_WRITE, Watch, READ_WRITE)
+
 #define NATIVE_SEAM_INDEX(index, name) index,
+#define NATIVE_SEAM_INDEX_OF(index, owner, name) index,
+enum { NATIVE_CALLS(NATIVE_SEAM_INDEX_OF) M_COUNT };
+enum { NATIVE_MEMBERS(NATIVE_SEAM_INDEX_OF) V_COUNT };
 enum { NATIVE_CONNECTION_SLOTS(NATIVE_SEAM_INDEX) C_COUNT };
 enum { NATIVE_PARSER_SLOTS(NATIVE_SEAM_INDEX) P_COUNT };
 enum { NATIVE_CALLBACKS_SLOTS(NATIVE_SEAM_INDEX) CB_COUNT,
@@ -91,18 +127,23 @@ enum { NATIVE_LIMITS_SLOTS(NATIVE_SEAM_INDEX) L_COUNT };
 enum { NATIVE_REQUEST_SLOTS(NATIVE_SEAM_INDEX) R_COUNT };
 enum { NATIVE_BODY_SLOTS(NATIVE_SEAM_INDEX) B_COUNT };
 
-/* The classes, in bind_seam's order. */
+/* The classes, in bind_seam's order; then the enums. */
 enum { SEAM_CONNECTION, SEAM_PARSER, SEAM_CALLBACKS, SEAM_OUTPUT, SEAM_CONTEXT, SEAM_ENGINE,
        SEAM_LIMITS, SEAM_REQUEST, SEAM_BODY, SEAM_COUNT };
+enum { SEAM_STATE, SEAM_NEXT, SEAM_ENDING, SEAM_PROXY_HEADER, SEAM_WATCH, SEAM_ENUMS };
 
-/* _native_seam.c: the classes (NULL until bind_seam) and their fields' offsets. */
+/* _native_seam.c: the classes (NULL until bind_seam), their fields' offsets, the names
+   of the methods called (interned) and the enum members. */
 struct native_seam {
     PyObject *cls[SEAM_COUNT];
+    PyObject *call[M_COUNT];
+    PyObject *v[V_COUNT];
     Py_ssize_t conn[C_COUNT], parser[P_COUNT], callbacks[CB_COUNT], output[O_COUNT],
         ctx[X_COUNT], engine[E_COUNT], limits[L_COUNT], request[R_COUNT], body[B_COUNT];
 };
 extern struct native_seam native_seam;
-extern PyMethodDef native_seam_methods[];
+/* The method names interned and bind_seam, seam() added to `module` (at its init). */
+int native_seam_add(PyObject *module);
 
 /* `obj` is exactly of the class bound as `which` (SEAM_*): its fields are at the seam's
    offsets (an unbound class, a subclass or another type: 0). */

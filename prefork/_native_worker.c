@@ -56,31 +56,28 @@
 /* connection.HANGUP: an event's news of the peer's end */
 #define HANGUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 
-/* connection.Watch's members, in this order */
+/* connection.Watch's members, in the seam's order (V_WATCH_NOTHING on) */
 enum { WATCH_NOTHING, WATCH_READ, WATCH_READ_WRITE, WATCH_COUNT };
 
 static struct {
-    PyObject *close_next, *write_next, *closed_state;
-    PyObject *watch[WATCH_COUNT];
     uint32_t watch_mask[WATCH_COUNT];  /* their values: epoll masks */
 } bound;
 
 static PyObject *
 bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 || !PyTuple_CheckExact(args[7]) || PyTuple_GET_SIZE(args[7]) != WATCH_COUNT) {
+    if (nargs != 3 || !PyType_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError,
-                        "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED, "
-                        "_native.accept, _native.new_connection, Worker._accept, "
-                        "(Watch.NOTHING, Watch.READ, Watch.READ_WRITE))");
+                        "bind_worker(_native.accept, _native.new_connection, Worker)");
         return NULL;
     }
-    if (native_seam_is(args[0], SEAM_CONNECTION, "bind_worker") < 0) {
+    if (native_seam.v[V_WATCH_NOTHING] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_worker: bind_seam was not called");
         return NULL;
     }
     uint32_t masks[WATCH_COUNT];
     for (int i = 0; i < WATCH_COUNT; i++) {
-        long long mask = PyLong_AsLongLong(PyTuple_GET_ITEM(args[7], i));
+        long long mask = PyLong_AsLongLong(native_seam.v[V_WATCH_NOTHING + i]);
         if (mask == -1 && PyErr_Occurred()) {
             return NULL;
         }
@@ -90,14 +87,14 @@ bind_worker(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         }
         masks[i] = (uint32_t)mask;
     }
-    for (int i = 0; i < WATCH_COUNT; i++) {
-        Py_XSETREF(bound.watch[i], Py_NewRef(PyTuple_GET_ITEM(args[7], i)));
-        bound.watch_mask[i] = masks[i];
+    /* Worker._accept, the function (what a worker's own _accept is when not replaced) */
+    PyObject *reference = PyObject_GetAttr(args[2], native_seam.call[M_ACCEPT]);
+    if (reference == NULL) {
+        return NULL;
     }
-    Py_XSETREF(bound.close_next, Py_NewRef(args[1]));
-    Py_XSETREF(bound.write_next, Py_NewRef(args[2]));
-    Py_XSETREF(bound.closed_state, Py_NewRef(args[3]));
-    native_bind_accept(args[4], args[5], args[6]);
+    memcpy(bound.watch_mask, masks, sizeof masks);
+    native_bind_accept(args[0], args[1], reference);
+    Py_DECREF(reference);
     Py_RETURN_NONE;
 }
 
@@ -194,12 +191,12 @@ ready(WorkerCallsObject *self)
 /* What Worker._arm does for a connection of the bound class. */
 typedef enum { ARM_PARKED, ARM_CLOSE, ARM_AGAIN } Armed;
 
-/* The watch a connection's slot holds: its index in bound.watch, or -1. */
+/* The watch a connection's slot holds: its index from V_WATCH_NOTHING, or -1. */
 static int
 watch_index(PyObject *watch)
 {
     for (int i = 0; i < WATCH_COUNT; i++) {
-        if (watch == bound.watch[i]) {
+        if (watch == native_seam.v[V_WATCH_NOTHING + i]) {
             return i;
         }
     }
@@ -224,7 +221,7 @@ arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
         return -1;
     }
     int want;
-    if (then == bound.write_next) {
+    if (then == native_seam.v[V_WRITE]) {
         want = WATCH_READ_WRITE;
     }
     else if (drained != Py_True) {
@@ -244,7 +241,7 @@ arm(WorkerCallsObject *self, PyObject *conn, PyObject *then)
                       &ev) < 0) {
             return ARM_CLOSE;
         }
-        native_slot_set(conn, w[C_WATCH], Py_NewRef(bound.watch[want]));
+        native_slot_set(conn, w[C_WATCH], Py_NewRef(native_seam.v[V_WATCH_NOTHING + want]));
     }
     if (NATIVE_SLOT(conn, w[C_WOKEN]) == Py_True) {
         native_slot_set(conn, w[C_WOKEN], Py_NewRef(Py_False));
@@ -277,7 +274,7 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
             }
             continue;
         }
-        armed = then == bound.close_next ? ARM_CLOSE : arm(self, conn, then);
+        armed = then == native_seam.v[V_CLOSE] ? ARM_CLOSE : arm(self, conn, then);
         Py_DECREF(then);
         if (armed < 0) {
             return NULL;
@@ -294,12 +291,10 @@ WorkerCalls_serve(WorkerCallsObject *self, PyObject *conn)
 /* ---- follow: Worker._follow ----------------------------------------------------------- */
 
 enum { N_WATCHING, N_RESTING, N_BUSY, N_WATCHERS, N_CONNS, N_LOCK, N_REST, N_ACQUIRE,
-       N_RELEASE, N_NOTIFY, N_REST_THEN_WATCH, N_POOL_ERROR, N_CLAIMED, N_STATE, N_WOKEN,
-       N_HANGUP, N_COUNT };
+       N_RELEASE, N_NOTIFY, N_CLAIMED, N_STATE, N_WOKEN, N_HANGUP, N_COUNT };
 static const char *const follow_text[N_COUNT] = {
     "watching", "resting", "busy", "watchers", "conns", "lock", "rest", "acquire",
-    "release", "notify", "_rest_then_watch", "_pool_error", "claimed", "state", "woken",
-    "hangup"};
+    "release", "notify", "claimed", "state", "woken", "hangup"};
 static PyObject *follow_names[N_COUNT];
 
 /* What one pool thread's loop holds: the worker, its instance dict (where its counters
@@ -412,7 +407,7 @@ claim(PyObject *conn, uint32_t events)
         state = claimed == NULL ? NULL : PyObject_GetAttr(conn, follow_names[N_STATE]);
     }
     int taken = claimed == NULL || state == NULL ? -1 : PyObject_IsTrue(claimed);
-    if (taken >= 0 && state == bound.closed_state) {
+    if (taken >= 0 && state == native_seam.v[V_CLOSED]) {
         taken = 2;
     }
     Py_XDECREF(claimed);
@@ -475,7 +470,7 @@ come_back(Follow *f)
     if (watching < watchers) {  /* _rest_then_watch's common case, without the call */
         return set_count(f, N_WATCHING, watching + 1);
     }
-    PyObject *r = PyObject_CallMethodNoArgs(f->worker, follow_names[N_REST_THEN_WATCH]);
+    PyObject *r = PyObject_CallMethodNoArgs(f->worker, native_seam.call[M_REST_THEN_WATCH]);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -489,7 +484,7 @@ pool_error(PyObject *worker, PyObject *conn)
         return 0;
     }
     PyObject *args[3] = {worker, conn != NULL ? conn : Py_None, exc};
-    PyObject *r = PyObject_VectorcallMethod(follow_names[N_POOL_ERROR], args,
+    PyObject *r = PyObject_VectorcallMethod(native_seam.call[M_POOL_ERROR], args,
                                             3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(exc);
     Py_XDECREF(r);
@@ -641,7 +636,7 @@ WorkerCalls_follow(WorkerCallsObject *self, PyObject *const *args, Py_ssize_t na
     if (native_lock_call(f.acquire) < 0) {
         goto done;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(worker, follow_names[N_REST_THEN_WATCH]);
+    PyObject *r = PyObject_CallMethodNoArgs(worker, native_seam.call[M_REST_THEN_WATCH]);
     Py_XDECREF(r);
     if (lock_release(&f) < 0 || r == NULL) {
         goto done;
@@ -857,8 +852,7 @@ PyTypeObject WorkerCallsType = {
 
 PyMethodDef native_worker_methods[] = {
     {"bind_worker", (PyCFunction)(void (*)(void))bind_worker, METH_FASTCALL,
-     "bind_worker(Connection, Next.CLOSE, Next.WRITE, State.CLOSED, accept, "
-     "new_connection, Worker._accept): the class "
-     "WorkerCalls.serve arms and follow claims."},
+     "bind_worker(accept, new_connection, Worker): the native accept and "
+     "new_connection, and the Worker class whose _accept the accept twin stands for."},
     {NULL, NULL, 0, NULL},
 };

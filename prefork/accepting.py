@@ -27,6 +27,7 @@ from prefork.config import Config
 from prefork.connection import Connection
 from prefork.connstate import Next, ServerContext
 from prefork.engine import ClientSocket
+from prefork.seam import native_calls
 from prefork.sockets import Listener
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Accepting:
     _kick: Callable[[Connection], None]
     failures: tuple[float, int]  # accept failures: when the last was logged, how many since
 
+    @native_calls
     def _accept(self, listener: Listener) -> None:
         # The bound check and the accept are one step: two threads woken for a listener
         # must not both take the last free place. The drain closes listeners under the
@@ -103,6 +105,7 @@ class Accepting:
         self.conns[conn.fd] = conn
         return conn
 
+    @native_calls
     def _pause_accepting(self) -> None:
         with self.listen_lock:
             if not self.accepting:

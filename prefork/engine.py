@@ -96,7 +96,7 @@ class WorkerCalls(Protocol):
     def progress(self) -> None: ...  # RequestWatch.progress
 
 
-def _nothing_to_bind(accept: Callable[..., Any]) -> None:
+def _nothing_to_bind(worker: type) -> None:
     """The Python engine's bind_worker: its worker makes its own calls."""
 
 
@@ -138,7 +138,7 @@ class Engine:
     # Given Worker._accept by each worker as it starts (the native engine's C twin of it
     # stands in only while the worker's _accept is that function): so that the engine's
     # module need not import the worker's, which imports it.
-    bind_worker: Callable[[Callable[..., Any]], None] = _nothing_to_bind
+    bind_worker: Callable[[type], None] = _nothing_to_bind
 
     def socket_io(self, sock: ClientSocket) -> SocketIO:
         """What a connection reads and writes through: its socket, or the native engine's

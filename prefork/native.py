@@ -16,23 +16,31 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import httptools
 
-from prefork import _native, connection, connstate, engine, output, proxy, wsgi
+from prefork import _native, connection, connstate, engine, output, proxy, request_cycle, seam, wsgi
 from prefork.errors import BadRequest, HeaderFieldsTooLarge, URITooLong
 from prefork.http import parser, request, response
 from prefork.http.fields import FORBIDDEN_TRAILERS
 from prefork.http.parser import FieldsFactory
 
-# The classes whose __slots__ fields the C files read and write (declared once, in
-# _native_seam.h): bound first; a renamed field fails here, named.
+# What the C files use of the Python classes, declared once in _native_seam.h: the
+# __slots__ fields they read and write and the enum members they use, bound first; the
+# methods they call, checked to exist and be marked @native_calls (the worker's, by
+# bind_worker). A renamed field, member or method fails here, named.
 _native.bind_seam(connection.Connection, parser.RequestParser, parser._Callbacks,
                   output.Output, connstate.ServerContext, engine.Engine, parser.ParserLimits,
-                  request.Request, request.Body)
+                  request.Request, request.Body, connstate.State, connstate.Next,
+                  connstate.Ending, connstate.ProxyHeader, connstate.Watch)
+SEAM = _native.seam()
+_CLASSES: dict[str, type] = {"Connection": connection.Connection,
+                             "RequestParser": parser.RequestParser, "Output": output.Output,
+                             "Trust": proxy.Trust, "Exchange": wsgi.Exchange}
+seam.check(SEAM["calls"], _CLASSES)
+seam.check(SEAM["references"], _CLASSES)
 
 _native.bind_exchange(response._STATUS_CODES, wsgi.Exchange.start_response, response._NAMES,
                       response.header_name, wsgi._SERVER_FIELDS, threading.Lock)
@@ -75,33 +83,26 @@ _native.bind_connection(connection.Connection, connstate.ServerContext, engine.E
 # Connection.on_ready's twin, for a PARKED connection: the read, the parser fed, the
 # requests served (serve_one), the connection settled; any other state is the reference's.
 _native.bind_loop(connection.Connection.on_ready, connection.Connection.settle,
-                  parser.RequestParser, output.Output,
-                  (connstate.PARKED, connstate.ACTIVE, connstate.WRITING, connstate.KEEP,
-                   connstate.END_CLEAN, connstate.END_LINGER, connstate.READ,
-                   connstate.WRITE, connstate.CLOSE, connstate.PROXY_NONE),
-                  connection.RECV_BYTES, parser.FEED_ERRORS)
+                  parser.RequestParser, output.Output, request_cycle.RECV_BYTES,
+                  parser.FEED_ERRORS)
 
 # A new connection's objects, made in C (Connection.__init__'s twin, with the parser and
 # the output it makes), and its close (Connection.close's): these classes' fields.
 _native.bind_adopt(connection.Connection, parser.RequestParser, parser._Callbacks,
                    output.Output, connstate.ServerContext, engine.Engine,
                    parser.ParserLimits, collections.deque, httptools.HttpRequestParser,
-                   parser.LENIENCIES, connection.Connection.close,
-                   (connstate.PARKED, connstate.KEEP, connstate.PROXY_NONE,
-                    connstate.CLOSED, connstate.Watch.NOTHING))
+                   parser.LENIENCIES, connection.Connection.close)
 
 
 
-def bind_worker(accept: Callable[..., Any]) -> None:
-    """The worker's calls for each request (_native.WorkerCalls): serve parks these
-    connections (the epoll's masks: connstate.Watch), follow claims them (unless
-    closed), and accept stands in for `accept` (Worker._accept), which each worker
-    hands over as it starts (engine.Engine.bind_worker): this module does not import
-    the worker's, which imports the engine's."""
-    _native.bind_worker(connection.Connection, connstate.CLOSE, connstate.WRITE,
-                        connstate.CLOSED, _native.accept, _native.new_connection,
-                        accept, tuple(connstate.Watch))
-
+def bind_worker(worker: type) -> None:
+    """The worker's calls for each request (_native.WorkerCalls) and the accept twin,
+    which stands in for `worker._accept` (Worker._accept, unless replaced): each worker
+    hands its class over as it starts (engine.Engine.bind_worker), this module not
+    importing the worker's, which imports the engine's. Its methods the C calls are
+    checked here, as the others are at import."""
+    seam.check(SEAM["calls"], {"Worker": worker})
+    _native.bind_worker(_native.accept, _native.new_connection, worker)
 
 
 # A request's environ: made in C for an origin-form target, else by the reference.

@@ -25,6 +25,7 @@ from typing import IO
 
 from prefork.engine import ClientSocket, SocketIO
 from prefork.errors import ClientGone
+from prefork.seam import native_calls
 
 # A response the client does not take at once is queued and written as the socket drains;
 # past this many queued bytes the app's thread waits (see above).
@@ -62,6 +63,7 @@ class Output:
         self.queue: deque[memoryview | FileTail] = deque()  # empty: nothing waits
         self.queued_bytes = 0
 
+    @native_calls
     def send(self, data: bytes) -> None:
         """Send now what the socket takes; queue the rest (written on EPOLLOUT).
         Raises ClientGone if the client is gone."""
@@ -159,6 +161,7 @@ class Output:
             self.sock.send(data)
             self.sock.shutdown(socket.SHUT_WR)
 
+    @native_calls
     def discard(self) -> None:
         """Drop what is queued (the client is gone, or the connection closes)."""
         for item in self.queue:

@@ -27,6 +27,8 @@ import logging
 import re
 from typing import Any
 
+from prefork.seam import native_calls
+
 log = logging.getLogger(__name__)
 
 FORWARDED_KEYS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
@@ -83,6 +85,7 @@ class Trust:
             self._cache[addr] = result
         return result
 
+    @native_calls
     def peer(self, remote_addr: str, is_unix: bool) -> bool:
         return self.unix_trusted if is_unix else self.address(remote_addr)
 

@@ -65,6 +65,7 @@ from prefork.metrics import WorkerMetrics
 from prefork.output import POLLIN, wait_for
 from prefork.proxy import Trust
 from prefork.reloader import FileWatch
+from prefork.seam import native_calls
 from prefork.sockets import Listener
 from prefork.static import StaticFiles
 from prefork.watchdog import RequestWatch
@@ -156,7 +157,7 @@ class Worker(Accepting):
         os.set_blocking(self.wake_w, False)
         self.ep = select.epoll()  # connections and listeners: the pool threads wait here
         self.engine = engine_choice.choose(config.http_engine)
-        self.engine.bind_worker(Worker._accept)
+        self.engine.bind_worker(Worker)
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         # What a connection does when woken: its own on_ready, or the engine's C twin.
         self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready
@@ -378,12 +379,14 @@ class Worker(Accepting):
                 self.busy -= 1
                 self._rest_then_watch()
 
+    @native_calls
     def _pool_error(self, conn: Connection | None, exc: BaseException) -> None:
         """What a pool thread's serve or accept raised: logged, its connection closed."""
         log.error("unexpected error in a pool thread", exc_info=exc)
         if conn is not None:
             self._close(conn)
 
+    @native_calls
     def _rest_then_watch(self) -> None:
         """With the lock held: rest while enough threads wait on the epoll, then join them."""
         while self.watching >= self.watchers:

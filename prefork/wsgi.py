@@ -32,6 +32,7 @@ from prefork.http.response import (
     status_code,
 )
 from prefork.loader import ExcInfo, WSGIApp
+from prefork.seam import native_calls
 
 _SERVER_FIELDS = b"Server: " + SERVER + b"\r\n"
 # What an app may give as body bytes. A tuple, not `bytes | bytearray`: that expression
@@ -241,6 +242,7 @@ class Exchange:
         return True
 
     # PEP 3333 start_response
+    @native_calls
     def start_response(
         self,
         status: str,
@@ -311,6 +313,7 @@ class Exchange:
         return chunk(data) if self.chunked else data
 
     # PEP 3333 write() callable, also used for each item of the iterable
+    @native_calls
     def write(self, data: bytes) -> None:
         if not isinstance(data, _BYTES):
             raise TypeError(f"the app must give bytes, not {type(data).__name__}")
@@ -360,6 +363,7 @@ class Exchange:
         """Call the app and send its response (prefork.native's does it in C)."""
         self.respond(app(environ, self.start_response))
 
+    @native_calls
     def respond(self, result: Iterable[bytes]) -> None:
         """Send what the app returned, then close it (PEP 3333)."""
         try:

@@ -60,6 +60,7 @@ from prefork.errors import (
 )
 from prefork.http.fields import HeadFields
 from prefork.http.request import Request
+from prefork.seam import native_calls
 
 # Framing bytes each chunk may carry beyond the body-wide allowance: "ffffffff\r\n" and
 # the CRLF after the data take 12; the rest leaves room for a short extension.
@@ -291,6 +292,7 @@ class RequestParser:
         self._parser = httptools.HttpRequestParser(_Callbacks(self, self._fields))
         self._parser.set_dangerous_leniencies(**LENIENCIES)
 
+    @native_calls
     def close(self) -> None:
         """No more bytes: break the cycles with llhttp's parser (it holds our callbacks)
         and with fields that end heads (they hold this parser), so that all are freed at
@@ -306,6 +308,7 @@ class RequestParser:
         """True between requests: no partial request has been received."""
         return self._req is None and not self._fields.in_head
 
+    @native_calls
     def feed(self, data: bytes | memoryview) -> None:
         limit = self._framing_limit
         if len(data) > limit:
@@ -316,6 +319,7 @@ class RequestParser:
         else:
             self._feed(data)
 
+    @native_calls
     def _feed(self, data: bytes | memoryview) -> None:
         if self.stopped:
             return
@@ -334,6 +338,7 @@ class RequestParser:
                                     and req is self._req):
             self._fed(data, req, before)
 
+    @native_calls
     def _refused(self, exc: Exception, data: bytes | memoryview, req: Request | None,
                  in_head: bool, before: int = 0) -> None:
         """llhttp refused a piece that began with `req` under way (or none; its body had
@@ -354,6 +359,7 @@ class RequestParser:
         else:
             self._fail(exc)
 
+    @native_calls
     def _fed(self, data: bytes | memoryview, req: Request | None, before: int) -> None:
         """A piece fed that ended inside a head, or inside a chunked body (`req`'s, which
         had received `before` body bytes): counted against the limits of what is not
@@ -421,6 +427,7 @@ class RequestParser:
             self._fail(err)
 
     # -- httptools callbacks ---------------------------------------------------------------
+    @native_calls
     def on_headers_complete(self) -> None:
         fields = self._fields
         fields.in_head = False
@@ -533,11 +540,13 @@ class RequestParser:
     def on_chunk_header(self) -> None:
         self._chunks += 1
 
+    @native_calls
     def on_body(self, data: bytes) -> None:
         req = self._req
         assert req is not None
         req.body.feed(data)
 
+    @native_calls
     def on_message_complete(self) -> None:
         req = self._req
         assert req is not None

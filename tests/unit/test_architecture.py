@@ -179,6 +179,17 @@ def test_the_compiled_core_stays_within_its_limits(path: Path) -> None:
     assert c_over_limits(path.name, path.read_text()) == []
 
 
+def test_private_cpython_api_is_used_in_one_header_only() -> None:
+    """CPython's private functions (`_Py...`) and a type's internals (`tp_dict`) are
+    named only in _native_compat.h, each behind its version guard: what a new CPython
+    needs checking is in one place."""
+    uses = {p.name: sorted(set(re.findall(r"\b(_Py\w+|tp_dict)\b", c_source(p))))
+            for p in C_FILES if p.name != "_native_compat.h"}
+    assert {name: found for name, found in uses.items() if found} == {}
+    compat = c_source(PKG / "_native_compat.h")
+    assert "_PyDict_NewPresized" in compat and "PY_VERSION_HEX" in compat
+
+
 def runtime_imports(path: Path, modules: set[str]) -> set[str]:
     """The package's modules `path` imports when it runs: at module level or inside a
     function (run later, an import is still an arrow), not under `if TYPE_CHECKING`."""
