@@ -3,6 +3,7 @@
     python bench/syscalls.py        # prefork, granian and bjoern (those installed)
     python bench/syscalls.py --servers prefork --connections 64,4 --duration 4
     python bench/syscalls.py --close   # a new connection per request (Connection: close)
+    python bench/syscalls.py --pipelined  # 16 requests per write (bench/run.py's pipelined)
     python bench/syscalls.py --perf    # counted by perf's tracepoints, not strace
 
 Each server runs as in bench/run.py (2 workers x 8 threads where it has those knobs).
@@ -18,7 +19,10 @@ For each connection count, two wrk runs of the same length:
      (2026-12-01: prefork 4.63 per hello request under strace, 4.01 under perf; granian
      8.05 and 2.68).
 
-Prints a Markdown table; bench/NOTES.md keeps the figures of record. Linux only.
+Sends per response counts every call that writes to a socket (sendto, sendmsg, write,
+writev, sendfile): 1.00 when each response goes out on its own, less when responses
+ready together leave in one call (pipelined traffic). Prints a Markdown table;
+bench/NOTES.md keeps the figures of record. Linux only.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import SERVERS, Server, figure, installed
+from run import SERVERS, Server, figure, installed, lua_scripts
+
+SENDS = ("sendto", "sendmsg", "sendmmsg", "write", "writev", "sendfile", "sendfile64")
 
 
 def context_switches(server: Server) -> int:
@@ -48,7 +54,9 @@ def context_switches(server: Server) -> int:
     return total
 
 
-CLOSE: list[str] = []  # --close: wrk's header asking for a new connection per request
+# wrk's arguments before the URL: --close's header asking for a new connection per
+# request, or --pipelined's script (16 requests per write)
+CLOSE: list[str] = []
 
 
 def wrk(port: int, connections: int, seconds: int) -> int:
@@ -111,9 +119,15 @@ def main() -> None:
     parser.add_argument("--perf", action="store_true",
                         help="count with perf's syscall tracepoints instead of strace (the "
                              "server at full speed; needs linux-perf and tracefs)")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="16 requests per write, as bench/run.py's pipelined workload")
     args = parser.parse_args()
     if args.close:
         CLOSE[:] = ["-H", "Connection: close"]
+    if args.pipelined:
+        scripts = Path(tempfile.mkdtemp(prefix="prefork-syscalls-"))
+        lua_scripts(scripts)
+        CLOSE[:] = ["-s", str(scripts / "pipeline.lua")]
     for tool in ("wrk", "perf" if args.perf else "strace"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install -y {tool})")
@@ -138,16 +152,18 @@ def main() -> None:
                 traced, calls = counts(server, connections, args.duration)
                 total = sum(calls.values()) / max(traced, 1)
                 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
-                rows.append((name, connections, total, switches, ", ".join(
+                sends = sum(calls.get(k, 0) for k in SENDS) / max(traced, 1)
+                rows.append((name, connections, total, switches, sends, ", ".join(
                     f"{k} {v / max(traced, 1):.2f}" for k, v in top)))
                 print(f"{name:9} c={connections:<3} syscalls/req {total:6.2f}  "
-                      f"ctx switches/req {switches:5.2f}", flush=True)
+                      f"ctx switches/req {switches:5.2f}  sends/response {sends:5.2f}",
+                      flush=True)
         finally:
             server.stop()
     print("\n| server | connections | syscalls per request | context switches per request "
-          "| most frequent (per request) |\n|---|---|---|---|---|")
-    for name, connections, total, switches, top in rows:
-        print(f"| {name} | {connections} | {total:.2f} | {switches:.2f} | {top} |")
+          "| sends per response | most frequent (per request) |\n|---|---|---|---|---|---|")
+    for name, connections, total, switches, sends, top in rows:
+        print(f"| {name} | {connections} | {total:.2f} | {switches:.2f} | {sends:.2f} | {top} |")
 
 
 if __name__ == "__main__":

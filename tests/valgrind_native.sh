@@ -14,7 +14,8 @@ log=$(mktemp /tmp/valgrind-native.XXXXXX)
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(tests/unit/test_native.py tests/unit/test_native_adopt.py
   tests/unit/test_native_conn.py tests/unit/test_native_exchange.py
-  tests/unit/test_native_worker.py tests/unit/test_native_wsgi.py tests/unit/test_fields.py)
+  tests/unit/test_native_worker.py tests/unit/test_native_wsgi.py tests/unit/test_fields.py
+  tests/unit/test_native_seam.py)
 PYTHONMALLOC=malloc valgrind --quiet --log-file="$log" --num-callers=40 --track-origins=yes \
   --errors-for-leak-kinds=none "$py" -m pytest -q -p no:cacheprovider -p no:randomly \
   --timeout 3000 "${args[@]}"
