@@ -521,9 +521,10 @@ native_close_connection(PyObject *conn)
     if (parser == NULL) {
         return -1;
     }
-    PyObject *fields = is(parser, SEAM_PARSER) ? NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]) : NULL;
-    r = fields != NULL && Py_IS_TYPE(fields, &HeadFieldsType) ? parser_close(parser)
-                                                               : call_method(parser, native_seam.call[M_PARSER_CLOSE]);
+    PyObject *fields = is(parser, SEAM_PARSER) ?
+        NATIVE_SLOT(parser, native_seam.parser[P_FIELDS]) : NULL;
+    r = fields != NULL && Py_IS_TYPE(fields, &HeadFieldsType) ?
+        parser_close(parser) : call_method(parser, native_seam.call[M_PARSER_CLOSE]);
     Py_DECREF(parser);
     if (r < 0) {
         return -1;

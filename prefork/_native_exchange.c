@@ -430,7 +430,8 @@ exchange_run(Exchange *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run(app, environ)");
         return NULL;
     }
-    PyObject *start_response = PyObject_GetAttr((PyObject *)self, native_seam.call[M_START_RESPONSE]);
+    PyObject *start_response = PyObject_GetAttr((PyObject *)self,
+                                                native_seam.call[M_START_RESPONSE]);
     if (start_response == NULL) {
         return NULL;
     }
@@ -449,7 +450,8 @@ exchange_run(Exchange *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(body);
     }
     if (done == 0) {
-        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, native_seam.call[M_RESPOND], result);
+        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, native_seam.call[M_RESPOND],
+                                                result);
         Py_XDECREF(r);
         done = r == NULL ? -1 : 1;
     }
