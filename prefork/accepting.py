@@ -100,7 +100,7 @@ class Accepting:
     def _adopt(self, sock: ClientSocket, remote: tuple[str, str], base: dict[str, Any],
                now: float) -> Connection:
         """A new connection, claimed by the caller; in the epoll from its first parking."""
-        conn = (self.engine.new_connection or Connection)(sock, remote, base, self.ctx, now)
+        conn = self.engine.new_connection(sock, remote, base, self.ctx, now)
         conn.claimed = True
         self.conns[conn.fd] = conn
         return conn

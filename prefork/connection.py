@@ -294,7 +294,7 @@ class Connection(RequestCycle):
     def serve(self) -> Next:
         """Answer every complete request; leave unsent output to EPOLLOUT; then settle."""
         parser = self.parser
-        serve_one = self.ctx.engine.serve_one or _serve_one  # native: _native_conn.c
+        serve_one = self.ctx.engine.serve_one  # native: _native_conn.c
         while self.end is KEEP:
             if parser.ready:
                 req = parser.ready.popleft()
@@ -421,6 +421,3 @@ class Connection(RequestCycle):
         self.io.close()  # the native engine's forgets the descriptor before it is reused
         self.ctx.engine.close_socket(self.sock)
 
-
-# The reference's serve_one, where the engine has no compiled twin (the Python engine).
-_serve_one = RequestCycle.serve_one

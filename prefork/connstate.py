@@ -13,11 +13,11 @@ from __future__ import annotations
 import enum
 import select
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prefork.accesslog import AccessLog
 from prefork.config import ProxyProtocol
-from prefork.engine import PYTHON, Engine
+from prefork.engine import Engine
 from prefork.hooks import WorkerView
 from prefork.http.parser import DEFAULT_LIMITS, ParserLimits
 from prefork.http.request import Request
@@ -103,7 +103,8 @@ class ServerContext:
     lingering_timeout_s: float = 5.0
     lingering_bytes: int = 16 << 20
     parser_limits: ParserLimits = DEFAULT_LIMITS
-    engine: Engine = PYTHON  # whose recv and send the connections use
+    # Whose calls the connections make (engine_choice.choose's): always given.
+    engine: Engine = field(kw_only=True)
     begin_request: Callable[[Request, Exchange], None] = lambda req, exchange: None
     end_request: Callable[[], None] = lambda: None
     progress: Callable[[], None] = lambda: None  # slow I/O moved on: the request is not stuck

@@ -7,8 +7,8 @@ socket and epoll objects (each call releases the GIL); the native engine uses
 prefork._native (_native.c), whose non-blocking recv, send, epoll_ctl, accept and close
 keep it, so that pool threads hand the GIL to each other only where one waits
 (epoll_wait). engine_choice.choose picks one (the master, to log it; each worker, for
-itself); this module imports nothing of the connection code, so every module may import
-it.
+itself, and builds the Python engine with the references: Connection's own methods);
+this module imports nothing of the connection code, so every module may import it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prefork.http.fields import HeadFields
@@ -112,10 +112,11 @@ class Engine:
     exchange: type[Exchange] = Exchange
     build_environ: BuildEnviron = build_environ
     head_fields: FieldsFactory = HeadFields  # llhttp's callbacks for a head's fields
-    # A connection's serve_one(conn, req) and on_ready(conn); None: Connection's own
-    # methods, the reference (the native engine's are prefork/_native_conn.c's).
-    serve_one: Callable[[Any, Any], bool] | None = None
-    on_ready: Callable[[Any], Any] | None = None
+    # A connection's serve_one(conn, req) and on_ready(conn): Connection's own methods
+    # (the reference, given by engine_choice) or prefork/_native_conn.c's twins. Always
+    # given (keyword-only): this module is below the connection code and cannot name it.
+    serve_one: Callable[[Any, Any], bool] = field(kw_only=True)
+    on_ready: Callable[[Any], Any] = field(kw_only=True)
     # The worker's calls for each request (WorkerCalls(epfd, on_ready, arm, close,
     # inflight, served, info, max_requests, counted)); None: the worker's own methods.
     worker_calls: Callable[..., WorkerCalls] | None = None
@@ -128,11 +129,11 @@ class Engine:
     # native engine's has room for a request's keys (its copies do not grow per request).
     environ_base: Callable[[dict[str, Any]], dict[str, Any]] = dict
     # A new connection's objects, Connection(sock, remote, base, ctx, now), and its end,
-    # Connection.close: None for the class's own, or the native engine's C twins
-    # (_native_adopt.c: no Python runs for them per connection).
+    # Connection.close: the class's own, or the native engine's C twins
+    # (_native_adopt.c: no Python runs for them per connection). Always given.
     new_connection: Callable[[ClientSocket, tuple[str, str], dict[str, Any], ServerContext,
-                              float], Connection] | None = None
-    close_connection: Callable[[Connection], None] | None = None
+                              float], Connection] = field(kw_only=True)
+    close_connection: Callable[[Connection], None] = field(kw_only=True)
     # auto found no compiled core: the Python path, not what was hoped for (a warning).
     fallback: bool = False
     # Given Worker._accept by each worker as it starts (the native engine's C twin of it
@@ -150,5 +151,3 @@ class Engine:
     def epoll_io(self, ep: select.epoll) -> EpollIO:
         return ep if self.epoll_type is None else self.epoll_type(ep.fileno())
 
-
-PYTHON = Engine("python", "http_engine = python")

@@ -160,7 +160,7 @@ class Worker(Accepting):
         self.engine.bind_worker(Worker)
         self.epoll = self.engine.epoll_io(self.ep)  # arms connections, by the engine's calls
         # What a connection does when woken: its own on_ready, or the engine's C twin.
-        self.on_ready: Callable[[Connection], Next] = self.engine.on_ready or Connection.on_ready
+        self.on_ready: Callable[[Connection], Next] = self.engine.on_ready
         # A pool thread's loop and its calls for each request: the worker's own methods,
         # or the engine's twins of them, made in C (engine.WorkerCalls).
         self.follow: Callable[[dict[int, Listener]], None] = self._follow
@@ -530,7 +530,7 @@ class Worker(Accepting):
         be reused by the next accept). Closing its socket, never duplicated, takes it out
         of the epoll: no epoll call needed."""
         self.conns.pop(conn.fd, None)
-        (self.engine.close_connection or Connection.close)(conn)
+        self.engine.close_connection(conn)
 
     def _begin_request(self, req: Request, exchange: Exchange) -> None:
         """A pool thread begins a request: the watchdogs' clock starts; it is counted."""

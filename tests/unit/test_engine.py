@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from prefork.engine import PYTHON
+from prefork.engine_choice import PYTHON
 from prefork.engine_choice import choose
 from prefork.errors import ConfigError
 
