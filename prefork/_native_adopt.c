@@ -45,8 +45,8 @@
 
 #include "_native.h"
 
-#define NATIVE_SEAM_NAME(index, name) #name,
-static const char *const callback_slots[CB_COUNT] = {NATIVE_CALLBACKS_SLOTS(NATIVE_SEAM_NAME)};
+static const char *const callback_slots[CB_COUNT] = {
+    NATIVE_CALLBACKS_SLOTS(NATIVE_SEAM_NAME)};
 static PyObject *callback_names[CB_COUNT];  /* the same, interned: the attributes read */
 
 /* The most keyword arguments LENIENCIES may give set_dangerous_leniencies. */
@@ -120,13 +120,6 @@ is(PyObject *obj, int type)
     return obj != NULL && native_is(obj, type);
 }
 
-/* A new, zeroed instance of a bound class: every field unset until it is set here. */
-static PyObject *
-blank(int type)
-{
-    PyTypeObject *cls = (PyTypeObject *)native_seam.cls[type];
-    return cls->tp_alloc(cls, 0);
-}
 
 /* Set a field of a blank object to a new reference (`value` stolen; NULL: an error
    already raised, which this passes on as -1). */
@@ -181,7 +174,7 @@ static PyObject *
 new_callbacks(PyObject *parser, PyObject *fields)
 {
     const Py_ssize_t *cb = native_seam.callbacks;
-    PyObject *callbacks = blank(SEAM_CALLBACKS);
+    PyObject *callbacks = native_blank(SEAM_CALLBACKS);
     if (callbacks == NULL) {
         return NULL;
     }
@@ -239,7 +232,7 @@ new_parser(PyObject *limits, PyObject *head_fields, int *other)
         Py_CLEAR(fields);
         *other = 1;
     }
-    if (fields != NULL && (parser = blank(SEAM_PARSER)) == NULL) {
+    if (fields != NULL && (parser = native_blank(SEAM_PARSER)) == NULL) {
         Py_CLEAR(fields);
     }
     if (parser == NULL) {
@@ -291,7 +284,7 @@ static PyObject *
 new_output(PyObject *sock, PyObject *fd, PyObject *send_timeout_s, PyObject *progress)
 {
     const Py_ssize_t *o = native_seam.output;
-    PyObject *out = blank(SEAM_OUTPUT);
+    PyObject *out = native_blank(SEAM_OUTPUT);
     if (out == NULL) {
         return NULL;
     }
@@ -431,7 +424,7 @@ native_new_connection(PyObject *const *args)
         return other ? PyObject_Vectorcall(native_seam.cls[SEAM_CONNECTION], args, 5, NULL) : NULL;
     }
     PyObject *remote_addr = PyTuple_GET_ITEM(remote, 0);
-    if ((conn = blank(SEAM_CONNECTION)) == NULL || (fd_obj = PyLong_FromLong(fd)) == NULL ||
+    if ((conn = native_blank(SEAM_CONNECTION)) == NULL || (fd_obj = PyLong_FromLong(fd)) == NULL ||
         put(conn, c[C_SOCK], Py_NewRef(sock)) < 0 ||
         put(conn, c[C_FD], Py_NewRef(fd_obj)) < 0 ||
         put(conn, c[C_IO], Py_NewRef(sock)) < 0 ||  /* engine.socket_io: a Sock itself */

@@ -240,8 +240,7 @@ serve_one(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     PyObject *conn = args[0], *req = args[1];
     const Py_ssize_t *c = native_seam.conn, *x = native_seam.ctx;
     PyObject *ctx = NULL, *engine = NULL, *body = NULL, *cls = NULL;
-    if (native_is(conn, SEAM_CONNECTION) &&
-        native_is(req, SEAM_REQUEST)) {
+    if (native_is(conn, SEAM_CONNECTION) && native_is(req, SEAM_REQUEST)) {
         ctx = NATIVE_SLOT(conn, c[C_CTX]);
         body = NATIVE_SLOT(req, native_seam.request[R_BODY]);
     }
@@ -721,8 +720,7 @@ static int
 native_output_send(PyObject *out, PyObject *data)
 {
     PyObject *rest = Py_NewRef(data);
-    if (native_is(out, SEAM_OUTPUT) &&
-        PyBytes_CheckExact(data)) {
+    if (native_is(out, SEAM_OUTPUT) && PyBytes_CheckExact(data)) {
         PyObject *queue = NATIVE_SLOT(out, native_seam.output[O_QUEUE]);
         PyObject *io = NATIVE_SLOT(out, native_seam.output[O_IO]);
         Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);

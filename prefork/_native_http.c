@@ -578,14 +578,6 @@ bind_parser(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
-/* A new instance of a bound class, every field unset (NULL) until the caller sets it. */
-static PyObject *
-blank(PyObject *cls)
-{
-    PyTypeObject *type = (PyTypeObject *)cls;
-    return type->tp_alloc(type, 0);
-}
-
 static PyObject *
 method_text(PyObject *method)
 {
@@ -607,11 +599,11 @@ new_request(HeadFieldsObject *self, PyObject *max_body, int http11, PyObject *me
             PyObject *target, int keep_alive)
 {
     const Py_ssize_t *r = native_seam.request, *b = native_seam.body;
-    PyObject *body = blank(native_seam.cls[SEAM_BODY]), *req = NULL;
+    PyObject *body = native_blank(SEAM_BODY), *req = NULL;
     PyObject *buf = PyBytes_FromStringAndSize(NULL, 0);  /* Body's b"": nothing yet */
     PyObject *text = method_text(method);
     if (body == NULL || buf == NULL || text == NULL ||
-        (req = blank(native_seam.cls[SEAM_REQUEST])) == NULL) {
+        (req = native_blank(SEAM_REQUEST)) == NULL) {
         Py_XDECREF(body);
         Py_XDECREF(buf);
         Py_XDECREF(text);

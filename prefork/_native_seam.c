@@ -26,7 +26,6 @@ struct native_seam native_seam;
 
 static PyMethodDef native_seam_methods[];
 
-#define NATIVE_SEAM_NAME(index, name) #name,
 static const char *const connection_slots[] = {NATIVE_CONNECTION_SLOTS(NATIVE_SEAM_NAME)};
 static const char *const parser_slots[] = {NATIVE_PARSER_SLOTS(NATIVE_SEAM_NAME)};
 static const char *const callbacks_slots[] = {NATIVE_CALLBACKS_SLOTS(NATIVE_SEAM_NAME)};

@@ -113,6 +113,7 @@
     X(V_WATCH_READ_WRITE, Watch, READ_WRITE)
 
 #define NATIVE_SEAM_INDEX(index, name) index,
+#define NATIVE_SEAM_NAME(index, name) #name,
 #define NATIVE_SEAM_INDEX_OF(index, owner, name) index,
 enum { NATIVE_CALLS(NATIVE_SEAM_INDEX_OF) M_COUNT };
 enum { NATIVE_MEMBERS(NATIVE_SEAM_INDEX_OF) V_COUNT };
@@ -152,6 +153,15 @@ native_is(PyObject *obj, int which)
 {
     PyObject *cls = native_seam.cls[which];
     return cls != NULL && Py_IS_TYPE(obj, (PyTypeObject *)cls);
+}
+
+/* A new, zeroed instance of the class bound as `which` (bind_seam called): every field
+   unset (NULL) until the caller sets it; NULL with an exception set. */
+static inline PyObject *
+native_blank(int which)
+{
+    PyTypeObject *cls = (PyTypeObject *)native_seam.cls[which];
+    return cls->tp_alloc(cls, 0);
 }
 
 /* `cls` is the class bind_seam bound as `which` (SEAM_*): 0; else -1 with TypeError
